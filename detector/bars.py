@@ -1,0 +1,134 @@
+"""Reading one symbol's bar files (EVENTS.md §1) from either layout.
+
+Daily layout: ``ROOT/symbol=SYM/date=YYYY-MM-DD.parquet`` (UTC date partitions).
+Symbol layout: ``ROOT/SYM.parquet``. A symbol's history is the union of both.
+Only the required columns are read, in one pass over all files when they agree;
+only when that fails are files examined one by one, so that a corrupt file is
+skipped (and named) while a file with a missing or unusable column is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from detector.cleaning import (
+    PRICE_COLUMNS,
+    REQUIRED_COLUMNS,
+    CleaningStats,
+    clean_bars,
+    normalize_types,
+)
+from detector.errors import BarsSchemaError, NoBarsError
+from detector.symbols import validate_symbol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SymbolBars:
+    """One symbol's clean bars, sorted by time, and what cleaning dropped."""
+
+    symbol: str
+    bars: pl.DataFrame
+    stats: CleaningStats
+
+
+def bar_files(symbol: str, bars_root: Path) -> list[Path]:
+    """All bar files of ``symbol``: daily files in date order, then the per-symbol file."""
+    validate_symbol(symbol)
+    files = sorted((bars_root / f"symbol={symbol}").glob("date=*.parquet"))
+    single = bars_root / f"{symbol}.parquet"
+    if single.is_file():
+        files.append(single)
+    return files
+
+
+def read_bar_files(files: list[Path], naive_timezone: str) -> tuple[pl.DataFrame, CleaningStats]:
+    """Read the required columns of ``files`` into canonical types.
+
+    Returns the rows and statistics holding ``files_read`` and ``files_skipped``.
+    Raises :class:`BarsSchemaError` for a missing column or an unusable type.
+    """
+    try:
+        frame = pl.scan_parquet(files).select(REQUIRED_COLUMNS).collect()
+        if _usable_schema(frame.schema) is None:
+            return normalize_types(frame, naive_timezone), CleaningStats(files_read=len(files))
+    except Exception as exc:  # fall back to file-by-file to find the culprit
+        log.debug("one-pass read of %d files failed (%s); reading one by one", len(files), exc)
+    return _read_one_by_one(files, naive_timezone)
+
+
+def _read_one_by_one(files: list[Path], naive_timezone: str) -> tuple[pl.DataFrame, CleaningStats]:
+    frames: list[pl.DataFrame] = []
+    skipped: list[str] = []
+    for path in files:
+        try:
+            schema = pl.Schema(pl.from_arrow(pq.read_schema(path).empty_table()).schema)
+        except Exception as exc:
+            _skip(path, exc, skipped)
+            continue
+        for column in REQUIRED_COLUMNS:
+            if column not in schema:
+                raise BarsSchemaError(path, column, "missing")
+        problem = _usable_schema(schema)
+        if problem is not None:
+            raise BarsSchemaError(path, problem[0], problem[1])
+        try:
+            frame = pl.read_parquet(path, columns=list(REQUIRED_COLUMNS))
+        except Exception as exc:
+            _skip(path, exc, skipped)
+            continue
+        frames.append(normalize_types(frame, naive_timezone))
+    stats = CleaningStats(files_read=len(frames), files_skipped=tuple(skipped))
+    if not frames:
+        return _empty_canonical(), stats
+    return pl.concat(frames, how="vertical"), stats
+
+
+def _skip(path: Path, exc: Exception, skipped: list[str]) -> None:
+    log.warning("skipping unreadable bar file %s: %s", path, str(exc).splitlines()[0])
+    skipped.append(str(path))
+
+
+def _usable_schema(schema: pl.Schema) -> tuple[str, str] | None:
+    """``(column, problem)`` for the first unusable column, else None."""
+    if not isinstance(schema["timestamp"], pl.Datetime):
+        return "timestamp", f"must be a datetime, got {schema['timestamp']}"
+    for column in (*PRICE_COLUMNS, "volume"):
+        if not schema[column].is_numeric():
+            return column, f"must be numeric, got {schema[column]}"
+    return None
+
+
+def _empty_canonical() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "timestamp": pl.Datetime("ms", "UTC"),
+            **{c: pl.Float64 for c in PRICE_COLUMNS},
+            "volume": pl.Int64,
+        }
+    )
+
+
+def load_symbol_bars(
+    symbol: str,
+    bars_root: Path,
+    *,
+    naive_timezone: str = "UTC",
+    day_start_minute: int = 4 * 60,
+    day_end_minute: int = 20 * 60,
+) -> SymbolBars:
+    """One symbol's clean bars. Raises :class:`NoBarsError` when it has no bar file."""
+    files = bar_files(symbol, bars_root)
+    if not files:
+        raise NoBarsError(symbol, bars_root)
+    raw, read_stats = read_bar_files(files, naive_timezone)
+    bars, stats = clean_bars(
+        raw, day_start_minute=day_start_minute, day_end_minute=day_end_minute, stats=read_stats
+    )
+    return SymbolBars(symbol=symbol, bars=bars, stats=stats)

@@ -1,0 +1,191 @@
+"""The six detectors (EVENTS.md §3) and global filters (§4) as one candidate query.
+
+Each detector contributes ``(event_type, direction, condition, metric)``. Rows where
+any condition holds are exploded into one candidate row per hit, so the whole of a
+symbol's history goes through a single lazy query with no Python per bar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from detector.config import DetectorConfig
+from detector.config_load import minutes_of
+from detector.features import ratio
+
+EVENT_TYPES = (
+    "volume_spike",
+    "vwap_break",
+    "price_momentum",
+    "consolidation_break",
+    "opening_range_break",
+    "flush",
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    event_type: str
+    direction: str  # "up" | "down"
+    condition: pl.Expr
+
+
+def _directions(direction_setting: str) -> set[str]:
+    return {"both": {"up", "down"}, "up": {"up"}, "down": {"down"}}[direction_setting]
+
+
+def detector_rules(cfg: DetectorConfig) -> tuple[list[Rule], dict[str, pl.Expr]]:
+    """The enabled rules and, per event type, its ``spike_x`` metric expression."""
+    c, o, v = pl.col("close"), pl.col("open"), pl.col("volume")
+    vol_mult = pl.col("vol_mult")
+    rules: list[Rule] = []
+    metrics: dict[str, pl.Expr] = {}
+
+    def add(event_type: str, setting: str, up: pl.Expr | None, down: pl.Expr | None) -> None:
+        wanted = _directions(setting)
+        for direction, cond in (("up", up), ("down", down)):
+            if cond is not None and direction in wanted:
+                rules.append(Rule(event_type, direction, cond.fill_null(False)))
+
+    vs = cfg.volume_spike
+    if vs.enable:
+        is_rth = pl.col("session") == "RTH"
+
+        def threshold(name: str) -> pl.Expr:
+            return pl.when(is_rth).then(getattr(vs.rth, name)).otherwise(getattr(vs.pm_ah, name))
+
+        spike = ratio(v.cast(pl.Float64), pl.col("vol_ref"))
+        fired = (
+            (pl.col("range_pct") >= vs.min_range_1m_pct)
+            & (spike >= threshold("min_spike"))
+            & (v >= threshold("min_absolute_volume"))
+            & (pl.col("dollar_volume") >= threshold("min_dollar_volume"))
+        )
+        metrics["volume_spike"] = spike
+        add("volume_spike", vs.direction, fired & (c > o), fired & ~(c > o))
+
+    vb = cfg.vwap_break
+    if vb.enable:
+        vwap = pl.col("vwap")
+        dist = ratio(c - vwap, vwap) * 100
+        prev_close, prev_vwap = pl.col("prev_close"), pl.col("prev_vwap")
+        up = (
+            (prev_close <= prev_vwap)
+            & (dist >= vb.bullish.min_distance_pct)
+            & (vol_mult >= vb.bullish.min_volume_confirm)
+        )
+        down = (
+            (prev_close >= prev_vwap)
+            & (dist <= -vb.bearish.min_distance_pct)
+            & (vol_mult >= vb.bearish.min_volume_confirm)
+        )
+        metrics["vwap_break"] = dist.abs()
+        add("vwap_break", vb.direction, up, down)
+
+    pm = cfg.price_momentum
+    if pm.enable:
+        ret = (ratio(c, pl.col("close_back")) - 1) * 100
+        volume_ok = vol_mult >= pm.min_volume_multiplier
+        up = (ret >= pm.bullish.min_change_pct) & volume_ok
+        if pm.bullish.require_breakout:
+            up = up & (c > pl.col("prior_high_20"))
+        down = (ret <= -pm.bearish.min_change_pct) & volume_ok
+        if pm.bearish.require_breakdown:
+            down = down & (c < pl.col("prior_low_20"))
+        metrics["price_momentum"] = ret.abs()
+        add("price_momentum", pm.direction, up, down)
+
+    cb = cfg.consolidation_break
+    if cb.enable:
+        base_high, base_low = pl.col("base_high"), pl.col("base_low")
+        base_range_pct = ratio(base_high - base_low, base_low) * 100
+        consolidating = base_range_pct <= cb.max_range_atr_multiple * pl.col("atr14_pct")
+        volume_ok = vol_mult >= cb.min_volume_spike
+        up = consolidating & (c >= base_high * (1 + cb.min_breakout_pct / 100)) & volume_ok
+        down = consolidating & (c <= base_low * (1 - cb.min_breakout_pct / 100)) & volume_ok
+        metrics["consolidation_break"] = vol_mult
+        add("consolidation_break", cb.direction, up, down)
+
+    ob = cfg.opening_range_break
+    if ob.enable:
+        rth_start, rth_end = (minutes_of(t) for t in cfg.session_bounds.rth)
+        minute = pl.col("minute")
+        may_fire = (
+            (minute >= rth_start + ob.or_duration_minutes)
+            & (minute < rth_end)
+            & pl.col("or_high").is_not_null()
+        )
+        volume_ok = vol_mult >= ob.min_volume_confirm
+        up = may_fire & (c >= pl.col("or_high") * (1 + ob.min_breakout_pct / 100)) & volume_ok
+        down = may_fire & (c <= pl.col("or_low") * (1 - ob.min_breakout_pct / 100)) & volume_ok
+        metrics["opening_range_break"] = vol_mult
+        add("opening_range_break", ob.direction, up, down)
+
+    fd = cfg.flush_detection
+    if fd.enable:
+        day_high = pl.col("day_high_so_far")
+        drop = ratio(day_high - c, day_high) * 100
+        down = (
+            (drop >= fd.min_drop_pct)
+            & (vol_mult >= fd.min_volume_spike)
+            & (pl.col("red_run") == fd.min_consecutive_red_bars)
+        )
+        metrics["flush"] = drop
+        add("flush", "down", None, down)
+
+    return rules, metrics
+
+
+def global_filter(cfg: DetectorConfig) -> pl.Expr:
+    """Rows that may produce an event at all (EVENTS.md §1 day size and §4)."""
+    gf = cfg.global_filters
+    session = pl.col("session")
+    keep = (
+        pl.col("close").is_between(gf.min_price, gf.max_price)
+        & (pl.col("day_dollar_volume") >= gf.min_dollar_volume_day)
+        & (pl.col("day_bars") >= cfg.min_bars_per_day)
+        & session.is_not_null()
+    )
+    if gf.market_hours_only:
+        keep = keep & (session == "RTH")
+    if gf.exclude_premarket:
+        keep = keep & (session != "PM")
+    if gf.exclude_afterhours:
+        keep = keep & (session != "AH")
+    return keep.fill_null(False)
+
+
+def candidates(lf: pl.LazyFrame, cfg: DetectorConfig) -> pl.LazyFrame:
+    """One row per (bar, event_type, direction) that fires and passes the global filters.
+
+    Adds ``event_type``, ``direction`` and ``spike_x``; rows whose metric is not
+    finite are dropped.
+    """
+    rules, metrics = detector_rules(cfg)
+    if not rules:
+        return lf.head(0).with_columns(
+            event_type=pl.lit(None, pl.String),
+            direction=pl.lit(None, pl.String),
+            spike_x=pl.lit(None, pl.Float64),
+        )
+    hit = pl.concat_list(
+        [pl.when(r.condition).then(pl.lit(f"{r.event_type}|{r.direction}")) for r in rules]
+    ).list.drop_nulls()
+    event_type = pl.col("hit").str.split_exact("|", 1).struct.field("field_0")
+    spike_x = pl.lit(None, pl.Float64)
+    for name, metric in metrics.items():
+        spike_x = pl.when(pl.col("event_type") == name).then(metric).otherwise(spike_x)
+    return (
+        lf.filter(global_filter(cfg) & pl.any_horizontal([r.condition for r in rules]))
+        .with_columns(hit=hit)
+        .explode("hit")
+        .with_columns(
+            event_type=event_type,
+            direction=pl.col("hit").str.split_exact("|", 1).struct.field("field_1"),
+        )
+        .with_columns(spike_x=spike_x.cast(pl.Float64))
+        .filter(pl.col("spike_x").is_finite())
+        .drop("hit")
+    )

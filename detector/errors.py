@@ -1,0 +1,78 @@
+"""Exceptions with fields, and the exit status each one maps to at the CLI.
+
+Every error the project raises on purpose derives from :class:`IntradayEventsError`;
+the CLI turns it into one line on stderr and ``exit_code``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1  # the run finished but something in it failed
+    USAGE = 2  # bad arguments or configuration: nothing was started
+    DATA = 3  # input data unreadable or malformed
+    INTERRUPTED = 130  # SIGINT
+    TERMINATED = 143  # SIGTERM
+
+
+class IntradayEventsError(Exception):
+    """Base class: ``str(err)`` is the one line shown to the user."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+
+class ConfigError(IntradayEventsError):
+    """A configuration value or key is not acceptable."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, key_path: str, problem: str, source: str | None = None) -> None:
+        self.key_path = key_path
+        self.problem = problem
+        self.source = source
+        where = f" in {source}" if source else ""
+        super().__init__(f"config{where}: {key_path}: {problem}")
+
+
+class InvalidSymbolError(IntradayEventsError):
+    """One or more symbols are not plain tickers; no path is ever built from them."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, symbols: list[str]) -> None:
+        self.symbols = symbols
+        shown = ", ".join(repr(s) for s in symbols[:20])
+        more = f" (and {len(symbols) - 20} more)" if len(symbols) > 20 else ""
+        super().__init__(
+            f"invalid symbol{'s' if len(symbols) > 1 else ''}: {shown}{more} "
+            "(a symbol is 1-16 characters of A-Z 0-9 . - _)"
+        )
+
+
+class BarsError(IntradayEventsError):
+    """Bar files exist but cannot be used."""
+
+    exit_code = ExitCode.DATA
+
+
+class BarsSchemaError(BarsError):
+    """A bar file lacks a required column or holds it with an unusable type."""
+
+    def __init__(self, path: Path, column: str, problem: str) -> None:
+        self.path = path
+        self.column = column
+        self.problem = problem
+        super().__init__(f"{path}: column {column!r}: {problem}")
+
+
+class NoBarsError(BarsError):
+    """No bar file exists for the symbol under the bars root."""
+
+    def __init__(self, symbol: str, bars_root: Path) -> None:
+        self.symbol = symbol
+        self.bars_root = bars_root
+        super().__init__(f"no bar files for {symbol} under {bars_root}")

@@ -1,0 +1,120 @@
+"""From one symbol's bars to its events: the public entry points of the detector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from detector.bars import load_symbol_bars
+from detector.cleaning import CleaningStats, clean_bars, normalize_types
+from detector.config import AppConfig, DetectorConfig
+from detector.config_load import minutes_of
+from detector.detectors import candidates
+from detector.features import add_bar_features, add_daily_context
+from detector.schema import empty_events, to_event_schema
+from detector.symbols import validate_symbol
+from detector.thinning import score_expr, thin
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    symbol: str
+    events: pl.DataFrame
+    stats: CleaningStats
+    bars: int  # clean bars the detectors saw
+
+
+def _split(config: AppConfig | DetectorConfig | None) -> tuple[DetectorConfig, str]:
+    if config is None:
+        config = AppConfig()
+    if isinstance(config, AppConfig):
+        return config.detector, config.bars.naive_timezone
+    return config, "UTC"
+
+
+def _day_window(cfg: DetectorConfig) -> tuple[int, int]:
+    sb = cfg.session_bounds
+    return minutes_of(sb.premarket[0]), minutes_of(sb.afterhours[1])
+
+
+def events_from_clean_bars(
+    symbol: str, bars: pl.DataFrame, cfg: DetectorConfig, *, raw: bool = False
+) -> pl.DataFrame:
+    """Events (or, with ``raw``, candidates before thinning) from clean bars.
+
+    ``bars`` is the output of :func:`detector.cleaning.clean_bars`.
+    """
+    if bars.is_empty():
+        return empty_events()
+    lf = add_daily_context(bars.lazy(), cfg)
+    lf = add_bar_features(lf, cfg)
+    found = (
+        candidates(lf, cfg)
+        .with_columns(symbol=pl.lit(symbol), score=score_expr(cfg))
+        .filter(pl.col("score").is_finite())
+        .collect()
+    )
+    if not raw:
+        found = thin(found, cfg)
+    found = found.with_columns(
+        timestamp_et=pl.col("ts_et"),
+        event_bias=pl.when(pl.col("direction") == "up")
+        .then(pl.lit("bullish"))
+        .otherwise(pl.lit("bearish")),
+        close_vs_open=pl.when(pl.col("close") > pl.col("open"))
+        .then(pl.lit("green"))
+        .otherwise(pl.lit("red")),
+        tier=pl.lit(1, pl.Int32),
+    )
+    return to_event_schema(found)
+
+
+def detect_bars(
+    symbol: str,
+    frame: pl.DataFrame,
+    config: AppConfig | DetectorConfig | None = None,
+    *,
+    raw: bool = False,
+) -> DetectionResult:
+    """Clean raw bars held in memory and detect: the pure core of :func:`detect_symbol`."""
+    cfg, naive_tz = _split(config)
+    start, end = _day_window(cfg)
+    canonical = normalize_types(frame, naive_tz)
+    bars, stats = clean_bars(canonical, day_start_minute=start, day_end_minute=end)
+    events = events_from_clean_bars(symbol, bars, cfg, raw=raw)
+    return DetectionResult(symbol, events, stats, bars.height)
+
+
+def detect_symbol_result(
+    symbol: str,
+    bars_root: Path | str,
+    config: AppConfig | DetectorConfig | None = None,
+    *,
+    raw: bool = False,
+) -> DetectionResult:
+    """Read one symbol's bar files once and detect, keeping the cleaning statistics."""
+    validate_symbol(symbol)
+    cfg, naive_tz = _split(config)
+    start, end = _day_window(cfg)
+    loaded = load_symbol_bars(
+        symbol,
+        Path(bars_root),
+        naive_timezone=naive_tz,
+        day_start_minute=start,
+        day_end_minute=end,
+    )
+    events = events_from_clean_bars(symbol, loaded.bars, cfg, raw=raw)
+    return DetectionResult(symbol, events, loaded.stats, loaded.bars.height)
+
+
+def detect_symbol(
+    symbol: str,
+    bars_root: Path | str,
+    config: AppConfig | DetectorConfig | None = None,
+    *,
+    raw: bool = False,
+) -> pl.DataFrame:
+    """Events of one symbol (EVENTS.md §6 schema), or raw candidates with ``raw=True``."""
+    return detect_symbol_result(symbol, bars_root, config, raw=raw).events

@@ -1,0 +1,1 @@
+"""Launch, supervise, observe and clean up runs."""

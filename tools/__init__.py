@@ -1,0 +1,1 @@
+"""Offline utilities and the command line."""

@@ -1,0 +1,11 @@
+"""Registers every command module on the group."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(group: click.Group) -> None:
+    from tools.cli import detect_symbol_cmd
+
+    group.add_command(detect_symbol_cmd.detect_symbol)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 Direction = Literal["both", "up", "down"]
@@ -23,6 +23,13 @@ def _positive(**extra: Any) -> dict[str, Any]:
 
 def _non_negative(**extra: Any) -> dict[str, Any]:
     return {"min": 0, **extra}
+
+
+UNUSED = {"unused": True}  # accepted for legacy files, no effect on events, not hashed
+
+
+def _unused(default: Any) -> Any:
+    return field(default=default, metadata=UNUSED)
 
 
 @dataclass(frozen=True)
@@ -44,25 +51,25 @@ class GlobalFilters:
     exclude_afterhours: bool = False
     # Need reference data (float, short interest) the detector does not have:
     # accepted, not used; a notice is logged once per run.
-    bearish_filters: dict[str, Any] = field(default_factory=dict)
-    bullish_filters: dict[str, Any] = field(default_factory=dict)
+    bearish_filters: dict[str, Any] = field(default_factory=dict, metadata=UNUSED)
+    bullish_filters: dict[str, Any] = field(default_factory=dict, metadata=UNUSED)
     # Keys such as min_float or short_interest_* land here (see config_load).
-    reference_data: dict[str, Any] = field(default_factory=dict)
+    reference_data: dict[str, Any] = field(default_factory=dict, metadata=UNUSED)
 
 
 @dataclass(frozen=True)
 class SpikeThresholds:
     min_spike: float = field(default=6.0, metadata=_non_negative())
-    min_absolute_volume: float = field(default=10_000, metadata=_non_negative())
-    min_dollar_volume: float = field(default=50_000, metadata=_non_negative())
+    min_absolute_volume: float = field(default=10_000.0, metadata=_non_negative())
+    min_dollar_volume: float = field(default=50_000.0, metadata=_non_negative())
 
 
 @dataclass(frozen=True)
 class BearishConfirmation:
     """Accepted, not used (EVENTS.md defines volume_spike without it)."""
 
-    min_consecutive_red_bars: int = 2
-    min_drop_from_high_pct: float = 2.0
+    min_consecutive_red_bars: int = _unused(2)
+    min_drop_from_high_pct: float = _unused(2.0)
 
 
 @dataclass(frozen=True)
@@ -77,26 +84,28 @@ class VolumeSpike:
     rth: SpikeThresholds = field(default_factory=SpikeThresholds)
     pm_ah: SpikeThresholds = field(
         default_factory=lambda: SpikeThresholds(
-            min_spike=8.0, min_absolute_volume=15_000, min_dollar_volume=75_000
+            min_spike=8.0, min_absolute_volume=15_000.0, min_dollar_volume=75_000.0
         )
     )
-    bearish_confirmation: BearishConfirmation = field(default_factory=BearishConfirmation)
+    bearish_confirmation: BearishConfirmation = field(
+        default_factory=BearishConfirmation, metadata=UNUSED
+    )
 
 
 @dataclass(frozen=True)
 class VwapBullish:
     min_distance_pct: float = field(default=0.6, metadata=_non_negative())
     min_volume_confirm: float = field(default=2.0, metadata=_non_negative())
-    min_consecutive_bars: int = 2  # accepted, not used
+    min_consecutive_bars: int = _unused(2)  # accepted, not used
 
 
 @dataclass(frozen=True)
 class VwapBearish:
     min_distance_pct: float = field(default=0.8, metadata=_non_negative())
     min_volume_confirm: float = field(default=2.5, metadata=_non_negative())
-    min_consecutive_bars: int = 3  # accepted, not used
-    require_failed_reclaim: bool = True  # accepted, not used
-    failed_reclaim_window: int = 10  # accepted, not used
+    min_consecutive_bars: int = _unused(3)  # accepted, not used
+    require_failed_reclaim: bool = _unused(True)  # accepted, not used
+    failed_reclaim_window: int = _unused(10)  # accepted, not used
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,7 @@ class MomentumBullish:
 class MomentumBearish:
     min_change_pct: float = field(default=3.5, metadata=_non_negative())
     require_breakdown: bool = True  # close < prior_low_20
-    min_acceleration: float = 1.2  # accepted, not used
+    min_acceleration: float = _unused(1.2)  # accepted, not used
 
 
 @dataclass(frozen=True)
@@ -164,7 +173,7 @@ class TapeSpeed:
     """Needs trades data; only ``enable: false`` is accepted."""
 
     enable: bool = False
-    min_transactions_per_minute: float = 50
+    min_transactions_per_minute: float = 50.0
     min_spike: float = 3.0
     cooldown_minutes: float | None = 5.0
 
@@ -173,11 +182,11 @@ class TapeSpeed:
 class FlushDetection:
     enable: bool = True
     min_drop_pct: float = field(default=8.0, metadata=_non_negative())
-    window_minutes: int = 15  # accepted, not used (the drop is from the running day high)
+    window_minutes: int = _unused(15)  # accepted, not used (the drop is from the running day high)
     min_volume_spike: float = field(default=4.0, metadata=_non_negative())
     min_consecutive_red_bars: int = field(default=3, metadata={"min": 1})
     require_wick_recovery: bool = False  # only false is supported
-    volume_acceleration: bool = True  # accepted, not used
+    volume_acceleration: bool = _unused(True)  # accepted, not used
     cooldown_minutes: float | None = field(default=20.0, metadata=_non_negative())
     max_events_per_symbol_day: int | None = field(default=None, metadata={"min": 1})
 
@@ -187,8 +196,8 @@ class ScoreWeights:
     volume_spike_magnitude: float = 0.3
     price_change_magnitude: float = 0.25
     volume_confirm: float = 0.2
-    consecutive_bars: float = 0.15  # accepted, not used
-    distance_from_vwap: float = 0.1  # accepted, not used
+    consecutive_bars: float = _unused(0.15)  # accepted, not used
+    distance_from_vwap: float = _unused(0.1)  # accepted, not used
 
 
 @dataclass(frozen=True)
@@ -196,7 +205,7 @@ class Deduplication:
     enable: bool = True
     window_minutes: float = field(default=10.0, metadata=_non_negative())
     mode: Literal["score_based"] = "score_based"
-    keep_both_if_score_diff_pct: float = 10  # accepted, not used
+    keep_both_if_score_diff_pct: float = _unused(10.0)  # accepted, not used
     score_weights: ScoreWeights = field(default_factory=ScoreWeights)
 
 
@@ -217,7 +226,7 @@ class DetectorConfig:
     deduplication: Deduplication = field(default_factory=Deduplication)
     # Output format options of the legacy file; accepted, not used (output is
     # always zstd Parquet).
-    output: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict, metadata=UNUSED)
 
 
 @dataclass(frozen=True)
@@ -235,10 +244,22 @@ class AppConfig:
     source: str | None = field(default=None, compare=False)  # file it was read from
 
 
+def effective_settings(obj: Any) -> dict[str, Any]:
+    """The fields of a config dataclass that change events, recursively (no UNUSED ones)."""
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        if f.metadata.get("unused"):
+            continue
+        value = getattr(obj, f.name)
+        out[f.name] = effective_settings(value) if is_dataclass(value) else value
+    return out
+
+
 def config_hash(config: AppConfig) -> str:
     """A short, stable hash of everything that changes the detector's output."""
-    detector = asdict(config.detector)
-    detector.pop("output", None)
-    payload = {"detector": detector, "naive_timezone": config.bars.naive_timezone}
+    payload = {
+        "detector": effective_settings(config.detector),
+        "naive_timezone": config.bars.naive_timezone,
+    }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,0 +1,100 @@
+"""Hand-built bars for tests: ET wall-clock rows in, canonical frames out."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from detector.config import DetectorConfig
+
+NY = ZoneInfo("America/New_York")
+DETECTOR_SECTIONS = (
+    "volume_spike",
+    "vwap_break",
+    "price_momentum",
+    "consolidation_break",
+    "opening_range_break",
+    "flush_detection",
+)
+
+
+def et_instant(day: str | date, hhmm: str) -> datetime:
+    """The UTC-aware instant of an ET wall-clock time on ``day``."""
+    d = date.fromisoformat(day) if isinstance(day, str) else day
+    hours, minutes = (int(x) for x in hhmm.split(":"))
+    return datetime(d.year, d.month, d.day, hours, minutes, tzinfo=NY)
+
+
+def minutes_after(hhmm: str, n: int) -> str:
+    t = datetime(2000, 1, 1, *(int(x) for x in hhmm.split(":"))) + timedelta(minutes=n)
+    return t.strftime("%H:%M")
+
+
+Row = tuple[str, str, float, float, float, float, int]  # (day, "HH:MM" ET, o, h, l, c, v)
+
+
+def bars_frame(rows: list[Row]) -> pl.DataFrame:
+    """Bars as the users' files hold them: UTC ms timestamps, Float64 prices, Int64 volume."""
+    return pl.DataFrame(
+        {
+            "timestamp": [et_instant(d, t) for d, t, *_ in rows],
+            "open": [r[2] for r in rows],
+            "high": [r[3] for r in rows],
+            "low": [r[4] for r in rows],
+            "close": [r[5] for r in rows],
+            "volume": [r[6] for r in rows],
+        },
+        schema={
+            "timestamp": pl.Datetime("ms", "UTC"),
+            "open": pl.Float64,
+            "high": pl.Float64,
+            "low": pl.Float64,
+            "close": pl.Float64,
+            "volume": pl.Int64,
+        },
+    )
+
+
+def flat_bars(
+    day: str, start: str, n: int, *, price: float = 10.0, volume: int = 1000, spread: float = 0.0
+) -> list[Row]:
+    """``n`` consecutive flat bars from ``start``; ``spread`` widens high/low around price."""
+    return [
+        (day, minutes_after(start, i), price, price + spread, price - spread, price, volume)
+        for i in range(n)
+    ]
+
+
+def with_overrides(obj: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` with dotted paths: ``with_overrides(cfg, **{"a.b": 1})``."""
+    nested: dict[str, dict[str, Any]] = {}
+    direct: dict[str, Any] = {}
+    for key, value in changes.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            direct[key] = value
+    for head, sub in nested.items():
+        direct[head] = with_overrides(getattr(obj, head), **sub)
+    return dataclasses.replace(obj, **direct)
+
+
+def loose_config(*enabled: str, **changes: Any) -> DetectorConfig:
+    """Only the named detector sections enabled (all when none named), global filters
+    off (no price, day-volume or day-size limits), then ``changes`` applied."""
+    cfg = DetectorConfig()
+    names = enabled or DETECTOR_SECTIONS
+    off = {f"{s}.enable": s in names for s in DETECTOR_SECTIONS}
+    base = {
+        "min_bars_per_day": 1,
+        "global_filters.min_price": 0.0,
+        "global_filters.max_price": 1e9,
+        "global_filters.min_dollar_volume_day": 0.0,
+        **off,
+    }
+    return with_overrides(cfg, **{**base, **changes})

@@ -1,0 +1,218 @@
+"""Bars loading: both layouts, cleaning counts, corrupt and malformed files, symbols."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from builders import bars_frame, flat_bars, loose_config
+
+from detector.bars import bar_files, load_symbol_bars
+from detector.cleaning import clean_bars, normalize_types
+from detector.errors import BarsSchemaError, InvalidSymbolError, NoBarsError
+from detector.pipeline import detect_bars, detect_symbol, detect_symbol_result
+from detector.symbols import is_valid_symbol, validate_symbols
+
+
+def write_daily(root: Path, symbol: str, frame: pl.DataFrame) -> list[Path]:
+    """Split ``frame`` into UTC-date files as the users' ingest does."""
+    paths = []
+    with_day = frame.with_columns(_d=pl.col("timestamp").dt.date())
+    for (day,), part in with_day.group_by("_d", maintain_order=True):
+        path = root / f"symbol={symbol}" / f"date={day}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.drop("_d").write_parquet(path)
+        paths.append(path)
+    return paths
+
+
+def busy_days(n: int = 3, start: str = "2026-03-05") -> pl.DataFrame:
+    """n weekdays of 04:00-20:00 ET bars with some movement, in users' dtypes."""
+    rows = []
+    d = date.fromisoformat(start)
+    while len({r[0] for r in rows}) < n:
+        if d.weekday() < 5:
+            for i, (o, c) in enumerate(
+                [(10.0, 10.4), (10.4, 9.9), (9.9, 10.6), (10.6, 10.1)] * 240
+            ):
+                t = (datetime(2000, 1, 1, 4, 0) + timedelta(minutes=i)).strftime("%H:%M")
+                volume = 5000 + 37 * (i % 50)
+                if i % 97 == 50:  # a burst: volume and range jump, price breaks out
+                    volume, c = volume * 15, o * 1.12
+                rows.append((d.isoformat(), t, o, max(o, c) + 0.05, min(o, c) - 0.05, c, volume))
+        d += timedelta(days=1)
+    frame = bars_frame(rows)
+    return frame.with_columns(
+        [pl.col(c).cast(pl.Float32) for c in ("open", "high", "low", "close")],
+        vwap=pl.col("close").cast(pl.Float32),
+        transactions=pl.lit(12, pl.Int32),
+    )
+
+
+def test_daily_and_symbol_layouts_give_identical_events(tmp_path: Path) -> None:
+    frame = busy_days(4)
+    write_daily(tmp_path / "daily", "ABC", frame)
+    (tmp_path / "single").mkdir()
+    frame.write_parquet(tmp_path / "single" / "ABC.parquet")
+    cfg = loose_config()
+    daily = detect_symbol("ABC", tmp_path / "daily", cfg)
+    single = detect_symbol("ABC", tmp_path / "single", cfg)
+    assert daily.height > 0
+    assert daily.equals(single)
+
+
+def test_reads_only_required_columns_and_counts_files(tmp_path: Path) -> None:
+    files = write_daily(tmp_path, "ABC", busy_days(2))
+    loaded = load_symbol_bars("ABC", tmp_path)
+    assert loaded.stats.files_read == len(files) == bar_files("ABC", tmp_path).__len__()
+    assert set(loaded.bars.columns) == {
+        "timestamp",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "ts_et",
+        "date",
+        "minute",
+    }
+    assert loaded.bars.schema["timestamp"] == pl.Datetime("ms", "UTC")
+    assert loaded.bars.schema["open"] == pl.Float64
+
+
+def test_corrupt_day_file_is_skipped_named_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = write_daily(tmp_path, "ABC", busy_days(3))
+    good_rows = sum(pl.read_parquet(f).height for i, f in enumerate(files) if i != 1)
+    files[1].write_bytes(b"PAR1 this is not parquet")
+    with caplog.at_level(logging.WARNING):
+        result = detect_symbol_result("ABC", tmp_path, loose_config())
+    assert result.stats.files_skipped == (str(files[1]),)
+    assert result.stats.files_read == len(files) - 1
+    assert str(files[1]) in caplog.text
+    assert result.stats.rows_read == good_rows  # the other days still count
+    assert result.events.height > 0
+
+
+def test_truncated_day_file_is_skipped(tmp_path: Path) -> None:
+    files = write_daily(tmp_path, "ABC", busy_days(2))
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[: len(data) // 2])
+    assert load_symbol_bars("ABC", tmp_path).stats.files_skipped == (str(files[0]),)
+
+
+def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
+    files = write_daily(tmp_path, "ABC", busy_days(2))
+    pl.read_parquet(files[1]).drop("volume").write_parquet(files[1])
+    with pytest.raises(BarsSchemaError) as info:
+        load_symbol_bars("ABC", tmp_path)
+    assert info.value.path == files[1] and info.value.column == "volume"
+    assert "missing" in str(info.value)
+
+
+def test_unusable_type_names_file_and_column(tmp_path: Path) -> None:
+    files = write_daily(tmp_path, "ABC", busy_days(2))
+    pl.read_parquet(files[0]).with_columns(pl.col("timestamp").cast(pl.String)).write_parquet(
+        files[0]
+    )
+    with pytest.raises(BarsSchemaError) as info:
+        load_symbol_bars("ABC", tmp_path)
+    assert info.value.path == files[0] and info.value.column == "timestamp"
+
+
+def test_mixed_but_usable_types_across_files_are_normalised(tmp_path: Path) -> None:
+    files = write_daily(tmp_path, "ABC", busy_days(2))
+    pl.read_parquet(files[0]).with_columns(
+        pl.col("timestamp").dt.cast_time_unit("us"),
+        pl.col("volume").cast(pl.Float64),
+        pl.col("close").cast(pl.Float64),
+    ).write_parquet(files[0])
+    loaded = load_symbol_bars("ABC", tmp_path)
+    assert loaded.stats.files_skipped == ()
+    assert loaded.bars.schema["timestamp"] == pl.Datetime("ms", "UTC")
+    assert loaded.bars.schema["volume"] == pl.Int64
+
+
+def test_no_files_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(NoBarsError, match="no bar files for ZZZ"):
+        detect_symbol("ZZZ", tmp_path)
+
+
+@pytest.mark.parametrize("bad", ["../etc", "abc", "A" * 17, "", "..", "A/B", "A B", "ÄBC", "."])
+def test_symbols_that_are_not_plain_tickers_are_rejected_before_any_path(
+    tmp_path: Path, bad: str
+) -> None:
+    assert not is_valid_symbol(bad)
+    with pytest.raises(InvalidSymbolError):
+        detect_symbol(bad, tmp_path)
+
+
+def test_valid_symbols_and_list_validation() -> None:
+    for good in ("A", "BRK.B", "ABC-W", "X_1", "A" * 16, "1234"):
+        assert is_valid_symbol(good)
+    assert validate_symbols(["AAA", " BBB ", "", "AAA"]) == ["AAA", "BBB"]
+    with pytest.raises(InvalidSymbolError) as info:
+        validate_symbols(["AAA", "bad", "../x"])
+    assert info.value.symbols == ["bad", "../x"]
+
+
+def test_cleaning_counts_each_step() -> None:
+    day = "2026-03-10"
+    rows = flat_bars(day, "09:30", 10, price=5.0, spread=0.1)
+    rows += [
+        (day, "09:40", 0.0, 5.1, 4.9, 5.0, 100),  # non-positive price
+        (day, "09:41", 5.0, 4.8, 4.9, 5.0, 100),  # high < low
+        (day, "09:42", 5.0, 5.1, 4.9, 5.0, -1),  # negative volume
+        (day, "03:59", 5.0, 5.1, 4.9, 5.0, 100),  # before 04:00 ET
+        (day, "20:00", 5.0, 5.1, 4.9, 5.0, 100),  # at 20:00 ET
+        (day, "09:35", 6.0, 6.1, 5.9, 6.0, 777),  # repeats 09:35: the later row wins
+    ]
+    frame = bars_frame(rows)
+    frame = pl.concat(
+        [
+            frame,
+            bars_frame([(day, "09:43", 5.0, 5.1, 4.9, 5.0, 1)]).with_columns(
+                close=pl.lit(float("nan"))
+            ),
+        ]
+    )
+    frame = pl.concat(
+        [
+            frame,
+            bars_frame([(day, "09:44", 5.0, 5.1, 4.9, 5.0, 1)]).with_columns(
+                open=pl.lit(None, pl.Float64)
+            ),
+        ]
+    )
+    canonical = normalize_types(frame, "UTC")  # rows out of time order in, sorted out
+    clean, stats = clean_bars(canonical, day_start_minute=240, day_end_minute=1200)
+    assert stats.rows_read == len(rows) + 2
+    assert stats.dropped_bad_price == 3  # zero, NaN, null
+    assert stats.dropped_high_below_low == 1
+    assert stats.dropped_bad_volume == 1
+    assert stats.dropped_duplicate_timestamp == 1
+    assert stats.dropped_outside_hours == 2
+    assert stats.rows_kept == clean.height == 10
+    assert clean["timestamp"].is_sorted()
+    assert clean.filter(pl.col("minute") == 9 * 60 + 35)["volume"].to_list() == [777]
+
+
+def test_duplicate_timestamps_across_files_keep_the_later_file(tmp_path: Path) -> None:
+    frame = busy_days(1)
+    write_daily(tmp_path, "ABC", frame)
+    # The per-symbol file is read after the daily files: its rows win.
+    frame.with_columns(volume=pl.lit(1, pl.Int64)).write_parquet(tmp_path / "ABC.parquet")
+    loaded = load_symbol_bars("ABC", tmp_path)
+    assert loaded.stats.dropped_duplicate_timestamp == frame.height
+    assert loaded.bars["volume"].unique().to_list() == [1]
+
+
+def test_detect_bars_matches_detect_symbol(tmp_path: Path) -> None:
+    frame = busy_days(3)
+    write_daily(tmp_path, "ABC", frame)
+    cfg = loose_config()
+    assert detect_bars("ABC", frame, cfg).events.equals(detect_symbol("ABC", tmp_path, cfg))

@@ -263,3 +263,12 @@ def config_hash(config: AppConfig) -> str:
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def ignored_settings(config: DetectorConfig) -> list[str]:
+    """Filters the user set that need reference data the detector does not have."""
+    gf = config.global_filters
+    names = [*gf.reference_data]
+    names += [f"bearish_filters.{k}" for k in gf.bearish_filters]
+    names += [f"bullish_filters.{k}" for k in gf.bullish_filters]
+    return [f"global_filters.{name}" for name in names]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -98,3 +99,38 @@ def loose_config(*enabled: str, **changes: Any) -> DetectorConfig:
         **off,
     }
     return with_overrides(cfg, **{**base, **changes})
+
+
+def write_daily(root: Path, symbol: str, frame: pl.DataFrame) -> list[Path]:
+    """Split ``frame`` into UTC-date files as the users' ingest does."""
+    paths = []
+    with_day = frame.with_columns(_d=pl.col("timestamp").dt.date())
+    for (day,), part in with_day.group_by("_d", maintain_order=True):
+        path = root / f"symbol={symbol}" / f"date={day}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.drop("_d").write_parquet(path)
+        paths.append(path)
+    return paths
+
+
+def busy_days(n: int = 3, start: str = "2026-03-05") -> pl.DataFrame:
+    """n weekdays of 04:00-20:00 ET bars with some movement, in users' dtypes."""
+    rows = []
+    d = date.fromisoformat(start)
+    while len({r[0] for r in rows}) < n:
+        if d.weekday() < 5:
+            for i, (o, c) in enumerate(
+                [(10.0, 10.4), (10.4, 9.9), (9.9, 10.6), (10.6, 10.1)] * 240
+            ):
+                t = (datetime(2000, 1, 1, 4, 0) + timedelta(minutes=i)).strftime("%H:%M")
+                volume = 5000 + 37 * (i % 50)
+                if i % 97 == 50:  # a burst: volume and range jump, price breaks out
+                    volume, c = volume * 15, o * 1.12
+                rows.append((d.isoformat(), t, o, max(o, c) + 0.05, min(o, c) - 0.05, c, volume))
+        d += timedelta(days=1)
+    frame = bars_frame(rows)
+    return frame.with_columns(
+        [pl.col(c).cast(pl.Float32) for c in ("open", "high", "low", "close")],
+        vwap=pl.col("close").cast(pl.Float32),
+        transactions=pl.lit(12, pl.Int32),
+    )

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detector.atomic_io import write_parquet_atomic
+from detector.config import ignored_settings
 from detector.pipeline import DetectionResult, detect_symbol_result
 from detector.symbols import validate_symbol
 from tools.cli.context import CliContext
@@ -27,8 +28,14 @@ def detect_symbol(
 ) -> None:
     """Detect the events of one SYMBOL and print a summary."""
     symbol = validate_symbol(symbol.strip())
+    config = obj.config()
+    ignored = ignored_settings(config.detector)
+    if ignored:
+        click.echo(
+            f"notice: ignoring filters that need reference data: {', '.join(ignored)}", err=True
+        )
     started = time.perf_counter()
-    result = detect_symbol_result(symbol, obj.bars_root(bars), obj.config(), raw=raw)
+    result = detect_symbol_result(symbol, obj.bars_root(bars), config, raw=raw)
     elapsed = time.perf_counter() - started
     if out is not None:
         write_parquet_atomic(result.events, out)

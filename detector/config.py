@@ -173,9 +173,9 @@ class TapeSpeed:
     """Needs trades data; only ``enable: false`` is accepted."""
 
     enable: bool = False
-    min_transactions_per_minute: float = 50.0
-    min_spike: float = 3.0
-    cooldown_minutes: float | None = 5.0
+    min_transactions_per_minute: float = _unused(50.0)
+    min_spike: float = _unused(3.0)
+    cooldown_minutes: float | None = _unused(5.0)
 
 
 @dataclass(frozen=True)

@@ -76,3 +76,44 @@ class NoBarsError(BarsError):
         self.symbol = symbol
         self.bars_root = bars_root
         super().__init__(f"no bar files for {symbol} under {bars_root}")
+
+
+class RunExistsError(IntradayEventsError):
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, run_id: str, completed: int) -> None:
+        self.run_id = run_id
+        self.completed = completed
+        super().__init__(
+            f"run {run_id} already has {completed} completed symbols; "
+            f"continue it with --resume, or start another with a new --run-id"
+        )
+
+
+class ConfigMismatchError(IntradayEventsError):
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, run_id: str, recorded: str, current: str) -> None:
+        self.run_id = run_id
+        self.recorded = recorded
+        self.current = current
+        super().__init__(
+            f"run {run_id} was started with detector config {recorded}, the current one is "
+            f"{current}: resuming would mix events of two configs; use the original config, "
+            f"a new --run-id, or --force-config to override (recorded in the checkpoint)"
+        )
+
+
+class NoRunToResumeError(IntradayEventsError):
+    exit_code = ExitCode.USAGE
+
+
+class ShardWriteError(IntradayEventsError):
+    """A shard could not be written (disk full, permissions): nothing of the batch is marked."""
+
+    exit_code = ExitCode.FAILURE
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot write shard {path}: {reason}")

@@ -6,7 +6,8 @@ import click
 
 
 def register(group: click.Group) -> None:
-    from tools.cli import demo_data_cmd, detect_symbol_cmd
+    from tools.cli import demo_data_cmd, detect_cmd, detect_symbol_cmd
 
     group.add_command(detect_symbol_cmd.detect_symbol)
     group.add_command(demo_data_cmd.demo_data)
+    group.add_command(detect_cmd.detect)

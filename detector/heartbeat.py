@@ -1,0 +1,80 @@
+"""Heartbeat files and TSV logs a worker writes while it runs.
+
+- per worker: ``{run_id}_worker_{k}.json`` (ours, atomically replaced after every symbol);
+- per run: the legacy ``{run_id}_heartbeat.json`` (written by a lone ``detect`` only,
+  so that no two processes ever rewrite it);
+- TSV heartbeat and batch logs in their legacy formats, appended, line-buffered.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from detector.atomic_io import write_text_atomic
+
+Status = Literal["starting", "running", "committing", "completed", "failed"]
+
+
+@dataclass(frozen=True)
+class WorkerHeartbeat:
+    run_id: str
+    worker_id: int | None
+    pid: int
+    status: Status
+    current_symbol: str | None
+    last_symbol: str | None
+    symbols_done: int
+    symbols_total: int
+    bars_done: int
+    bars_total: int
+    events: int
+    batch_num: int
+    total_batches: int
+    rss_gb: float
+    started_at: str
+    updated_at: str
+
+
+def write_heartbeat(path: Path, beat: WorkerHeartbeat) -> None:
+    write_text_atomic(path, json.dumps(asdict(beat), indent=1) + "\n")
+
+
+def write_legacy_run_heartbeat(path: Path, beat: WorkerHeartbeat, *, completed: bool) -> None:
+    if completed:
+        data: dict[str, object] = {
+            "run_id": beat.run_id,
+            "status": "completed",
+            "total_events": beat.events,
+            "total_symbols": beat.symbols_done,
+            "completed_at": beat.updated_at,
+        }
+    else:
+        total = max(beat.symbols_total, 1)
+        data = {
+            "run_id": beat.run_id,
+            "last_symbol": beat.last_symbol,
+            "last_timestamp": beat.updated_at,
+            "batch_num": beat.batch_num,
+            "total_batches": beat.total_batches,
+            "progress_pct": round(100.0 * beat.symbols_done / total, 2),
+            "events_detected": beat.events,
+            "memory_gb": beat.rss_gb,
+            "status": "running" if beat.status != "failed" else "failed",
+        }
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def append_line(path: Path, fields: list[object]) -> None:
+    """Append one TSV line; the file is opened per line so it is always flushed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8", buffering=1) as handle:
+        handle.write("\t".join(str(f) for f in fields) + "\n")
+
+
+def local_stamp(now: datetime) -> str:
+    """Legacy heartbeat timestamps are local time."""
+    return now.strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,43 @@
+"""Which run a ``detect`` continues or starts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from detector.checkpoint import CheckpointFormatError, from_json
+from detector.errors import ExitCode, IntradayEventsError
+from detector.run_layout import RunLayout, is_valid_run_id, new_run_id
+
+
+class InvalidRunIdError(IntradayEventsError):
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"invalid run id {run_id!r} (letters, digits, . _ -; at most 100)")
+
+
+def is_unfinished(root: Path, run_id: str) -> bool:
+    layout = RunLayout(root, run_id)
+    try:
+        cp = from_json(layout.checkpoint.read_text(encoding="utf-8"), run_id)
+    except FileNotFoundError:
+        return False
+    except (OSError, CheckpointFormatError):
+        return True  # a damaged run is unfinished: resuming it rebuilds its checkpoint
+    return bool(cp.universe - cp.completed) or not layout.final.exists()
+
+
+def resolve_run_id(root: Path, run_id: str | None, *, resume: bool, now: datetime) -> str:
+    """The explicit ``run_id``; else with ``resume`` the newest unfinished run under
+    ``root``; else a new run named after today. A run keeps its name across midnight."""
+    if run_id is not None:
+        if not is_valid_run_id(run_id):
+            raise InvalidRunIdError(run_id)
+        return run_id
+    if resume:
+        for candidate in reversed(RunLayout.run_ids(root)):
+            if is_unfinished(root, candidate):
+                return candidate
+    return new_run_id(now)

@@ -1,0 +1,262 @@
+"""The commit protocol: the only code that changes a run's checkpoint or shards.
+
+A symbol is completed if and only if a committed shard covers it. A batch is
+committed by renaming its fsynced temporary shard into place under the run's
+kernel lock, after dropping symbols another process committed meanwhile, with a
+shard number from a counter that never goes back; the checkpoint is then
+rewritten atomically as a union. A crash at any point leaves either an
+uncommitted temporary file (removed at the next start) or a committed shard the
+checkpoint may not list yet (added by :meth:`RunStore.reconcile`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import psutil
+from filelock import FileLock
+
+from detector import checkpoint as ck
+from detector.atomic_io import fsync_dir, write_text_atomic
+from detector.errors import ConfigMismatchError, RunExistsError, ShardWriteError
+from detector.faults import crash_point
+from detector.run_layout import RunLayout
+from detector.shards import ShardMetadataError, read_shard_info, write_shard_file
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    shard: Path | None  # None when every symbol had been committed by someone else
+    committed: tuple[str, ...]
+    already_committed: tuple[str, ...]
+    events: int
+
+
+class RunStore:
+    """Reads and changes one run's state under its lock."""
+
+    def __init__(self, layout: RunLayout, *, clock: Clock = datetime.now) -> None:
+        self.layout = layout
+        self.clock = clock
+        layout.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        # filelock's kernel lock: released by the OS when the holder dies, so no lock
+        # file ever has to be deleted by hand.
+        self._lock = FileLock(layout.lock)
+
+    # -- reading ---------------------------------------------------------------
+    def read(self) -> ck.Checkpoint | None:
+        """The checkpoint as on disk (None when absent). Raises CheckpointFormatError."""
+        try:
+            text = self.layout.checkpoint.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        return ck.from_json(text, self.layout.run_id)
+
+    def committed_on_disk(self) -> dict[int, tuple[str, tuple[str, ...]]]:
+        """Committed shards with their symbols, read from the shard footers."""
+        found: dict[int, tuple[str, tuple[str, ...]]] = {}
+        for number, path in self.layout.committed_shards().items():
+            try:
+                info = read_shard_info(path)
+            except ShardMetadataError as exc:
+                log.warning("ignoring shard without valid metadata: %s", exc)
+                continue
+            if info.run_id == self.layout.run_id:
+                found[number] = (path.name, info.symbols)
+        return found
+
+    # -- under the lock ----------------------------------------------------------
+    def _load_reconciled(self) -> ck.Checkpoint | None:
+        """Checkpoint plus committed shards it misses. Call with the lock held."""
+        try:
+            current = self.read()
+        except ck.CheckpointFormatError as exc:
+            log.error(
+                "checkpoint %s is corrupt (%s): rebuilding it from committed shards",
+                self.layout.checkpoint,
+                exc,
+            )
+            current = None
+            corrupt = True
+        else:
+            corrupt = False
+        on_disk = self.committed_on_disk()
+        if current is None and not on_disk and not corrupt:
+            return None
+        if current is None:
+            current = ck.Checkpoint(run_id=self.layout.run_id, config_hash=self._shard_hash())
+        updated, added = ck.reconciled(current, on_disk, self.clock())
+        if added:
+            log.info("reconciled %d committed shards missing from the checkpoint", len(added))
+        if added or corrupt:
+            self._write(updated)
+        return updated
+
+    def _shard_hash(self) -> str | None:
+        for path in self.layout.committed_shards().values():
+            try:
+                return read_shard_info(path).config_hash
+            except ShardMetadataError:
+                continue
+        return None
+
+    def _write(self, cp: ck.Checkpoint) -> None:
+        write_text_atomic(
+            self.layout.checkpoint,
+            ck.to_json(cp),
+            before_replace=lambda: crash_point("during_checkpoint_write"),
+        )
+
+    def reconcile(self) -> ck.Checkpoint | None:
+        with self._lock:
+            self._remove_stale_temp_shards()
+            return self._load_reconciled()
+
+    def open_run(
+        self,
+        *,
+        config_hash: str,
+        symbols: Iterable[str],
+        resume: bool,
+        force_config: bool,
+    ) -> ck.Checkpoint:
+        """Reconcile, check the run's identity and config, and add ``symbols`` to it."""
+        now = self.clock()
+        with self._lock:
+            self._remove_stale_temp_shards()
+            cp = self._load_reconciled()
+            if cp is None:
+                cp = ck.Checkpoint(
+                    run_id=self.layout.run_id,
+                    config_hash=config_hash,
+                    created_at=now.isoformat(timespec="seconds"),
+                )
+            elif not resume and (cp.completed or cp.shards):
+                raise RunExistsError(self.layout.run_id, len(cp.completed))
+            if cp.config_hash is None:
+                cp = replace(cp, config_hash=config_hash)
+            elif cp.config_hash != config_hash:
+                if not force_config:
+                    raise ConfigMismatchError(self.layout.run_id, cp.config_hash, config_hash)
+                record = {
+                    "at": now.isoformat(timespec="seconds"),
+                    "from": cp.config_hash,
+                    "to": config_hash,
+                }
+                log.warning("--force-config: run continues with config %s", config_hash)
+                cp = replace(
+                    cp, config_hash=config_hash, config_overrides=(*cp.config_overrides, record)
+                )
+            cp = replace(
+                cp,
+                universe=cp.universe | frozenset(symbols),
+                last_updated=now.isoformat("T", "seconds"),
+            )
+            self._write(cp)
+            return cp
+
+    def commit_batch(
+        self,
+        *,
+        shard_dir: Path,
+        worker_id: int | None,
+        events: pl.DataFrame,
+        symbols: tuple[str, ...],
+        failures: Mapping[str, str],
+        config_hash: str,
+    ) -> CommitResult:
+        """Commit one batch: ``symbols`` were detected (``events`` holds their rows)."""
+        temp = self.layout.temp_shard(shard_dir, worker_id, os.getpid(), os.urandom(4).hex())
+        try:
+            if symbols:
+                self._write_temp(temp, events, symbols, config_hash)
+                crash_point("after_temp_shard")
+            with self._lock:
+                cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
+                already = tuple(s for s in symbols if s in cp.completed)
+                fresh = tuple(s for s in symbols if s not in cp.completed)
+                if already and fresh:
+                    # Another process committed some of these: commit only the rest.
+                    events = events.filter(pl.col("symbol").is_in(fresh))
+                    self._write_temp(temp, events, fresh, config_hash)
+                now = self.clock()
+                if not fresh:
+                    self._write(ck.with_failures(cp, failures, now))
+                    return CommitResult(None, (), already, 0)
+                number = cp.shard_counter + 1
+                shard = self.layout.shard_path(shard_dir, number)
+                os.replace(temp, shard)
+                fsync_dir(shard_dir)
+                crash_point("after_rename")
+                self._write(
+                    ck.with_commit(
+                        cp,
+                        shard_name=shard.name,
+                        shard_number=number,
+                        symbols=fresh,
+                        failures=failures,
+                        now=now,
+                    )
+                )
+                return CommitResult(shard, fresh, already, events.height)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def record_failures(self, failures: Mapping[str, str]) -> None:
+        if not failures:
+            return
+        with self._lock:
+            cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
+            self._write(ck.with_failures(cp, failures, self.clock()))
+
+    def update(self, change: Callable[[ck.Checkpoint], ck.Checkpoint]) -> ck.Checkpoint:
+        """Apply ``change`` to the reconciled checkpoint under the lock and write it."""
+        with self._lock:
+            cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
+            new = change(cp)
+            self._write(new)
+            return new
+
+    # -- helpers -------------------------------------------------------------------
+    def _write_temp(
+        self, temp: Path, events: pl.DataFrame, symbols: tuple[str, ...], config_hash: str
+    ) -> None:
+        try:
+            write_shard_file(
+                temp, events, run_id=self.layout.run_id, symbols=symbols, config_hash=config_hash
+            )
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise ShardWriteError(str(temp), exc.strerror or str(exc)) from exc
+
+    def _remove_stale_temp_shards(self) -> None:
+        """Remove temporary shards whose writer is gone. Call with the lock held."""
+        for temp in self.layout.temp_shards():
+            if _writer_alive(temp):
+                continue
+            log.info("removing uncommitted temporary shard %s", temp)
+            temp.unlink(missing_ok=True)
+
+
+def _writer_alive(temp: Path) -> bool:
+    """Whether the process that wrote ``temp`` (pid in its name) still runs.
+
+    A pid reused by a process started after the file was written does not count.
+    """
+    parts = temp.name.split("_")
+    try:
+        pid = int(parts[-2])
+        mtime = temp.stat().st_mtime
+        process = psutil.Process(pid)
+        return pid != os.getpid() and process.create_time() <= mtime + 1
+    except (ValueError, IndexError, FileNotFoundError, psutil.Error):
+        return False

@@ -1,0 +1,291 @@
+"""One worker process: symbols in batches, one committed shard per batch.
+
+The loop is plain: detect each symbol of a batch (a failure is recorded, the
+worker goes on), commit the batch through :class:`RunStore`, write heartbeats
+and logs. When every symbol of the run is done it merges the final file, unless
+told not to (a launched worker leaves that to the orchestrator).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import psutil
+
+from detector.bars import bar_files
+from detector.config import AppConfig, config_hash
+from detector.errors import NoBarsError
+from detector.faults import crash_point
+from detector.heartbeat import (
+    Status,
+    WorkerHeartbeat,
+    append_line,
+    local_stamp,
+    write_heartbeat,
+    write_legacy_run_heartbeat,
+)
+from detector.merge import MergeResult, merge_shards
+from detector.pipeline import detect_symbol_result
+from detector.run_layout import RunLayout
+from detector.run_store import RunStore
+from detector.schema import empty_events
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    root: Path
+    run_id: str
+    symbols: tuple[str, ...]
+    bars_root: Path
+    batch_size: int = 50
+    limit: int | None = None
+    resume: bool = False
+    worker_id: int | None = None
+    output_dir: Path | None = None  # shard directory; default from the run layout
+    start_date: date | None = None
+    end_date: date | None = None
+    merge: bool = True
+    force_config: bool = False
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class WorkerOutcome:
+    run_id: str
+    committed: int
+    failed: tuple[str, ...]
+    quarantined: tuple[str, ...]
+    events: int
+    shards: int
+    merged: MergeResult | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def run_hash(app: AppConfig, start: date | None, end: date | None) -> str:
+    """Config hash of the run; a date range is part of what the run produces."""
+    base = config_hash(app)
+    if start is None and end is None:
+        return base
+    return hashlib.sha256(f"{base}|{start}|{end}".encode()).hexdigest()[:12]
+
+
+class Worker:
+    def __init__(self, cfg: WorkerConfig, app: AppConfig, *, clock: Clock = datetime.now) -> None:
+        self.cfg = cfg
+        self.app = app
+        self.clock = clock
+        self.layout = RunLayout(cfg.root, cfg.run_id)
+        self.store = RunStore(self.layout, clock=clock)
+        self.hash = run_hash(app, cfg.start_date, cfg.end_date)
+        self.shard_dir = cfg.output_dir or self.layout.shard_dir(cfg.worker_id)
+        self.started_at = clock()
+        self.process = psutil.Process()
+        self._beat = WorkerHeartbeat(
+            run_id=cfg.run_id,
+            worker_id=cfg.worker_id,
+            pid=os.getpid(),
+            status="starting",
+            current_symbol=None,
+            last_symbol=None,
+            symbols_done=0,
+            symbols_total=0,
+            bars_done=0,
+            bars_total=0,
+            events=0,
+            batch_num=0,
+            total_batches=0,
+            rss_gb=0.0,
+            started_at=self.started_at.isoformat(timespec="seconds"),
+            updated_at=self.started_at.isoformat(timespec="seconds"),
+        )
+
+    # -- heartbeats ----------------------------------------------------------------
+    def beat(self, status: Status, **changes: object) -> None:
+        now = self.clock()
+        rss = self.process.memory_info().rss / 2**30
+        self._beat = replace(
+            self._beat,
+            status=status,
+            rss_gb=round(rss, 3),
+            updated_at=now.isoformat(timespec="seconds"),
+            **changes,  # type: ignore[arg-type]
+        )
+        if self.cfg.worker_id is not None:
+            write_heartbeat(self.layout.worker_heartbeat(self.cfg.worker_id), self._beat)
+        else:
+            write_heartbeat(self.layout.worker_heartbeat(0), self._beat)
+            write_legacy_run_heartbeat(
+                self.layout.run_heartbeat, self._beat, completed=status == "completed"
+            )
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self) -> WorkerOutcome:
+        cfg = self.cfg
+        self.beat("starting")
+        cp = self.store.open_run(
+            config_hash=self.hash,
+            symbols=cfg.symbols,
+            resume=cfg.resume,
+            force_config=cfg.force_config,
+        )
+        quarantined = cp.quarantined(cfg.max_attempts)
+        todo = [s for s in cfg.symbols if s not in cp.completed and s not in quarantined]
+        if cfg.limit is not None:
+            todo = todo[: cfg.limit]
+        for symbol in sorted(quarantined & set(cfg.symbols)):
+            log.warning(
+                "%s is quarantined after %d failed attempts: %s",
+                symbol,
+                cp.failed[symbol].attempts,
+                cp.failed[symbol].error,
+            )
+        batches = [todo[i : i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
+        sizes = {s: _bytes_of(s, cfg.bars_root) for s in todo}
+        total_bytes = max(sum(sizes.values()), 1)
+        log.info(
+            "run %s (config %s): %d symbols requested, %d already completed, %d quarantined, "
+            "%d to do in %d batches of up to %d",
+            cfg.run_id, self.hash, len(cfg.symbols), len(set(cfg.symbols) & cp.completed),
+            len(quarantined & set(cfg.symbols)), len(todo), len(batches), cfg.batch_size,
+        )  # fmt: skip
+        self.beat("running", symbols_total=len(todo), total_batches=len(batches))
+        failed: list[str] = []
+        committed = events_total = shards = 0
+        bytes_done = bars_done = 0
+        for number, batch in enumerate(batches, start=1):
+            frames: list[pl.DataFrame] = []
+            covered: list[str] = []
+            failures: dict[str, str] = {}
+            for symbol in batch:
+                self.beat("running", current_symbol=symbol, batch_num=number)
+                bars, result = self._detect(symbol, failures)
+                crash_point("during_detection")
+                bytes_done += sizes.get(symbol, 0)
+                bars_done += bars
+                if result is not None:
+                    frames.append(result)
+                    covered.append(symbol)
+                estimate = int(bars_done * total_bytes / max(bytes_done, 1))
+                self.beat(
+                    "running",
+                    current_symbol=None,
+                    last_symbol=symbol,
+                    symbols_done=self._beat.symbols_done + 1,
+                    bars_done=bars_done,
+                    bars_total=estimate,
+                    events=self._beat.events + (result.height if result is not None else 0),
+                )
+                append_line(
+                    self.layout.heartbeat_log(self.clock()),
+                    [local_stamp(self.clock()), symbol, number, len(batches),
+                     result.height if result is not None else 0, self._beat.rss_gb],
+                )  # fmt: skip
+            self.beat("committing")
+            events = pl.concat(frames) if frames else empty_events()
+            outcome = self.store.commit_batch(
+                shard_dir=self.shard_dir,
+                worker_id=cfg.worker_id,
+                events=events,
+                symbols=tuple(covered),
+                failures=failures,
+                config_hash=self.hash,
+            )
+            del frames, events  # memory stays bounded by one batch
+            failed.extend(failures)
+            committed += len(outcome.committed)
+            events_total += outcome.events
+            if outcome.shard is not None:
+                shards += 1
+                append_line(
+                    self.layout.batch_log(self.clock()),
+                    [local_stamp(self.clock()), number, len(outcome.committed), outcome.events,
+                     outcome.shard.name, self._beat.rss_gb],
+                )  # fmt: skip
+                log.info(
+                    "batch %d/%d committed as %s: %d symbols, %d events%s",
+                    number, len(batches), outcome.shard.name, len(outcome.committed),
+                    outcome.events,
+                    f" ({len(outcome.already_committed)} already committed elsewhere)"
+                    if outcome.already_committed else "",
+                )  # fmt: skip
+            elif outcome.already_committed:
+                log.info(
+                    "batch %d/%d: every symbol already committed elsewhere", number, len(batches)
+                )
+        return self._finish(committed, failed, events_total, shards)
+
+    def _detect(self, symbol: str, failures: dict[str, str]) -> tuple[int, pl.DataFrame | None]:
+        try:
+            result = detect_symbol_result(symbol, self.cfg.bars_root, self.app)
+        except NoBarsError as exc:
+            # Nothing to detect is a complete answer: zero events, recorded as covered.
+            log.warning("%s", exc)
+            return 0, empty_events()
+        except Exception as exc:
+            log.error("detection failed for %s: %s\n%s", symbol, exc, traceback.format_exc())
+            failures[symbol] = f"{type(exc).__name__}: {exc}"
+            return 0, None
+        events = result.events
+        if self.cfg.start_date or self.cfg.end_date:
+            start = self.cfg.start_date or date.min
+            end = self.cfg.end_date or date.max
+            events = events.filter(pl.col("date").is_between(start, end))
+        if result.stats.files_skipped:
+            log.warning("%s: skipped %d unreadable files", symbol, len(result.stats.files_skipped))
+        log.debug("%s: %d bars, %d events, %s", symbol, result.bars, events.height, result.stats)
+        return result.bars, events
+
+    def _finish(self, committed: int, failed: list[str], events: int, shards: int) -> WorkerOutcome:
+        cp = self.store.reconcile()
+        assert cp is not None
+        quarantined = cp.quarantined(self.cfg.max_attempts)
+        still_failed = tuple(
+            sorted(s for s in set(failed) if s not in cp.completed and s not in quarantined)
+        )
+        merged = None
+        run_done = not (cp.universe - cp.completed - quarantined)
+        if run_done and self.cfg.merge:
+            merged = merge_shards(self.layout, list(cp.shards))
+            log.info(
+                "DETECTION COMPLETE run=%s symbols=%d events=%d by_type=%s by_direction=%s "
+                "by_session=%s final=%s",
+                self.cfg.run_id, len(cp.completed), merged.events, merged.by_type,
+                merged.by_direction, merged.by_session, merged.path,
+            )  # fmt: skip
+            self._beat = replace(self._beat, events=merged.events, symbols_done=len(cp.completed))
+        status: Status = "failed" if still_failed else "completed"
+        self.beat(status, current_symbol=None)
+        return WorkerOutcome(
+            run_id=self.cfg.run_id,
+            committed=committed,
+            failed=still_failed,
+            quarantined=tuple(sorted(quarantined & set(self.cfg.symbols))),
+            events=events,
+            shards=shards,
+            merged=merged,
+        )
+
+
+def _bytes_of(symbol: str, bars_root: Path) -> int:
+    """Expected work of a symbol, from file sizes (a stat, no read)."""
+    total = 0
+    for path in bar_files(symbol, bars_root):
+        try:
+            total += path.stat().st_size
+        except OSError:
+            continue
+    return total

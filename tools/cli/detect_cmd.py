@@ -1,0 +1,139 @@
+"""``intraday-events detect``: one durable worker process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import click
+
+from detector.config import ignored_settings
+from detector.errors import ExitCode
+from detector.run_layout import RunLayout
+from detector.run_logging import setup_logging
+from detector.run_select import resolve_run_id
+from detector.symbols import read_symbol_file, validate_symbols
+from detector.worker import Worker, WorkerConfig
+from tools.cli.context import CliContext
+
+
+def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
+
+
+@click.command("detect")
+@click.option("--symbols", "symbol_args", multiple=True, help="Symbols (repeat or space-separate).")
+@click.option(
+    "--from-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help=".parquet (column symbol) or .txt/.csv, one symbol per line.",
+)
+@click.option("--bars", type=click.Path(file_okay=False, path_type=Path), help="Bars root.")
+@click.option("--run-id", help="Run to start or continue (default: see --resume).")
+@click.option("--limit", type=click.IntRange(min=1), help="Process at most N symbols.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--checkpoint-interval",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Accepted for compatibility: every shard commit updates the checkpoint.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run (the newest unfinished one "
+    "when --run-id is not given); a run that does not exist yet is started.",
+)
+@click.option("--worker-id", type=click.IntRange(min=0), help="Worker number within a launch.")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Shard directory (default processed/events/shards[/worker_K]).",
+)
+@click.option("--start-date", callback=_date, help="First ET trading day of events.")
+@click.option("--end-date", callback=_date, help="Last ET trading day of events.")
+@click.option("--no-merge", is_flag=True, help="Do not merge the final file at the end.")
+@click.option(
+    "--force-config",
+    is_flag=True,
+    help="Resume even though the detector config changed (recorded).",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Failed attempts before a symbol is quarantined.",
+)
+@click.argument("extra_symbols", nargs=-1)
+@click.pass_obj
+def detect(
+    obj: CliContext,
+    symbol_args: tuple[str, ...],
+    from_file: Path | None,
+    bars: Path | None,
+    run_id: str | None,
+    limit: int | None,
+    batch_size: int,
+    checkpoint_interval: int,
+    resume: bool,
+    worker_id: int | None,
+    output_dir: Path | None,
+    start_date: date | None,
+    end_date: date | None,
+    no_merge: bool,
+    force_config: bool,
+    max_attempts: int,
+    extra_symbols: tuple[str, ...],
+) -> None:
+    """Detect events for many symbols, in durable batches (one Parquet shard per batch)."""
+    raw = [s for arg in (*symbol_args, *extra_symbols) for s in arg.replace(",", " ").split()]
+    symbols = validate_symbols(raw)
+    if from_file is not None:
+        symbols = validate_symbols([*symbols, *read_symbol_file(from_file)])
+    if not symbols:
+        raise click.UsageError("no symbols: give --symbols A B ... or --from-file F")
+    if start_date and end_date and start_date > end_date:
+        raise click.BadParameter("--start-date is after --end-date")
+    app = obj.config()
+    now = datetime.now()
+    chosen = resolve_run_id(obj.root, run_id, resume=resume, now=now)
+    layout = RunLayout(obj.root, chosen)
+    setup_logging(layout.main_log(now, worker_id), console=True)
+    ignored = ignored_settings(app.detector)
+    if ignored:
+        logging.getLogger("detector").info(
+            "ignoring filters that need reference data: %s", ", ".join(ignored)
+        )
+    cfg = WorkerConfig(
+        root=obj.root,
+        run_id=chosen,
+        symbols=tuple(symbols),
+        bars_root=obj.bars_root(bars),
+        batch_size=batch_size,
+        limit=limit,
+        resume=resume,
+        worker_id=worker_id,
+        output_dir=output_dir,
+        start_date=start_date,
+        end_date=end_date,
+        merge=not no_merge,
+        force_config=force_config,
+        max_attempts=max_attempts,
+    )
+    outcome = Worker(cfg, app).run()
+    if outcome.failed:
+        click.echo(
+            f"{len(outcome.failed)} symbols failed (retried on --resume): "
+            + " ".join(outcome.failed),
+            err=True,
+        )
+        sys.exit(ExitCode.FAILURE)

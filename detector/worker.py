@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -196,6 +197,7 @@ class Worker:
                 )  # fmt: skip
             self.beat("committing")
             events = pl.concat(frames) if frames else empty_events()
+            commit_started = time.perf_counter()
             outcome = self.store.commit_batch(
                 shard_dir=self.shard_dir,
                 worker_id=cfg.worker_id,
@@ -204,6 +206,7 @@ class Worker:
                 failures=failures,
                 config_hash=self.hash,
             )
+            commit_ms = (time.perf_counter() - commit_started) * 1000
             del frames, events  # memory stays bounded by one batch
             failed.extend(failures)
             committed += len(outcome.committed)
@@ -216,9 +219,9 @@ class Worker:
                      outcome.shard.name, self._beat.rss_gb],
                 )  # fmt: skip
                 log.info(
-                    "batch %d/%d committed as %s: %d symbols, %d events%s",
+                    "batch %d/%d committed as %s: %d symbols, %d events in %.0f ms%s",
                     number, len(batches), outcome.shard.name, len(outcome.committed),
-                    outcome.events,
+                    outcome.events, commit_ms,
                     f" ({len(outcome.already_committed)} already committed elsewhere)"
                     if outcome.already_committed else "",
                 )  # fmt: skip

@@ -112,3 +112,25 @@ def test_reference_data_filters_get_one_notice(tmp_path: Path) -> None:
         )
         == 1
     )
+
+
+def test_demo_data_then_detect_symbol_each_symbol(tmp_path: Path) -> None:
+    """The acceptance path: demo bars, then detect-symbol (raw and thinned) per symbol."""
+    runner = CliRunner()
+    bars = tmp_path / "raw/market_data/bars/1m"
+    made = runner.invoke(cli, ["demo-data", "--out", str(bars), "--symbols", "3", "--days", "10"])
+    assert made.exit_code == 0, made.output
+    key = ["symbol", "timestamp", "event_type", "direction"]
+    for symbol in pl.read_parquet(bars / "symbols.parquet")["symbol"]:
+        paths = {}
+        for mode in ("raw", "events"):
+            paths[mode] = tmp_path / f"{symbol}_{mode}.parquet"
+            args = ["--root", str(tmp_path), "detect-symbol", symbol, "--out", str(paths[mode])]
+            result = runner.invoke(cli, [*args, "--raw"] if mode == "raw" else args)
+            assert result.exit_code == 0, result.output
+        events, raw = pl.read_parquet(paths["events"]), pl.read_parquet(paths["raw"])
+        assert dict(events.schema) == EVENT_SCHEMA
+        assert events.select(key).is_unique().all()
+        assert events.equals(events.sort(key))
+        assert raw.height >= events.height > 0
+        assert events.select(key).join(raw.select(key), on=key, how="anti").is_empty()

@@ -47,6 +47,10 @@ class RunLayout:
     def checkpoint(self) -> Path:
         return self.checkpoints_dir / f"{self.run_id}_completed.json"
 
+    def temp_checkpoints(self) -> list[Path]:
+        """Temporary checkpoint files left by a process killed while writing one."""
+        return sorted(self.checkpoints_dir.glob(f".{self.checkpoint.name}.*.tmp"))
+
     @property
     def lock(self) -> Path:
         """Kernel lock guarding the checkpoint and shard commits of the run."""
@@ -74,11 +78,11 @@ class RunLayout:
     def batch_log(self, day: datetime) -> Path:
         return self.logs_dir / f"batches_{day:%Y%m%d}.log"
 
-    def main_log(self, started: datetime, worker_id: int | None) -> Path:
-        # One file per process (worker id in the name) so processes never share a
-        # rotating file.
+    def main_log(self, started: datetime, worker_id: int | None, pid: int) -> Path:
+        # One file per process (worker id and pid in the name) so that no two processes
+        # ever share, and rotate, the same file.
         who = "" if worker_id is None else f"_worker_{worker_id}"
-        return self.logs_dir / f"detect_events_intraday_{started:%Y%m%d_%H%M%S}{who}.log"
+        return self.logs_dir / f"detect_events_intraday_{started:%Y%m%d_%H%M%S}{who}_pid{pid}.log"
 
     # -- events ----------------------------------------------------------------
     @property

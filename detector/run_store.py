@@ -239,22 +239,24 @@ class RunStore:
             raise ShardWriteError(str(temp), exc.strerror or str(exc)) from exc
 
     def _remove_stale_temp_shards(self) -> None:
-        """Remove temporary shards whose writer is gone. Call with the lock held."""
+        """Remove temporary shards and checkpoints whose writer is gone (lock held)."""
         for temp in self.layout.temp_shards():
-            if _writer_alive(temp):
-                continue
-            log.info("removing uncommitted temporary shard %s", temp)
-            temp.unlink(missing_ok=True)
+            if not _writer_alive(temp, temp.name.split("_")[-2]):
+                log.info("removing uncommitted temporary shard %s", temp)
+                temp.unlink(missing_ok=True)
+        for temp in self.layout.temp_checkpoints():
+            if not _writer_alive(temp, temp.name.split(".")[-2]):
+                log.info("removing checkpoint temp file of a killed writer %s", temp)
+                temp.unlink(missing_ok=True)
 
 
-def _writer_alive(temp: Path) -> bool:
-    """Whether the process that wrote ``temp`` (pid in its name) still runs.
+def _writer_alive(temp: Path, pid_text: str) -> bool:
+    """Whether the process that wrote ``temp`` (``pid_text`` from its name) still runs.
 
     A pid reused by a process started after the file was written does not count.
     """
-    parts = temp.name.split("_")
     try:
-        pid = int(parts[-2])
+        pid = int(pid_text)
         mtime = temp.stat().st_mtime
         process = psutil.Process(pid)
         return pid != os.getpid() and process.create_time() <= mtime + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -107,7 +108,7 @@ def detect(
     now = datetime.now()
     chosen = resolve_run_id(obj.root, run_id, resume=resume, now=now)
     layout = RunLayout(obj.root, chosen)
-    setup_logging(layout.main_log(now, worker_id), console=True)
+    setup_logging(layout.main_log(now, worker_id, os.getpid()), console=True)
     ignored = ignored_settings(app.detector)
     if ignored:
         logging.getLogger("detector").info(

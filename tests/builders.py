@@ -134,3 +134,41 @@ def busy_days(n: int = 3, start: str = "2026-03-05") -> pl.DataFrame:
         vwap=pl.col("close").cast(pl.Float32),
         transactions=pl.lit(12, pl.Int32),
     )
+
+
+def random_walk_rows(
+    days: list[str],
+    *,
+    seed: int,
+    start: str = "04:00",
+    n: int = 16 * 60,
+    price: float = 20.0,
+) -> list[Row]:
+    """``n`` consecutive bars from ``start`` on each of ``days``: a seeded random walk
+    with occasional jumps and volume bursts, so every detector finds something.
+
+    Deterministic for a given seed; each day restarts the generator, so the same
+    seed gives the same ET wall-clock bars on every day.
+    """
+    import random
+
+    rows: list[Row] = []
+    for day in days:
+        rng = random.Random(seed)
+        close = price
+        run, run_sign = 0, 1
+        for i in range(n):
+            open_ = close
+            step = rng.gauss(0.0, 0.002)
+            if run == 0 and rng.random() < 0.02:
+                run, run_sign = rng.randint(1, 4), rng.choice((-1, 1))
+            burst = run > 0
+            if burst:
+                step += run_sign * rng.uniform(0.01, 0.04)
+                run -= 1
+            close = round(max(0.5, open_ * (1 + step)), 4)
+            high = round(max(open_, close) * (1 + rng.uniform(0, 0.003)), 4)
+            low = round(min(open_, close) * (1 - rng.uniform(0, 0.003)), 4)
+            volume = int(rng.uniform(500, 3000) * (rng.uniform(5, 20) if burst else 1))
+            rows.append((day, minutes_after(start, i), open_, high, low, close, volume))
+    return rows

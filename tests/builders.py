@@ -38,26 +38,28 @@ def minutes_after(hhmm: str, n: int) -> str:
 Row = tuple[str, str, float, float, float, float, int]  # (day, "HH:MM" ET, o, h, l, c, v)
 
 
-def bars_frame(rows: list[Row]) -> pl.DataFrame:
+BAR_SCHEMA = {
+    "timestamp": pl.Datetime("ms", "UTC"),
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Int64,
+}
+
+
+def ohlcv_frame(
+    timestamps: list[datetime], ohlcv: list[tuple[float, float, float, float, int]]
+) -> pl.DataFrame:
     """Bars as the users' files hold them: UTC ms timestamps, Float64 prices, Int64 volume."""
-    return pl.DataFrame(
-        {
-            "timestamp": [et_instant(d, t) for d, t, *_ in rows],
-            "open": [r[2] for r in rows],
-            "high": [r[3] for r in rows],
-            "low": [r[4] for r in rows],
-            "close": [r[5] for r in rows],
-            "volume": [r[6] for r in rows],
-        },
-        schema={
-            "timestamp": pl.Datetime("ms", "UTC"),
-            "open": pl.Float64,
-            "high": pl.Float64,
-            "low": pl.Float64,
-            "close": pl.Float64,
-            "volume": pl.Int64,
-        },
-    )
+    columns = list(zip(*ohlcv, strict=True)) if ohlcv else [[]] * 5
+    data = dict(zip(BAR_SCHEMA, [timestamps, *map(list, columns)], strict=True))
+    return pl.DataFrame(data, schema=BAR_SCHEMA)
+
+
+def bars_frame(rows: list[Row]) -> pl.DataFrame:
+    """Bars from ``(day, "HH:MM" ET, o, h, l, c, v)`` rows."""
+    return ohlcv_frame([et_instant(d, t) for d, t, *_ in rows], [tuple(r[2:]) for r in rows])
 
 
 def flat_bars(

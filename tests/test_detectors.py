@@ -18,7 +18,15 @@ from detector.config import DetectorConfig
 from detector.pipeline import detect_bars
 from detector.schema import EVENT_SCHEMA
 
-from builders import Row, bars_frame, flat_bars, loose_config, minutes_after, with_overrides
+from builders import (
+    DETECTOR_SECTIONS,
+    Row,
+    bars_frame,
+    flat_bars,
+    loose_config,
+    minutes_after,
+    with_overrides,
+)
 
 DAY = "2026-03-10"
 DAY2 = "2026-03-11"
@@ -846,17 +854,7 @@ def test_volume_spike_doji_counts_as_down() -> None:
 def test_all_detectors_disabled_yields_empty_frame_with_schema() -> None:
     cfg = with_overrides(
         loose_config(),
-        **{
-            f"{s}.enable": False
-            for s in (
-                "volume_spike",
-                "vwap_break",
-                "price_momentum",
-                "consolidation_break",
-                "opening_range_break",
-                "flush_detection",
-            )
-        },
+        **{f"{s}.enable": False for s in DETECTOR_SECTIONS},
     )
     events = detect([*cb_prior_day(), *cb_day("up"), *two_direction_rows()], cfg, raw=True)
     assert events.is_empty()

@@ -25,6 +25,7 @@ from builders import (
     flat_bars,
     loose_config,
     minutes_after,
+    ohlcv_frame,
     random_walk_rows,
     write_daily,
 )
@@ -57,23 +58,8 @@ def labels(frame: pl.DataFrame, config: AppConfig | DetectorConfig) -> list[tupl
 
 def utc_frame(rows: list[tuple[str, float, float, float, float, int]]) -> pl.DataFrame:
     """Bars given by UTC "YYYY-MM-DD HH:MM" timestamps."""
-    return pl.DataFrame(
-        {
-            "timestamp": [datetime.fromisoformat(r[0]).replace(tzinfo=UTC) for r in rows],
-            "open": [r[1] for r in rows],
-            "high": [r[2] for r in rows],
-            "low": [r[3] for r in rows],
-            "close": [r[4] for r in rows],
-            "volume": [r[5] for r in rows],
-        },
-        schema={
-            "timestamp": pl.Datetime("ms", "UTC"),
-            "open": pl.Float64,
-            "high": pl.Float64,
-            "low": pl.Float64,
-            "close": pl.Float64,
-            "volume": pl.Int64,
-        },
+    return ohlcv_frame(
+        [datetime.fromisoformat(r[0]).replace(tzinfo=UTC) for r in rows], [r[1:] for r in rows]
     )
 
 

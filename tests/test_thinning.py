@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from detector.config import DetectorConfig
+from detector.detectors import EVENT_TYPES
 from detector.pipeline import detect_bars
 from detector.schema import EVENT_KEY, EVENT_SCHEMA
 
@@ -229,14 +230,7 @@ def test_events_are_a_subset_of_raw_candidates() -> None:
     cfg = loose_config()
     events = detect_bars("T", walk(), cfg).events
     raw = detect_bars("T", walk(), cfg, raw=True).events
-    assert set(events["event_type"]) == {
-        "volume_spike",
-        "vwap_break",
-        "price_momentum",
-        "consolidation_break",
-        "opening_range_break",
-        "flush",
-    }
+    assert set(events["event_type"]) == set(EVENT_TYPES)
     assert keys(events) <= keys(raw)
     assert len(raw) > len(events)
     # and the kept rows are the candidates' rows, unchanged

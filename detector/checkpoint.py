@@ -41,10 +41,6 @@ class Checkpoint:
     config_overrides: tuple[Mapping[str, str], ...] = ()  # --force-config records
     extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys, kept as they are
 
-    @property
-    def remaining(self) -> frozenset[str]:
-        return self.universe - self.completed
-
     def quarantined(self, max_attempts: int) -> frozenset[str]:
         return frozenset(
             s

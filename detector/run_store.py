@@ -211,21 +211,6 @@ class RunStore:
         finally:
             temp.unlink(missing_ok=True)
 
-    def record_failures(self, failures: Mapping[str, str]) -> None:
-        if not failures:
-            return
-        with self._lock:
-            cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
-            self._write(ck.with_failures(cp, failures, self.clock()))
-
-    def update(self, change: Callable[[ck.Checkpoint], ck.Checkpoint]) -> ck.Checkpoint:
-        """Apply ``change`` to the reconciled checkpoint under the lock and write it."""
-        with self._lock:
-            cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
-            new = change(cp)
-            self._write(new)
-            return new
-
     # -- helpers -------------------------------------------------------------------
     def _write_temp(
         self, temp: Path, events: pl.DataFrame, symbols: tuple[str, ...], config_hash: str

@@ -33,11 +33,17 @@ def fsync_dir(directory: Path) -> None:
 
 
 def write_text_atomic(
-    path: Path, text: str, *, before_replace: Callable[[], None] | None = None
+    path: Path,
+    text: str,
+    *,
+    durable: bool = True,
+    before_replace: Callable[[], None] | None = None,
 ) -> None:
     """Replace ``path`` with ``text``: temp file, flush, fsync, rename, fsync directory.
 
     A crash at any point leaves either the old file or the new one, never a mix.
+    ``durable=False`` skips the fsyncs (still atomic to readers): for files such as
+    heartbeats that are rewritten every second and worthless after a power cut.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -45,10 +51,12 @@ def write_text_atomic(
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         if before_replace is not None:
             before_replace()
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)

@@ -29,7 +29,7 @@ def per_day(expr: pl.Expr) -> pl.Expr:
     return expr.over(DAY)
 
 
-def add_daily_context(lf: pl.LazyFrame, cfg: DetectorConfig) -> pl.LazyFrame:
+def add_daily_context(lf: pl.LazyFrame) -> pl.LazyFrame:
     """Join day-level values: bar count, dollar volume, ATR% of the prior days."""
     daily = (
         lf.group_by(DAY)

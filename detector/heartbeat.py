@@ -40,7 +40,7 @@ class WorkerHeartbeat:
 
 
 def write_heartbeat(path: Path, beat: WorkerHeartbeat) -> None:
-    write_text_atomic(path, json.dumps(asdict(beat), indent=1) + "\n")
+    write_text_atomic(path, json.dumps(asdict(beat), indent=1) + "\n", durable=False)
 
 
 def write_legacy_run_heartbeat(path: Path, beat: WorkerHeartbeat, *, completed: bool) -> None:
@@ -65,7 +65,7 @@ def write_legacy_run_heartbeat(path: Path, beat: WorkerHeartbeat, *, completed: 
             "memory_gb": beat.rss_gb,
             "status": "running" if beat.status != "failed" else "failed",
         }
-    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n", durable=False)
 
 
 def append_line(path: Path, fields: list[object]) -> None:

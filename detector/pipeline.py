@@ -48,7 +48,7 @@ def events_from_clean_bars(
     """
     if bars.is_empty():
         return empty_events()
-    lf = add_daily_context(bars.lazy(), cfg)
+    lf = add_daily_context(bars.lazy())
     lf = add_bar_features(lf, cfg)
     found = (
         candidates(lf, cfg)

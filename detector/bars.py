@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from detector.cleaning import (
@@ -24,7 +25,7 @@ from detector.cleaning import (
     normalize_types,
 )
 from detector.errors import BarsSchemaError, NoBarsError
-from detector.symbols import validate_symbol
+from detector.symbols import is_valid_symbol, validate_symbol
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,33 @@ def bar_files(symbol: str, bars_root: Path) -> list[Path]:
     if single.is_file():
         files.append(single)
     return files
+
+
+def discover_symbols(bars_root: Path) -> list[str]:
+    """Symbols that have bar files under ``bars_root`` (either layout), sorted."""
+    found: set[str] = set()
+    if bars_root.is_dir():
+        for entry in bars_root.iterdir():
+            name = entry.name
+            if entry.is_dir() and name.startswith("symbol="):
+                found.add(name.removeprefix("symbol="))
+            elif entry.is_file() and name.endswith(".parquet"):
+                found.add(name.removesuffix(".parquet"))
+    return sorted(s for s in found if is_valid_symbol(s))
+
+
+def count_bars(symbol: str, bars_root: Path) -> int:
+    """Rows in ``symbol``'s bar files, from the Parquet footers (no data is read).
+
+    This is the expected work of a symbol; an unreadable footer counts as zero.
+    """
+    total = 0
+    for path in bar_files(symbol, bars_root):
+        try:
+            total += pq.read_metadata(path).num_rows
+        except (OSError, pa.ArrowException):
+            continue
+    return total
 
 
 def read_bar_files(files: list[Path], naive_timezone: str) -> tuple[pl.DataFrame, CleaningStats]:

@@ -238,8 +238,25 @@ class BarsConfig:
 
 
 @dataclass(frozen=True)
+class SupervisionConfig:
+    """``intraday_events.supervision``: how ``launch`` looks after its worker processes.
+
+    None of it changes events, so none of it is part of the config hash.
+    """
+
+    max_restarts: int = field(default=5, metadata=_non_negative())  # per worker and launch
+    backoff_initial_seconds: float = field(default=1.0, metadata=_positive())
+    backoff_max_seconds: float = field(default=60.0, metadata=_positive())
+    stall_timeout_seconds: float = field(default=300.0, metadata=_positive())
+    stop_grace_seconds: float = field(default=10.0, metadata=_positive())
+    poll_interval_seconds: float = field(default=0.5, metadata=_positive())
+    progress_interval_seconds: float = field(default=5.0, metadata=_positive())
+
+
+@dataclass(frozen=True)
 class AppConfig:
     bars: BarsConfig = field(default_factory=BarsConfig)
+    supervision: SupervisionConfig = field(default_factory=SupervisionConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     source: str | None = field(default=None, compare=False)  # file it was read from
 

@@ -19,7 +19,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from detector.config import AppConfig, BarsConfig, DetectorConfig, GlobalFilters
+from detector.config import (
+    AppConfig,
+    BarsConfig,
+    DetectorConfig,
+    GlobalFilters,
+    SupervisionConfig,
+)
 from detector.errors import ConfigError
 
 DETECTOR_SECTION = ("processing", "intraday_events")
@@ -64,12 +70,16 @@ def config_from_document(document: Any) -> AppConfig:
     own = document.get(OWN_SECTION) or {}
     if not isinstance(own, Mapping):
         raise ConfigError(OWN_SECTION, "must be a mapping")
-    _reject_unknown(own, {"bars"}, OWN_SECTION)
+    _reject_unknown(own, {"bars", "supervision"}, OWN_SECTION)
     bars = _build(BarsConfig, own.get("bars") or {}, f"{OWN_SECTION}.bars")
+    supervision = _build(
+        SupervisionConfig, own.get("supervision") or {}, f"{OWN_SECTION}.supervision"
+    )
     detector = _build(DetectorConfig, detector_data, ".".join(DETECTOR_SECTION))
     _check_bars(bars)
+    _check_supervision(supervision)
     _check_detector(detector)
-    return AppConfig(bars=bars, detector=detector)
+    return AppConfig(bars=bars, supervision=supervision, detector=detector)
 
 
 def _reject_unknown(data: Mapping[str, Any], known: set[str], path: str) -> None:
@@ -190,6 +200,14 @@ def _check_bars(bars: BarsConfig) -> None:
         raise ConfigError(
             f"{OWN_SECTION}.bars.naive_timezone", f"unknown time zone {bars.naive_timezone!r}"
         ) from None
+
+
+def _check_supervision(sup: SupervisionConfig) -> None:
+    if sup.backoff_max_seconds < sup.backoff_initial_seconds:
+        raise ConfigError(
+            f"{OWN_SECTION}.supervision.backoff_max_seconds",
+            f"must be at least backoff_initial_seconds ({sup.backoff_initial_seconds})",
+        )
 
 
 def _check_detector(det: DetectorConfig) -> None:

@@ -16,7 +16,7 @@ from typing import Literal
 
 from detector.atomic_io import write_text_atomic
 
-Status = Literal["starting", "running", "committing", "completed", "failed"]
+Status = Literal["starting", "running", "committing", "completed", "failed", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def write_legacy_run_heartbeat(path: Path, beat: WorkerHeartbeat, *, completed: 
             "progress_pct": round(100.0 * beat.symbols_done / total, 2),
             "events_detected": beat.events,
             "memory_gb": beat.rss_gb,
-            "status": "running" if beat.status != "failed" else "failed",
+            "status": beat.status if beat.status in ("failed", "stopped") else "running",
         }
     write_text_atomic(path, json.dumps(data, indent=1) + "\n", durable=False)
 

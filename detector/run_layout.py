@@ -84,6 +84,39 @@ class RunLayout:
         who = "" if worker_id is None else f"_worker_{worker_id}"
         return self.logs_dir / f"detect_events_intraday_{started:%Y%m%d_%H%M%S}{who}_pid{pid}.log"
 
+    # -- launch state (written by the orchestrator) -----------------------------
+    @property
+    def launch_dir(self) -> Path:
+        """Plan, PID files, worker symbol lists and worker console output of a launch."""
+        return self.root / "logs" / "launch" / self.run_id
+
+    @property
+    def launch_lock(self) -> Path:
+        """Kernel lock held by the one orchestrator of the run for its whole life."""
+        return self.launch_dir / "launch.lock"
+
+    @property
+    def orchestrator_pid_file(self) -> Path:
+        return self.launch_dir / "orchestrator.pid"
+
+    def worker_pid_file(self, worker_id: int) -> Path:
+        return self.launch_dir / f"worker_{worker_id}.pid"
+
+    def pid_files(self) -> list[Path]:
+        return sorted(self.launch_dir.glob("*.pid"))
+
+    def worker_symbols_file(self, worker_id: int) -> Path:
+        return self.launch_dir / f"worker_{worker_id}_symbols.txt"
+
+    def worker_console_log(self, worker_id: int) -> Path:
+        """What a launched worker prints (appended): its console log and any crash output."""
+        return self.launch_dir / f"worker_{worker_id}_console.log"
+
+    @property
+    def plan(self) -> Path:
+        """The latest launch plan: workers, their symbols and every symbol's bar count."""
+        return self.launch_dir / "plan.json"
+
     # -- events ----------------------------------------------------------------
     @property
     def events_dir(self) -> Path:

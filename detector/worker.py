@@ -38,6 +38,7 @@ from detector.pipeline import detect_symbol_result
 from detector.run_layout import RunLayout
 from detector.run_store import RunStore
 from detector.schema import empty_events
+from detector.stopping import StopRequest
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -70,6 +71,7 @@ class WorkerOutcome:
     events: int
     shards: int
     merged: MergeResult | None
+    stopped: str | None = None  # why the worker stopped before its list was done
 
     @property
     def ok(self) -> bool:
@@ -85,8 +87,16 @@ def run_hash(app: AppConfig, start: date | None, end: date | None) -> str:
 
 
 class Worker:
-    def __init__(self, cfg: WorkerConfig, app: AppConfig, *, clock: Clock = datetime.now) -> None:
+    def __init__(
+        self,
+        cfg: WorkerConfig,
+        app: AppConfig,
+        *,
+        clock: Clock = datetime.now,
+        stop: StopRequest | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.stop = stop or StopRequest()
         self.app = app
         self.clock = clock
         self.layout = RunLayout(cfg.root, cfg.run_id)
@@ -172,6 +182,8 @@ class Worker:
             covered: list[str] = []
             failures: dict[str, str] = {}
             for symbol in batch:
+                if self.stop.requested:
+                    break
                 self.beat("running", current_symbol=symbol, batch_num=number)
                 bars, result = self._detect(symbol, failures)
                 crash_point("during_detection")
@@ -195,6 +207,8 @@ class Worker:
                     [local_stamp(self.clock()), symbol, number, len(batches),
                      result.height if result is not None else 0, self._beat.rss_gb],
                 )  # fmt: skip
+            if not covered and not failures:
+                break  # stopped before the batch's first symbol: nothing to commit
             self.beat("committing")
             events = pl.concat(frames) if frames else empty_events()
             commit_started = time.perf_counter()
@@ -229,6 +243,14 @@ class Worker:
                 log.info(
                     "batch %d/%d: every symbol already committed elsewhere", number, len(batches)
                 )
+            if self.stop.requested:
+                break
+        if self.stop.requested:
+            log.warning(
+                "stopping early (%s): %d symbols committed by this process, the rest remain",
+                self.stop.reason,
+                committed,
+            )
         return self._finish(committed, failed, events_total, shards)
 
     def _detect(self, symbol: str, failures: dict[str, str]) -> tuple[int, pl.DataFrame | None]:
@@ -261,7 +283,7 @@ class Worker:
         )
         merged = None
         run_done = not (cp.universe - cp.completed - quarantined)
-        if run_done and self.cfg.merge:
+        if run_done and self.cfg.merge and not self.stop.requested:
             merged = merge_shards(self.layout, list(cp.shards))
             log.info(
                 "DETECTION COMPLETE run=%s symbols=%d events=%d by_type=%s by_direction=%s "
@@ -271,6 +293,8 @@ class Worker:
             )  # fmt: skip
             self._beat = replace(self._beat, events=merged.events, symbols_done=len(cp.completed))
         status: Status = "failed" if still_failed else "completed"
+        if self.stop.requested:
+            status = "stopped"
         self.beat(status, current_symbol=None)
         return WorkerOutcome(
             run_id=self.cfg.run_id,
@@ -280,6 +304,7 @@ class Worker:
             events=events,
             shards=shards,
             merged=merged,
+            stopped=self.stop.reason,
         )
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from detector.config import AppConfig, DetectorConfig, config_hash
+from detector.config import AppConfig, DetectorConfig, SupervisionConfig, config_hash
 from detector.config_load import config_from_document, load_config
 from detector.errors import ConfigError, ExitCode
 from tools.cli import cli
@@ -84,6 +84,8 @@ def test_defaults_file_documents_every_key() -> None:
 
     assert missing(DetectorConfig, section, "") == []
     assert set(document["intraday_events"]["bars"]) == {"root", "naive_timezone"}
+    supervision = {f.name for f in dataclasses.fields(SupervisionConfig)}
+    assert set(document["intraday_events"]["supervision"]) == supervision
 
 
 def test_users_whole_legacy_config_loads(tmp_path: Path) -> None:
@@ -124,6 +126,9 @@ def test_builtin_defaults_without_file() -> None:
         ({"intraday_events": {"bars": {"naive_timezone": "Mars/Olympus"}}}, "intraday_events.bars.naive_timezone", "time zone"),
         ({"intraday_events": {"bars": {"rooot": "x"}}}, "intraday_events.bars.rooot", "unknown key"),
         ({"intraday_events": {"workers": 3}}, "intraday_events.workers", "unknown key"),
+        ({"intraday_events": {"supervision": {"max_restarts": -1}}}, "intraday_events.supervision.max_restarts", "at least 0"),
+        ({"intraday_events": {"supervision": {"stall_timeout_seconds": 0}}}, "intraday_events.supervision.stall_timeout_seconds", "greater than 0"),
+        ({"intraday_events": {"supervision": {"backoff_initial_seconds": 9, "backoff_max_seconds": 2}}}, "intraday_events.supervision.backoff_max_seconds", "backoff_initial_seconds"),
     ],
 )  # fmt: skip
 def test_bad_values_name_the_key_path(

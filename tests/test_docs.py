@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from detector.config import BarsConfig, DetectorConfig
+from detector.config import BarsConfig, DetectorConfig, SupervisionConfig
 from detector.detectors import EVENT_TYPES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -24,6 +24,7 @@ def _paths(cls: type, prefix: str = "") -> list[str]:
 def test_configuration_reference_names_every_key() -> None:
     text = (DOCS / "configuration.md").read_text()
     keys = _paths(DetectorConfig) + [f"bars.{k}" for k in _paths(BarsConfig)]
+    keys += [f"supervision.{k}" for k in _paths(SupervisionConfig)]
     assert len(keys) > 90
     assert [k for k in keys if f"`{k}`" not in text] == []
 

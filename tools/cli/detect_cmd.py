@@ -15,6 +15,7 @@ from detector.errors import ExitCode
 from detector.run_layout import RunLayout
 from detector.run_logging import setup_logging
 from detector.run_select import resolve_run_id
+from detector.stopping import StopRequest
 from detector.symbols import read_symbol_file, validate_symbols
 from detector.worker import Worker, WorkerConfig
 from tools.cli.context import CliContext
@@ -74,6 +75,12 @@ def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | No
     show_default=True,
     help="Failed attempts before a symbol is quarantined.",
 )
+@click.option(
+    "--parent-pid",
+    type=click.IntRange(min=1),
+    hidden=True,
+    help="Stop (committing what is detected) as soon as this parent process is gone.",
+)
 @click.argument("extra_symbols", nargs=-1)
 @click.pass_obj
 def detect(
@@ -93,6 +100,7 @@ def detect(
     no_merge: bool,
     force_config: bool,
     max_attempts: int,
+    parent_pid: int | None,
     extra_symbols: tuple[str, ...],
 ) -> None:
     """Detect events for many symbols, in durable batches (one Parquet shard per batch)."""
@@ -130,7 +138,14 @@ def detect(
         force_config=force_config,
         max_attempts=max_attempts,
     )
-    outcome = Worker(cfg, app).run()
+    stop = StopRequest()
+    stop.install_signal_handlers()
+    if parent_pid is not None:
+        stop.watch_parent(parent_pid)
+    outcome = Worker(cfg, app, stop=stop).run()
+    if outcome.stopped:
+        click.echo(f"stopped: {outcome.stopped}; continue with --resume", err=True)
+        sys.exit(stop.exit_code)
     if outcome.failed:
         click.echo(
             f"{len(outcome.failed)} symbols failed (retried on --resume): "

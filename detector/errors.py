@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     FAILURE = 1  # the run finished but something in it failed
     USAGE = 2  # bad arguments or configuration: nothing was started
     DATA = 3  # input data unreadable or malformed
+    BUSY = 4  # another live process owns the run (a second launch of it)
     INTERRUPTED = 130  # SIGINT
     TERMINATED = 143  # SIGTERM
 
@@ -117,3 +118,19 @@ class ShardWriteError(IntradayEventsError):
         self.path = path
         self.reason = reason
         super().__init__(f"cannot write shard {path}: {reason}")
+
+
+class RunBusyError(IntradayEventsError):
+    """The run already has a live orchestrator."""
+
+    exit_code = ExitCode.BUSY
+
+    def __init__(self, run_id: str, pid: int | None) -> None:
+        self.run_id = run_id
+        self.pid = pid
+        who = f"pid {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"run {run_id} is already being launched by {who}; watch it with "
+            f"`intraday-events status --run-id {run_id}`, or stop it with "
+            f"`intraday-events restart --run-id {run_id}`"
+        )

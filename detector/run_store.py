@@ -164,6 +164,15 @@ class RunStore:
             self._write(cp)
             return cp
 
+    def record_failures(self, failures: Mapping[str, str]) -> ck.Checkpoint:
+        """Count one failed attempt for each symbol (e.g. its worker died while on it)."""
+        with self._lock:
+            cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
+            updated = ck.with_failures(cp, failures, self.clock())
+            if updated is not cp:
+                self._write(updated)
+            return updated
+
     def commit_batch(
         self,
         *,

@@ -1,0 +1,120 @@
+"""The launch plan: which worker gets which of the remaining symbols.
+
+Remaining symbols are ordered by expected work (bar count, largest first, ties
+by symbol) and split by stride, worker k getting ``remaining[k::N]``, so every
+worker gets a similar mix of large and small symbols. Pure, apart from reading
+and writing ``plan.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detector.atomic_io import write_text_atomic
+
+
+@dataclass(frozen=True)
+class Plan:
+    run_id: str
+    total: int  # symbols of the run
+    completed: int
+    quarantined: tuple[str, ...]
+    assignments: tuple[tuple[str, ...], ...]  # per worker, in processing order
+    bars: Mapping[str, int] = field(default_factory=dict)  # expected bars per symbol
+
+    @property
+    def remaining(self) -> int:
+        return sum(len(a) for a in self.assignments)
+
+    def worker_bars(self, worker_id: int) -> int:
+        return sum(self.bars.get(s, 0) for s in self.assignments[worker_id])
+
+    @property
+    def remaining_bars(self) -> int:
+        return sum(self.worker_bars(k) for k in range(len(self.assignments)))
+
+
+def make_plan(
+    *,
+    run_id: str,
+    universe: frozenset[str],
+    completed: frozenset[str],
+    quarantined: frozenset[str],
+    bars: Mapping[str, int],
+    workers: int,
+) -> Plan:
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    remaining = sorted(universe - completed - quarantined, key=lambda s: (-bars.get(s, 0), s))
+    return Plan(
+        run_id=run_id,
+        total=len(universe),
+        completed=len(universe & completed),
+        quarantined=tuple(sorted(quarantined & universe)),
+        assignments=tuple(tuple(remaining[k::workers]) for k in range(workers)),
+        bars={s: bars.get(s, 0) for s in remaining},
+    )
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan in the form the old launcher printed, with bars added."""
+    lines = [
+        f"Total symbols: {plan.total}",
+        f"Completed symbols (checkpoint): {plan.completed}",
+    ]
+    if plan.quarantined:
+        shown = " ".join(plan.quarantined[:10]) + (" ..." if len(plan.quarantined) > 10 else "")
+        lines.append(f"Quarantined symbols (skipped): {len(plan.quarantined)} ({shown})")
+    lines.append(f"Remaining symbols: {plan.remaining} ({_millions(plan.remaining_bars)} bars)")
+    for k, symbols in enumerate(plan.assignments):
+        span = f"{symbols[0]} ... {symbols[-1]}" if symbols else "nothing to do"
+        lines.append(
+            f"Worker {k}: {len(symbols)} symbols ({span}), {_millions(plan.worker_bars(k))} bars"
+        )
+    return "\n".join(lines)
+
+
+def _millions(bars: int) -> str:
+    return f"{bars / 1e6:.2f} M"
+
+
+# -- plan.json ---------------------------------------------------------------------
+def plan_to_json(plan: Plan, *, created_at: str, batch_size: int) -> str:
+    data: dict[str, Any] = {
+        "run_id": plan.run_id,
+        "created_at": created_at,
+        "batch_size": batch_size,
+        "total": plan.total,
+        "completed": plan.completed,
+        "quarantined": list(plan.quarantined),
+        "workers": [list(a) for a in plan.assignments],
+        "bars": dict(sorted(plan.bars.items())),
+    }
+    return json.dumps(data, indent=1) + "\n"
+
+
+def write_plan(path: Path, plan: Plan, *, created_at: str, batch_size: int) -> None:
+    write_text_atomic(path, plan_to_json(plan, created_at=created_at, batch_size=batch_size))
+
+
+class PlanFileError(ValueError):
+    """plan.json is missing, unreadable or not a plan."""
+
+
+def read_plan(path: Path) -> Plan:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Plan(
+            run_id=str(data["run_id"]),
+            total=int(data["total"]),
+            completed=int(data["completed"]),
+            quarantined=tuple(str(s) for s in data.get("quarantined") or ()),
+            assignments=tuple(tuple(str(s) for s in a) for a in data["workers"]),
+            bars={str(s): int(n) for s, n in (data.get("bars") or {}).items()},
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise PlanFileError(f"{path}: {exc}") from exc

@@ -1,0 +1,108 @@
+"""Starting worker processes and stopping process trees.
+
+Each worker runs in its own session, hence its own process group whose id is its
+pid: signalling the group reaches the worker and anything it started, and a
+Ctrl-C in the operator's terminal reaches only the orchestrator, which then stops
+the workers in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from orchestrator.supervisor import describe_exit
+
+
+def spawn(
+    argv: Sequence[str], *, console_log: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session, its output appended to ``console_log``."""
+    console_log.parent.mkdir(parents=True, exist_ok=True)
+    with open(console_log, "ab") as out:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(env) if env is not None else None,
+        )
+
+
+def signal_group(pid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to the process group led by ``pid``; False when it is gone.
+
+    Only a group leader's group is signalled (a process not leading its group, such
+    as an orchestrator started from a script, gets the signal alone), so that a pid
+    never takes down a group that is not its own.
+    """
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+@dataclass(frozen=True)
+class StopResult:
+    pid: int
+    how: str  # "exit 143", "SIGKILL(-9)", "already gone" ...
+    killed: bool  # SIGKILL was needed
+
+
+def stop_tree(process: psutil.Process, *, grace: float) -> StopResult:
+    """SIGTERM to the process's group and descendants, then SIGKILL after ``grace``.
+
+    Descendants are collected before signalling, so that children re-parented
+    after their parent's death are still found.
+    """
+    try:
+        family = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return StopResult(process.pid, "already gone", killed=False)
+    signal_group(process.pid, signal.SIGTERM)
+    for member in family[1:]:
+        with contextlib.suppress(psutil.Error):
+            member.terminate()
+    _, alive = psutil.wait_procs(family, timeout=grace)
+    killed = bool(alive)
+    if alive:
+        signal_group(process.pid, signal.SIGKILL)
+        for member in alive:
+            with contextlib.suppress(psutil.Error):
+                member.kill()
+        psutil.wait_procs(alive, timeout=grace)
+    returncode = getattr(process, "returncode", None)
+    if isinstance(process, psutil.Popen):
+        returncode = process.returncode
+    how = describe_exit(returncode) if returncode is not None else ("killed" if killed else "ended")
+    return StopResult(process.pid, how, killed)
+
+
+def wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
+    """Wait until none of ``pids`` runs (zombies count as gone); return those still alive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [pid for pid in pids if _running(pid)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -45,26 +45,40 @@ def write_heartbeat(path: Path, beat: WorkerHeartbeat) -> None:
 
 def write_legacy_run_heartbeat(path: Path, beat: WorkerHeartbeat, *, completed: bool) -> None:
     if completed:
-        data: dict[str, object] = {
-            "run_id": beat.run_id,
-            "status": "completed",
-            "total_events": beat.events,
-            "total_symbols": beat.symbols_done,
-            "completed_at": beat.updated_at,
-        }
-    else:
-        total = max(beat.symbols_total, 1)
-        data = {
-            "run_id": beat.run_id,
-            "last_symbol": beat.last_symbol,
-            "last_timestamp": beat.updated_at,
-            "batch_num": beat.batch_num,
-            "total_batches": beat.total_batches,
-            "progress_pct": round(100.0 * beat.symbols_done / total, 2),
-            "events_detected": beat.events,
-            "memory_gb": beat.rss_gb,
-            "status": beat.status if beat.status in ("failed", "stopped") else "running",
-        }
+        write_run_completed(
+            path,
+            run_id=beat.run_id,
+            total_events=beat.events,
+            total_symbols=beat.symbols_done,
+            completed_at=beat.updated_at,
+        )
+        return
+    total = max(beat.symbols_total, 1)
+    data = {
+        "run_id": beat.run_id,
+        "last_symbol": beat.last_symbol,
+        "last_timestamp": beat.updated_at,
+        "batch_num": beat.batch_num,
+        "total_batches": beat.total_batches,
+        "progress_pct": round(100.0 * beat.symbols_done / total, 2),
+        "events_detected": beat.events,
+        "memory_gb": beat.rss_gb,
+        "status": beat.status if beat.status in ("failed", "stopped") else "running",
+    }
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n", durable=False)
+
+
+def write_run_completed(
+    path: Path, *, run_id: str, total_events: int, total_symbols: int, completed_at: str
+) -> None:
+    """The legacy run heartbeat's final form, which old monitoring waits for."""
+    data = {
+        "run_id": run_id,
+        "status": "completed",
+        "total_events": total_events,
+        "total_symbols": total_symbols,
+        "completed_at": completed_at,
+    }
     write_text_atomic(path, json.dumps(data, indent=1) + "\n", durable=False)
 
 

@@ -19,15 +19,7 @@ from detector.stopping import StopRequest
 from detector.symbols import read_symbol_file, validate_symbols
 from detector.worker import Worker, WorkerConfig
 from tools.cli.context import CliContext
-
-
-def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
+from tools.cli.options import date_option
 
 
 @click.command("detect")
@@ -60,8 +52,8 @@ def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | No
     type=click.Path(file_okay=False, path_type=Path),
     help="Shard directory (default processed/events/shards[/worker_K]).",
 )
-@click.option("--start-date", callback=_date, help="First ET trading day of events.")
-@click.option("--end-date", callback=_date, help="Last ET trading day of events.")
+@date_option("--start-date", "First ET trading day of events.")
+@date_option("--end-date", "Last ET trading day of events.")
 @click.option("--no-merge", is_flag=True, help="Do not merge the final file at the end.")
 @click.option(
     "--force-config",

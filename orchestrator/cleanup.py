@@ -1,0 +1,77 @@
+"""Stopping a run's recorded processes and clearing what dead ones left behind.
+
+Used by ``restart`` and by ``launch`` (which stops workers orphaned by a killed
+launcher before starting its own). A process is signalled only if it is the one
+its PID file recorded (pid, create time and command line); anything else found
+under a recorded pid is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psutil
+
+from detector.run_layout import RunLayout
+from detector.run_store import RunStore
+from orchestrator.pidfile import PidFileError, read_pid_file, recorded_process
+from orchestrator.processes import stop_tree
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    stopped: tuple[str, ...] = ()  # processes stopped, one line each
+    removed: tuple[str, ...] = ()  # files removed, one line each
+    left_alone: tuple[str, ...] = ()  # live processes that are not what a PID file recorded
+
+    def lines(self) -> list[str]:
+        return [*self.stopped, *self.left_alone, *self.removed]
+
+
+def stop_recorded_processes(layout: RunLayout, *, grace: float) -> CleanupReport:
+    """Stop every live recorded process of the run (orchestrator first) and drop PID files."""
+    stopped: list[str] = []
+    removed: list[str] = []
+    left_alone: list[str] = []
+    files = layout.pid_files()
+    # The orchestrator first: told to stop, it stops its workers in order itself.
+    files.sort(key=lambda p: p != layout.orchestrator_pid_file)
+    for path in files:
+        try:
+            record = read_pid_file(path)
+        except PidFileError as exc:
+            path.unlink(missing_ok=True)
+            removed.append(f"removed unreadable PID file {path.name} ({exc})")
+            continue
+        who = record.role if record.worker_id is None else f"worker {record.worker_id}"
+        process = recorded_process(record)
+        if process is not None:
+            result = stop_tree(process, grace=grace)
+            how = "SIGKILL after the grace" if result.killed else result.how
+            stopped.append(f"stopped {who} pid {record.pid} ({how})")
+            log.info("stopped %s pid %d (%s)", who, record.pid, how)
+        elif _pid_exists(record.pid):
+            left_alone.append(
+                f"left alone pid {record.pid}: it is not the recorded {who} "
+                "(different start time or command line; the pid was reused)"
+            )
+        if path.exists():
+            path.unlink(missing_ok=True)
+            removed.append(f"removed PID file {path.name}")
+    return CleanupReport(tuple(stopped), tuple(removed), tuple(left_alone))
+
+
+def remove_orphan_temps(layout: RunLayout) -> list[str]:
+    """Remove temporary shards and checkpoint temps of dead writers (under the run lock)."""
+    before = [*layout.temp_shards(), *layout.temp_checkpoints()]
+    if not before or not layout.checkpoints_dir.exists():
+        return []
+    RunStore(layout).reconcile()
+    return [f"removed orphan temporary file {p.name}" for p in before if not p.exists()]
+
+
+def _pid_exists(pid: int) -> bool:
+    return psutil.pid_exists(pid)

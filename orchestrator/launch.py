@@ -1,0 +1,315 @@
+"""``launch``: plan, start N workers, supervise them, merge once at the end.
+
+The launcher is the run's only orchestrator: it holds ``launch.lock`` (a kernel
+lock, released by the OS however the launcher dies) for its whole life. Workers
+commit through the same protocol as a lone ``detect``; the launcher itself only
+reads the checkpoint, records crash attributions, and merges the final file once
+every symbol is completed or quarantined.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import psutil
+from filelock import FileLock, Timeout
+
+from detector.bars import count_bars, discover_symbols
+from detector.config import AppConfig
+from detector.errors import ExitCode, IntradayEventsError, RunBusyError
+from detector.heartbeat import write_run_completed
+from detector.merge import MergeResult, merge_shards
+from detector.run_layout import RunLayout
+from detector.run_store import RunStore
+from detector.stopping import StopRequest
+from detector.symbols import read_symbol_file
+from detector.worker import run_hash
+from orchestrator.cleanup import stop_recorded_processes
+from orchestrator.local_workers import LocalWorkers, WorkerCommand
+from orchestrator.pidfile import PidFileError, read_pid_file, record_for, write_pid_file
+from orchestrator.plan import Plan, format_plan, make_plan, write_plan
+from orchestrator.processes import stop_tree
+from orchestrator.supervisor import Notice, Supervisor
+
+log = logging.getLogger(__name__)
+
+# The users' usual universe file (LEGACY.md), used when no symbols are given.
+REFERENCE_SYMBOLS = Path("processed") / "reference" / "symbols_with_1m.parquet"
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    root: Path
+    run_id: str
+    bars_root: Path
+    worker_cli: tuple[str, ...]  # command line running the CLI, before the command name
+    symbols: tuple[str, ...] | None = None  # None: the run's universe, else discovered
+    workers: int = 4
+    batch_size: int = 50
+    max_attempts: int = 3
+    start_date: date | None = None
+    end_date: date | None = None
+    force_config: bool = False
+    yes: bool = False
+
+
+@dataclass(frozen=True)
+class LaunchOutcome:
+    run_id: str
+    plan: Plan
+    completed: int  # symbols of the run completed, in all
+    completed_now: int  # ... of which by this launch
+    bars_now: int  # expected bars of the symbols completed by this launch
+    failed: dict[str, str]  # failed, not yet quarantined: retried by the next launch
+    quarantined: dict[str, str]
+    unfinished: tuple[str, ...]  # neither completed nor failed (a worker was given up)
+    given_up: tuple[int, ...]
+    merged: MergeResult | None
+    wall_s: float
+    stopped: str | None
+    exit_code: ExitCode
+
+
+class NotConfirmedError(IntradayEventsError):
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class NoSymbolsError(IntradayEventsError):
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, bars_root: Path) -> None:
+        self.bars_root = bars_root
+        super().__init__(
+            f"no symbols: give --from-file F, or put bars under {bars_root} "
+            f"(symbol=SYM/ directories or SYM.parquet files)"
+        )
+
+
+Confirm = Callable[[Plan], bool]
+Echo = Callable[[str], None]
+Progress = Callable[[RunLayout], str | None]
+
+
+class Launcher:
+    def __init__(
+        self,
+        cfg: LaunchConfig,
+        app: AppConfig,
+        *,
+        confirm: Confirm,
+        echo: Echo,
+        stop: StopRequest,
+        progress: Progress | None = None,
+        handle_signals: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.cfg = cfg
+        self.app = app
+        self.confirm = confirm
+        self.echo = echo
+        self.stop = stop
+        self.progress = progress
+        self.handle_signals = handle_signals
+        self.clock = clock
+        self.sleep = sleep
+        self.layout = RunLayout(cfg.root, cfg.run_id)
+
+    # -- the whole launch ----------------------------------------------------------
+    def run(self) -> LaunchOutcome:
+        layout = self.layout
+        layout.launch_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(layout.launch_lock, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunBusyError(self.cfg.run_id, _live_orchestrator_pid(layout)) from None
+        try:
+            # Holding the lock proves no other launcher lives: recorded processes still
+            # running are workers of a killed launcher, stopped before ours start.
+            leftovers = stop_recorded_processes(
+                layout, grace=self.app.supervision.stop_grace_seconds
+            )
+            for line in leftovers.stopped + leftovers.left_alone:
+                self.echo(line)
+            write_pid_file(
+                layout.orchestrator_pid_file,
+                record_for(os.getpid(), run_id=self.cfg.run_id, role="orchestrator"),
+            )
+            return self._launch()
+        finally:
+            layout.orchestrator_pid_file.unlink(missing_ok=True)
+            lock.release()
+
+    def _launch(self) -> LaunchOutcome:
+        cfg, layout = self.cfg, self.layout
+        started = self.clock()
+        store = RunStore(layout)
+        existing = store.reconcile()
+        symbols = self._universe(existing.universe if existing else frozenset())
+        cp = store.open_run(
+            config_hash=run_hash(self.app, cfg.start_date, cfg.end_date),
+            symbols=symbols,
+            resume=True,
+            force_config=cfg.force_config,
+        )
+        quarantined = cp.quarantined(cfg.max_attempts)
+        todo = cp.universe - cp.completed - quarantined
+        counted = time.perf_counter()
+        bars = {s: count_bars(s, cfg.bars_root) for s in sorted(todo)}
+        log.debug("bar counts of %d symbols in %.2f s", len(todo), time.perf_counter() - counted)
+        plan = make_plan(
+            run_id=cfg.run_id,
+            universe=cp.universe,
+            completed=cp.completed,
+            quarantined=quarantined,
+            bars=bars,
+            workers=cfg.workers,
+        )
+        write_plan(
+            layout.plan,
+            plan,
+            created_at=datetime.now().isoformat(timespec="seconds"),
+            batch_size=cfg.batch_size,
+        )
+        self.echo(f"Run {cfg.run_id} (config {cp.config_hash})")
+        self.echo(format_plan(plan))
+        if plan.remaining and not cfg.yes and not self.confirm(plan):
+            raise NotConfirmedError("launch not confirmed: nothing was started")
+        if self.handle_signals:
+            # From here on Ctrl-C and SIGTERM stop the workers in order (not before:
+            # during the confirmation prompt Ctrl-C simply aborts).
+            self.stop.install_signal_handlers()
+        supervisor = Supervisor(
+            list(range(cfg.workers)), self._port(store, plan), self.app.supervision
+        )
+        if plan.remaining:
+            self._supervise(supervisor)
+        return self._finish(store, plan, supervisor, started)
+
+    def _universe(self, known: frozenset[str]) -> frozenset[str]:
+        if self.cfg.symbols is not None:
+            return frozenset(self.cfg.symbols)
+        if known:
+            return known
+        reference = self.cfg.root / REFERENCE_SYMBOLS
+        found = read_symbol_file(reference) if reference.is_file() else []
+        found = found or discover_symbols(self.cfg.bars_root)
+        if not found:
+            raise NoSymbolsError(self.cfg.bars_root)
+        return frozenset(found)
+
+    def _port(self, store: RunStore, plan: Plan) -> LocalWorkers:
+        cfg = self.cfg
+        command = WorkerCommand(
+            cli=cfg.worker_cli,
+            run_id=cfg.run_id,
+            bars_root=cfg.bars_root,
+            batch_size=cfg.batch_size,
+            max_attempts=cfg.max_attempts,
+            start_date=cfg.start_date,
+            end_date=cfg.end_date,
+        )
+        return LocalWorkers(self.layout, store, command, plan.assignments)
+
+    # -- supervision -------------------------------------------------------------
+    def _supervise(self, supervisor: Supervisor) -> None:
+        sup = self.app.supervision
+        next_progress = self.clock() + sup.progress_interval_seconds
+        try:
+            while not supervisor.finished:
+                now = self.clock()
+                if self.stop.requested and not supervisor.stopping_all:
+                    self._notify(supervisor.stop_all(now, self.stop.reason or "stop requested"))
+                self._notify(supervisor.tick(now))
+                if self.progress is not None and now >= next_progress:
+                    next_progress = now + sup.progress_interval_seconds
+                    line = self.progress(self.layout)
+                    if line:
+                        self.echo(line)
+                if not supervisor.finished:
+                    self.sleep(sup.poll_interval_seconds)
+        finally:
+            # However the loop ends (even by an exception of our own), no worker outlives it.
+            self._stop_survivors(supervisor)
+
+    def _notify(self, notices: list[Notice]) -> None:
+        for notice in notices:
+            log.log(notice.level, "worker %d: %s", notice.worker_id, notice.message)
+
+    def _stop_survivors(self, supervisor: Supervisor) -> None:
+        port = supervisor.port
+        assert isinstance(port, LocalWorkers)
+        for worker_id, process in list(port.processes.items()):
+            if process.poll() is None:
+                result = stop_tree(
+                    psutil.Process(process.pid), grace=self.app.supervision.stop_grace_seconds
+                )
+                log.warning(
+                    "worker %d: pid %d stopped at exit (%s)", worker_id, process.pid, result.how
+                )
+            process.wait()
+            port.forget(worker_id, process)
+
+    # -- the end -----------------------------------------------------------------
+    def _finish(
+        self, store: RunStore, plan: Plan, supervisor: Supervisor, started: float
+    ) -> LaunchOutcome:
+        cfg = self.cfg
+        cp = store.reconcile()
+        assert cp is not None
+        quarantined_set = cp.quarantined(cfg.max_attempts)
+        left = cp.universe - cp.completed - quarantined_set
+        merged = None
+        if not left and not self.stop.requested:
+            merged = merge_shards(self.layout, list(cp.shards))
+            write_run_completed(
+                self.layout.run_heartbeat,
+                run_id=cfg.run_id,
+                total_events=merged.events,
+                total_symbols=len(cp.completed),
+                completed_at=datetime.now().isoformat(timespec="seconds"),
+            )
+        planned = {s for a in plan.assignments for s in a}
+        done_now = planned & cp.completed
+        failed = {s: f.error for s, f in sorted(cp.failed.items()) if s in left}
+        quarantined = {s: cp.failed[s].error for s in sorted(quarantined_set)}
+        unfinished = tuple(sorted(left - set(failed)))
+        if self.stop.requested:
+            code = self.stop.exit_code
+        elif failed or quarantined or unfinished:
+            code = ExitCode.FAILURE
+        else:
+            code = ExitCode.OK
+        return LaunchOutcome(
+            run_id=cfg.run_id,
+            plan=plan,
+            completed=len(cp.completed),
+            completed_now=len(done_now),
+            bars_now=sum(plan.bars.get(s, 0) for s in done_now),
+            failed=failed,
+            quarantined=quarantined,
+            unfinished=unfinished,
+            given_up=tuple(supervisor.given_up()) if not self.stop.requested else (),
+            merged=merged,
+            wall_s=self.clock() - started,
+            stopped=self.stop.reason,
+            exit_code=code,
+        )
+
+
+def _live_orchestrator_pid(layout: RunLayout) -> int | None:
+    try:
+        return read_pid_file(layout.orchestrator_pid_file).pid
+    except PidFileError:
+        return None

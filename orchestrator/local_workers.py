@@ -1,0 +1,152 @@
+"""The supervisor's port to the world on one machine: ``detect`` processes and run files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from detector.atomic_io import write_text_atomic
+from detector.checkpoint import Checkpoint, CheckpointFormatError
+from detector.run_layout import RunLayout
+from detector.run_store import RunStore
+from orchestrator.pidfile import PidFileError, read_pid_file, record_for, write_pid_file
+from orchestrator.processes import signal_group, spawn
+from orchestrator.supervisor import HeartbeatView, ProcessHandle
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerCommand:
+    """How to start one ``detect`` worker of the launch."""
+
+    cli: tuple[str, ...]  # runs the CLI up to the command name: [python, -m, tools, --root, R]
+    run_id: str
+    bars_root: Path
+    batch_size: int
+    max_attempts: int
+    start_date: date | None = None
+    end_date: date | None = None
+    env: Mapping[str, str] | None = None
+
+    def argv(self, worker_id: int, symbols_file: Path, parent_pid: int) -> list[str]:
+        argv = [
+            *self.cli,
+            "detect",
+            "--run-id", self.run_id,
+            "--from-file", str(symbols_file),
+            "--worker-id", str(worker_id),
+            "--bars", str(self.bars_root),
+            "--batch-size", str(self.batch_size),
+            "--max-attempts", str(self.max_attempts),
+            "--resume",
+            "--no-merge",
+            "--parent-pid", str(parent_pid),
+        ]  # fmt: skip
+        if self.start_date is not None:
+            argv += ["--start-date", self.start_date.isoformat()]
+        if self.end_date is not None:
+            argv += ["--end-date", self.end_date.isoformat()]
+        return argv
+
+
+class LocalWorkers:
+    """Implements :class:`orchestrator.supervisor.WorkerPort` with local processes."""
+
+    def __init__(
+        self,
+        layout: RunLayout,
+        store: RunStore,
+        command: WorkerCommand,
+        assignments: Sequence[Sequence[str]],
+    ) -> None:
+        self.layout = layout
+        self.store = store
+        self.command = command
+        self.assignments = [tuple(a) for a in assignments]
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    # -- state ---------------------------------------------------------------------
+    def _checkpoint(self) -> Checkpoint | None:
+        try:
+            return self.store.read()
+        except CheckpointFormatError:
+            return self.store.reconcile()  # rebuilt from the shards, under the lock
+
+    def remaining(self, worker_id: int) -> tuple[str, ...]:
+        cp = self._checkpoint()
+        if cp is None:
+            return self.assignments[worker_id]
+        skip = cp.completed | cp.quarantined(self.command.max_attempts)
+        return tuple(s for s in self.assignments[worker_id] if s not in skip)
+
+    def heartbeat(self, worker_id: int) -> HeartbeatView | None:
+        path = self.layout.worker_heartbeat(worker_id)
+        try:
+            stat = path.stat()
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return HeartbeatView(
+                pid=int(data["pid"]),
+                token=(stat.st_mtime_ns, stat.st_size, data.get("updated_at")),
+                current_symbol=data.get("current_symbol"),
+                symbols_done=int(data.get("symbols_done") or 0),
+            )
+        except (OSError, ValueError, TypeError, KeyError):
+            return None  # absent or being replaced: the next pass reads it
+
+    # -- processes -----------------------------------------------------------------
+    def spawn(self, worker_id: int, symbols: tuple[str, ...]) -> ProcessHandle:
+        symbols_file = self.layout.worker_symbols_file(worker_id)
+        write_text_atomic(symbols_file, "".join(f"{s}\n" for s in symbols), durable=False)
+        argv = self.command.argv(worker_id, symbols_file, os.getpid())
+        process = spawn(
+            argv, console_log=self.layout.worker_console_log(worker_id), env=self.command.env
+        )
+        self.processes[worker_id] = process
+        try:
+            record = record_for(
+                process.pid, run_id=self.layout.run_id, role="worker", worker_id=worker_id
+            )
+            write_pid_file(self.layout.worker_pid_file(worker_id), record)
+        except Exception as exc:  # it already exited: the supervisor sees that on its next pass
+            log.debug("no PID file for worker %d (pid %d): %s", worker_id, process.pid, exc)
+        return process
+
+    def terminate(self, handle: ProcessHandle) -> None:
+        signal_group(handle.pid, signal.SIGTERM)
+
+    def kill(self, handle: ProcessHandle) -> None:
+        signal_group(handle.pid, signal.SIGKILL)
+
+    def forget(self, worker_id: int, handle: ProcessHandle) -> None:
+        path = self.layout.worker_pid_file(worker_id)
+        try:
+            if read_pid_file(path).pid == handle.pid:
+                path.unlink(missing_ok=True)
+        except PidFileError:
+            path.unlink(missing_ok=True)
+        self.processes.pop(worker_id, None)
+
+    def record_crash(self, worker_id: int, symbol: str, reason: str) -> None:
+        cp = self.store.record_failures({symbol: reason})
+        failure = cp.failed.get(symbol)
+        attempts = failure.attempts if failure is not None else 0
+        if attempts >= self.command.max_attempts:
+            log.error(
+                "%s quarantined: in progress during %d failed attempts (%s)",
+                symbol,
+                attempts,
+                reason,
+            )
+        else:
+            log.warning("%s: failed attempt %d recorded (%s)", symbol, attempts, reason)
+
+    def live(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.processes.values() if p.poll() is None]

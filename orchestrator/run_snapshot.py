@@ -1,0 +1,360 @@
+"""A frozen, read-only snapshot of a run, built from the run's files alone.
+
+``status`` prints it, the launcher prints its one-line progress, and a live
+dashboard can redraw it: all of them call :func:`read_snapshot` and render the
+result with pure functions (:mod:`orchestrator.run_status`).
+
+Reading never writes, creates or locks anything (no :class:`RunStore`, whose
+constructor creates the checkpoints directory), and never raises because of a
+file: a missing, half-written, corrupt or foreign file turns the fields it would
+have given into None or ``"unknown"``. Workers write their files while we read,
+so any of them may be caught in any state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+import pyarrow.parquet as pq
+
+from detector.checkpoint import Checkpoint, CheckpointFormatError, FailedSymbol, from_json
+from detector.errors import ExitCode, IntradayEventsError
+from detector.run_layout import RunLayout
+from orchestrator.pidfile import PidFileError, read_pid_file, recorded_process
+from orchestrator.plan import Plan, PlanFileError, read_plan
+
+RunState = Literal["running", "completed", "stopped", "not started", "unknown"]
+# Heartbeat statuses of a process that is still working on its list.
+ACTIVE = frozenset({"starting", "running", "committing"})
+_STATUSES = ACTIVE | {"completed", "failed", "stopped"}
+# A heartbeat's started_at has one-second resolution and is taken after the process
+# started; a process created later than this after it is another one reusing the pid.
+_PID_REUSE_SLACK_S = 2.0
+
+
+class NoRunsError(IntradayEventsError):
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        super().__init__(f"no run under {root} (no logs/checkpoints/*_completed.json)")
+
+
+@dataclass(frozen=True)
+class WorkerSnapshot:
+    worker_id: int
+    pid: int | None
+    alive: bool | None  # None: no pid known
+    # starting/running/committing/completed/failed/stopped as the heartbeat says;
+    # "dead" when it says still working but its process is gone; "unknown" when unreadable.
+    status: str
+    current_symbol: str | None = None
+    last_symbol: str | None = None
+    symbols_done: int | None = None
+    symbols_total: int | None = None
+    bars_done: int | None = None
+    events: int | None = None
+    rss_gb: float | None = None
+    heartbeat_age_s: float | None = None
+    bars_per_s: float | None = None  # of this process, since it started
+    started_at: str | None = None
+    updated_at: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return bool(self.alive) and self.status in ACTIVE
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    run_id: str
+    taken_at: datetime
+    state: RunState
+    problem: str | None = None  # why some fields are unknown
+    config_hash: str | None = None
+    # Symbol sets are None when the checkpoint cannot be read. ``failed`` holds every
+    # symbol with failed attempts not yet completed, quarantined ones included;
+    # ``remaining`` is what is left to do: universe - completed - quarantined.
+    universe: tuple[str, ...] | None = None
+    completed: tuple[str, ...] | None = None
+    remaining: tuple[str, ...] | None = None
+    failed: Mapping[str, FailedSymbol] | None = None
+    quarantined: tuple[str, ...] | None = None
+    max_attempts: int = 3
+    events_so_far: int | None = None  # rows of committed shards, from their footers
+    shards: int = 0
+    unreadable_shards: tuple[str, ...] = ()
+    remaining_bars: int | None = None  # from plan.json; None without a plan
+    rate_bars_per_s: float | None = None  # live workers together; None when none is live
+    eta_s: float | None = None
+    final: Path | None = None
+    orchestrator_pid: int | None = None
+    orchestrator_alive: bool = False
+    workers: tuple[WorkerSnapshot, ...] = field(default_factory=tuple)
+
+    @property
+    def progress_pct(self) -> float | None:
+        if self.universe is None or self.completed is None or not self.universe:
+            return None
+        return 100.0 * len(self.completed) / len(self.universe)
+
+
+def newest_run_id(root: Path) -> str:
+    """The run under ``root`` whose checkpoint changed last; NoRunsError when none."""
+    try:
+        runs = RunLayout.run_ids(root)
+    except OSError:  # a checkpoint removed between listing and stat
+        runs = []
+    if not runs:
+        raise NoRunsError(root)
+    return runs[-1]
+
+
+def read_snapshot(layout: RunLayout, *, now: datetime, max_attempts: int = 3) -> RunSnapshot:
+    """Everything the run's files say at ``now``; never writes and never raises for a file."""
+    orchestrator_pid, orchestrator_alive, worker_pids = _read_pid_files(layout)
+    workers = tuple(
+        _worker(layout, k, worker_pids.get(k), now)
+        for k in sorted(set(_heartbeat_ids(layout)) | set(worker_pids))
+    )
+    events, shards, unreadable = _count_events(layout)
+    final = layout.final if _is_file(layout.final) else None
+    live = [w for w in workers if w.live]
+    rate = sum(w.bars_per_s or 0.0 for w in live) if live else None
+    base = RunSnapshot(
+        run_id=layout.run_id,
+        taken_at=now,
+        state="unknown",
+        max_attempts=max_attempts,
+        events_so_far=events,
+        shards=shards,
+        unreadable_shards=unreadable,
+        rate_bars_per_s=rate,
+        final=final,
+        orchestrator_pid=orchestrator_pid,
+        orchestrator_alive=orchestrator_alive,
+        workers=workers,
+    )
+    running = orchestrator_alive or bool(live)
+    try:
+        cp = from_json(layout.checkpoint.read_text(encoding="utf-8"), layout.run_id)
+    except FileNotFoundError:
+        if shards:
+            problem = f"checkpoint missing but {shards} committed shards exist (resume rebuilds it)"
+            return replace(base, state="running" if running else "unknown", problem=problem)
+        return replace(base, state="running" if running else "not started")
+    except (OSError, UnicodeDecodeError, CheckpointFormatError) as exc:
+        problem = f"checkpoint unreadable ({exc}); resume rebuilds it from the shards"
+        return replace(base, state="running" if running else "unknown", problem=problem)
+    return _with_checkpoint(base, layout, cp, running=running)
+
+
+def _with_checkpoint(
+    base: RunSnapshot, layout: RunLayout, cp: Checkpoint, *, running: bool
+) -> RunSnapshot:
+    plan = _read_plan(layout)
+    planned = {s for a in plan.assignments for s in a} if plan is not None else set()
+    failed = {s: f for s, f in cp.failed.items() if s not in cp.completed}
+    # A legacy checkpoint has no universe: what it and the plan name is the best we know.
+    universe = cp.universe | cp.completed | set(failed) | planned
+    quarantined = cp.quarantined(base.max_attempts)
+    remaining = universe - cp.completed - quarantined
+    remaining_bars = None
+    if plan is not None:
+        remaining_bars = sum(n for s, n in plan.bars.items() if s in remaining)
+    eta = None
+    if remaining_bars is not None and base.rate_bars_per_s:
+        eta = remaining_bars / base.rate_bars_per_s
+    state: RunState
+    if running:
+        state = "running"
+    elif not remaining and base.final is not None:
+        state = "completed"
+    else:
+        state = "stopped"  # work remaining, or all done but the final file not merged yet
+    return replace(
+        base,
+        state=state,
+        config_hash=cp.config_hash,
+        universe=tuple(sorted(universe)),
+        completed=tuple(sorted(cp.completed)),
+        remaining=tuple(sorted(remaining)),
+        failed=dict(sorted(failed.items())),
+        quarantined=tuple(sorted(quarantined)),
+        remaining_bars=remaining_bars,
+        eta_s=eta,
+    )
+
+
+# -- files ---------------------------------------------------------------------------
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _read_plan(layout: RunLayout) -> Plan | None:
+    try:
+        plan = read_plan(layout.plan)
+    except PlanFileError:
+        return None
+    return plan if plan.run_id == layout.run_id else None
+
+
+def _count_events(layout: RunLayout) -> tuple[int, int, tuple[str, ...]]:
+    """Rows of the committed shards (footers only), their number, and unreadable ones."""
+    try:
+        shards = layout.committed_shards()
+    except OSError:
+        return 0, 0, ()
+    rows = 0
+    unreadable: list[str] = []
+    for path in shards.values():
+        try:
+            rows += pq.read_metadata(path).num_rows
+        except Exception:  # pyarrow raises its own types for truncated or foreign files
+            unreadable.append(path.name)
+    return rows, len(shards), tuple(unreadable)
+
+
+def _read_pid_files(layout: RunLayout) -> tuple[int | None, bool, dict[int, tuple[int, bool]]]:
+    """Orchestrator pid and liveness, and worker id -> (pid, alive) from the PID files."""
+    orchestrator_pid: int | None = None
+    orchestrator_alive = False
+    workers: dict[int, tuple[int, bool]] = {}
+    try:
+        paths = layout.pid_files()
+    except OSError:
+        paths = []
+    for path in paths:
+        try:
+            record = read_pid_file(path)
+        except PidFileError:
+            continue
+        if record.run_id != layout.run_id:
+            continue
+        # recorded_process checks create time and command line: a reused pid is not ours.
+        alive = recorded_process(record) is not None
+        if record.role == "orchestrator":
+            orchestrator_pid, orchestrator_alive = record.pid, alive
+        elif record.role == "worker" and record.worker_id is not None:
+            workers[record.worker_id] = (record.pid, alive)
+    return orchestrator_pid, orchestrator_alive, workers
+
+
+def _heartbeat_ids(layout: RunLayout) -> list[int]:
+    prefix = f"{layout.run_id}_worker_"
+    ids = []
+    try:
+        paths = list(layout.heartbeats_dir.glob(f"{prefix}*.json"))
+    except OSError:
+        return []
+    for path in paths:
+        number = path.name.removeprefix(prefix).removesuffix(".json")
+        if number.isdigit():  # not another run whose id merely starts like ours
+            ids.append(int(number))
+    return ids
+
+
+def _worker(
+    layout: RunLayout, worker_id: int, recorded: tuple[int, bool] | None, now: datetime
+) -> WorkerSnapshot:
+    path = layout.worker_heartbeat(worker_id)
+    age: float | None
+    try:
+        age = max(0.0, now.timestamp() - path.stat().st_mtime)
+        text: str | None = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        age, text = None, None
+    except (OSError, UnicodeDecodeError):
+        age, text = None, ""
+    beat = _parse_heartbeat(text, layout.run_id) if text is not None else None
+    pid_file_pid, pid_file_alive = recorded if recorded is not None else (None, False)
+    if beat is None:
+        if text is not None:  # a heartbeat file exists but says nothing usable
+            return WorkerSnapshot(worker_id, pid_file_pid, _known(recorded), "unknown", heartbeat_age_s=age)
+        # Spawned and recorded, no heartbeat yet (or never will: the PID file is stale).
+        status = "starting" if pid_file_alive else "dead"
+        return WorkerSnapshot(worker_id, pid_file_pid, pid_file_alive, status)
+    if pid_file_alive and pid_file_pid != beat["pid"]:
+        # A restarted worker that has not written its first heartbeat: the file still
+        # describes the previous process, whose counts are no longer this one's.
+        return WorkerSnapshot(worker_id, pid_file_pid, True, "starting", heartbeat_age_s=age)
+    alive = _heartbeat_pid_alive(beat["pid"], beat["started"])
+    status = beat["status"]
+    if status in ACTIVE and not alive:
+        status = "dead"
+    elapsed = (beat["updated"] - beat["started"]).total_seconds()
+    return WorkerSnapshot(
+        worker_id=worker_id,
+        pid=beat["pid"],
+        alive=alive,
+        status=status,
+        current_symbol=beat["current_symbol"],
+        last_symbol=beat["last_symbol"],
+        symbols_done=beat["symbols_done"],
+        symbols_total=beat["symbols_total"],
+        bars_done=beat["bars_done"],
+        events=beat["events"],
+        rss_gb=beat["rss_gb"],
+        heartbeat_age_s=age,
+        bars_per_s=beat["bars_done"] / elapsed if elapsed > 0 else None,
+        started_at=beat["started_at"],
+        updated_at=beat["updated_at"],
+    )
+
+
+def _known(recorded: tuple[int, bool] | None) -> bool | None:
+    return None if recorded is None else recorded[1]
+
+
+def _parse_heartbeat(text: str, run_id: str) -> dict[str, Any] | None:
+    """The fields we use, type-checked; None for anything that is not our heartbeat."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("run_id") != run_id:
+            return None
+        beat: dict[str, Any] = {
+            k: _int(data[k]) for k in ("pid", "symbols_done", "symbols_total", "bars_done", "events")
+        }
+        if data["status"] not in _STATUSES:
+            return None
+        beat["status"] = str(data["status"])
+        for key in ("current_symbol", "last_symbol"):
+            value = data.get(key)
+            beat[key] = value if isinstance(value, str) else None
+        rss = data.get("rss_gb")
+        beat["rss_gb"] = float(rss) if isinstance(rss, int | float) else None
+        beat["started_at"], beat["updated_at"] = str(data["started_at"]), str(data["updated_at"])
+        beat["started"] = datetime.fromisoformat(beat["started_at"])
+        beat["updated"] = datetime.fromisoformat(beat["updated_at"])
+        beat["started"].timestamp()  # a naive and an aware stamp cannot be compared
+        _ = beat["updated"] - beat["started"]
+        return beat
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
+        return None
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"not an integer: {value!r}")
+    return value
+
+
+def _heartbeat_pid_alive(pid: int, started: datetime) -> bool:
+    """Whether ``pid`` still is the process that wrote a heartbeat started at ``started``."""
+    try:
+        process = psutil.Process(pid)
+        with process.oneshot():
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return False
+            return process.create_time() <= started.timestamp() + _PID_REUSE_SLACK_S
+    except (psutil.Error, ValueError, OverflowError, OSError):
+        return False

@@ -1,0 +1,7 @@
+"""``python -m tools``: the command line, as launched workers run it."""
+
+from __future__ import annotations
+
+from tools.cli import main
+
+main()

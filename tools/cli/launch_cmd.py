@@ -1,0 +1,133 @@
+"""``intraday-events launch``: N supervised workers over the run's remaining symbols."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import click
+
+from detector.run_layout import RunLayout
+from detector.run_logging import setup_logging
+from detector.run_select import resolve_run_id
+from detector.stopping import StopRequest
+from detector.symbols import read_symbol_file, validate_symbols
+from orchestrator.launch import LaunchConfig, Launcher, NotConfirmedError
+from orchestrator.plan import Plan
+from orchestrator.run_status import progress_line, read_snapshot
+from orchestrator.summary import format_summary
+from tools.cli.context import CliContext
+from tools.cli.options import date_option
+
+
+def worker_cli(obj: CliContext) -> tuple[str, ...]:
+    """The command line a worker runs: this interpreter, this CLI, the same root and config."""
+    argv = [sys.executable, "-m", "tools", "--root", str(obj.root)]
+    if obj.config_path is not None:
+        argv += ["--config", str(obj.config_path.resolve())]
+    return tuple(argv)
+
+
+def _confirm(plan: Plan) -> bool:
+    if not sys.stdin.isatty():
+        raise NotConfirmedError(
+            "no terminal to confirm the plan on: pass --yes to launch without asking"
+        )
+    return click.confirm(f"Start {len(plan.assignments)} workers?", default=True)
+
+
+def _progress(layout: RunLayout) -> str | None:
+    return progress_line(read_snapshot(layout, now=datetime.now()))
+
+
+@click.command("launch")
+@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--checkpoint-interval",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Accepted for compatibility: every shard commit updates the checkpoint.",
+)
+@click.option(
+    "--from-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help=".parquet (column symbol) or .txt/.csv; default: the run's symbols, else "
+    "processed/reference/symbols_with_1m.parquet, else every symbol under the bars root.",
+)
+@click.option("--symbols", "symbol_args", multiple=True, help="Symbols (repeat or space-separate).")
+@click.option("--bars", type=click.Path(file_okay=False, path_type=Path), help="Bars root.")
+@click.option("--run-id", help="Run to start or continue (default: the newest unfinished one).")
+@date_option("--start-date", "First ET trading day of events.")
+@date_option("--end-date", "Last ET trading day of events.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--no-dashboard",
+    is_flag=True,
+    help="Print progress lines instead of the live view (the only mode for now).",
+)
+@click.option("--force-config", is_flag=True, help="Continue even though the config changed.")
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Failed attempts (errors or worker deaths on it) before a symbol is quarantined.",
+)
+@click.pass_obj
+def launch(
+    obj: CliContext,
+    workers: int,
+    batch_size: int,
+    checkpoint_interval: int,
+    from_file: Path | None,
+    symbol_args: tuple[str, ...],
+    bars: Path | None,
+    run_id: str | None,
+    start_date: date | None,
+    end_date: date | None,
+    yes: bool,
+    no_dashboard: bool,
+    force_config: bool,
+    max_attempts: int,
+) -> None:
+    """Split the remaining symbols over N supervised workers; merge once at the end."""
+    raw = [s for arg in symbol_args for s in arg.replace(",", " ").split()]
+    symbols = validate_symbols(raw)
+    if from_file is not None:
+        symbols = validate_symbols([*symbols, *read_symbol_file(from_file)])
+    if start_date and end_date and start_date > end_date:
+        raise click.BadParameter("--start-date is after --end-date")
+    app = obj.config()
+    now = datetime.now()
+    chosen = resolve_run_id(obj.root, run_id, resume=True, now=now)
+    setup_logging(RunLayout(obj.root, chosen).main_log(now, None, os.getpid()), console=True)
+    cfg = LaunchConfig(
+        root=obj.root,
+        run_id=chosen,
+        bars_root=obj.bars_root(bars).resolve(),
+        worker_cli=worker_cli(obj),
+        symbols=tuple(symbols) if symbols else None,
+        workers=workers,
+        batch_size=batch_size,
+        max_attempts=max_attempts,
+        start_date=start_date,
+        end_date=end_date,
+        force_config=force_config,
+        yes=yes,
+    )
+    launcher = Launcher(
+        cfg,
+        app,
+        confirm=_confirm,
+        echo=click.echo,
+        stop=StopRequest(),
+        progress=_progress,
+        handle_signals=True,
+    )
+    outcome = launcher.run()
+    click.echo(format_summary(outcome))
+    sys.exit(outcome.exit_code)

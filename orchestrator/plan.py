@@ -108,13 +108,26 @@ class PlanFileError(ValueError):
 def read_plan(path: Path) -> Plan:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
         return Plan(
-            run_id=str(data["run_id"]),
+            run_id=_typed(data["run_id"], str),
             total=int(data["total"]),
             completed=int(data["completed"]),
-            quarantined=tuple(str(s) for s in data.get("quarantined") or ()),
-            assignments=tuple(tuple(str(s) for s in a) for a in data["workers"]),
-            bars={str(s): int(n) for s, n in (data.get("bars") or {}).items()},
+            quarantined=_symbols(data.get("quarantined") or []),
+            assignments=tuple(_symbols(a) for a in _typed(data["workers"], list)),
+            bars={str(s): int(n) for s, n in _typed(data.get("bars") or {}, dict).items()},
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise PlanFileError(f"{path}: {exc}") from exc
+
+
+def _typed(value: Any, kind: type) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _symbols(value: Any) -> tuple[str, ...]:
+    # A string is iterable too: without this check "AAPL" would read as four symbols.
+    return tuple(_typed(s, str) for s in _typed(value, list))

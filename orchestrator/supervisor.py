@@ -84,7 +84,8 @@ class SlotState(Enum):
     RUNNING = "running"
     STOPPING = "stopping"  # SIGTERM sent; SIGKILL at ``kill_at``
     DONE = "done"
-    GAVE_UP = "gave up"
+    GAVE_UP = "gave up"  # restart cap reached, or it would not die even after SIGKILL
+    STOPPED = "stopped"  # by stop_all: an operator's Ctrl-C or SIGTERM
 
 
 @dataclass
@@ -98,7 +99,8 @@ class WorkerSlot:
     deaths_without_progress: int = 0
     last_token: Hashable = None
     last_change: float = 0.0
-    stop_reason: str | None = None  # "stalled" or "stopping" while STOPPING
+    stop_reason: str | None = None  # "stalled" or the stop_all reason while STOPPING
+    killed_at: float | None = None  # SIGKILL sent while STOPPING
     last_exit: str | None = None
 
 
@@ -131,7 +133,8 @@ class Supervisor:
     # -- queries ---------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        return all(s.state in (SlotState.DONE, SlotState.GAVE_UP) for s in self.slots.values())
+        ended = (SlotState.DONE, SlotState.GAVE_UP, SlotState.STOPPED)
+        return all(s.state in ended for s in self.slots.values())
 
     def given_up(self) -> list[int]:
         return [k for k, s in self.slots.items() if s.state is SlotState.GAVE_UP]
@@ -159,7 +162,7 @@ class Supervisor:
         notices = []
         for slot in self.slots.values():
             if slot.state is SlotState.WAITING:
-                slot.state = SlotState.GAVE_UP
+                slot.state = SlotState.STOPPED
                 slot.last_exit = f"not restarted: {reason}"
             elif slot.state is SlotState.RUNNING:
                 assert slot.handle is not None
@@ -182,6 +185,7 @@ class Supervisor:
         slot.state = SlotState.RUNNING
         slot.last_token = None
         slot.last_change = now
+        slot.killed_at = None
         again = f" (restart {slot.restarts}/{self.config.max_restarts})" if slot.restarts else ""
         notices.append(
             Notice(
@@ -197,7 +201,8 @@ class Supervisor:
             self._exited(slot, returncode, now, notices)
             return
         beat = self.port.heartbeat(slot.worker_id)
-        token = (beat.pid, beat.token) if beat is not None else None
+        # An unreadable heartbeat is no news: it neither proves life nor restarts the timer.
+        token = (beat.pid, beat.token) if beat is not None else slot.last_token
         if token != slot.last_token:
             slot.last_token = token
             slot.last_change = now
@@ -220,9 +225,23 @@ class Supervisor:
         returncode = slot.handle.poll()
         if returncode is not None:
             self._exited(slot, returncode, now, notices)
+        elif slot.killed_at is not None:
+            if now - slot.killed_at >= self.config.stop_grace_seconds:
+                # Not even SIGKILL ended it (uninterruptible sleep on a dead disk, say):
+                # abandon it rather than wait forever, and say so.
+                slot.state = SlotState.GAVE_UP
+                slot.last_exit = "did not exit after SIGKILL"
+                notices.append(
+                    Notice(
+                        slot.worker_id,
+                        f"pid {slot.handle.pid} did not exit {self.config.stop_grace_seconds:g} s "
+                        "after SIGKILL; abandoned (check it with ps)",
+                        logging.ERROR,
+                    )
+                )
         elif now >= slot.kill_at:
             self.port.kill(slot.handle)
-            slot.kill_at = float("inf")  # the next pass sees it dead
+            slot.killed_at = now
             notices.append(
                 Notice(
                     slot.worker_id,
@@ -247,7 +266,7 @@ class Supervisor:
             return
         stalled = slot.state is SlotState.STOPPING and slot.stop_reason == "stalled"
         if self.stopping_all:
-            slot.state = SlotState.GAVE_UP
+            slot.state = SlotState.STOPPED
             notices.append(Notice(slot.worker_id, f"pid {handle.pid} stopped ({how})"))
             return
         in_progress = own_beat.current_symbol if own_beat is not None else None

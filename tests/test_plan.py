@@ -331,8 +331,8 @@ def test_plan_file_error_is_a_value_error() -> None:
     assert issubclass(PlanFileError, ValueError)
 
 
-# Type-confused documents that read_plan accepts: a string where a list of symbols
-# belongs is split into one-letter symbols, and a null run_id becomes the run "None".
+# Type-confused documents: a string where a list of symbols belongs must not be split
+# into one-letter symbols, nor a null run_id become the run "None".
 CONFUSED: list[tuple[str, dict[str, Any]]] = [
     ("a worker a string", _with(workers=["AAPL", ["MSFT"]])),
     ("quarantined a string", _with(quarantined="TSLA")),
@@ -340,11 +340,6 @@ CONFUSED: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.xfail(
-    reason="read_plan coerces with str()/tuple() instead of checking types: a string "
-    "assignment reads as one-letter symbols, a null run_id as 'None'",
-    strict=True,
-)
 @pytest.mark.parametrize("data", [d for _, d in CONFUSED], ids=[name for name, _ in CONFUSED])
 def test_read_plan_rejects_type_confused_documents(tmp_path: Path, data: dict[str, Any]) -> None:
     path = tmp_path / "plan.json"

@@ -583,13 +583,13 @@ def test_unchanged_heartbeat_for_stall_timeout_terminates_once_then_kills_after_
     assert "SIGKILL" in messages(notices)
     assert notices[0].level == logging.WARNING
     sup.tick(76.0)
-    sup.tick(500.0)
+    sup.tick(84.9)
     assert port.kills == [process.pid]  # once
     assert state(sup) is SlotState.STOPPING
     assert port.forgets == []
 
     process.returncode = -9
-    notices = sup.tick(501.0)
+    notices = sup.tick(85.0)
     assert state(sup) is SlotState.WAITING
     assert port.forgets == [(0, process.pid)]
     assert "was stopped after stalling (SIGKILL(-9)) while detecting B" in messages(notices)
@@ -598,8 +598,8 @@ def test_unchanged_heartbeat_for_stall_timeout_terminates_once_then_kills_after_
     assert "worker 0" in reason
     assert "stalled" in reason
 
-    assert sup.tick(501.5) == []  # backoff: 1 s
-    sup.tick(502.0)
+    assert sup.tick(85.5) == []  # backoff: 1 s
+    sup.tick(86.0)
     assert state(sup) is SlotState.RUNNING
     assert port.spawned(0) == [("A", "B"), ("A", "B")]
 
@@ -710,7 +710,7 @@ def test_stop_all_terminates_running_workers_and_starts_none_again() -> None:
     assert sorted(port.terminates) == [p0.pid, p1.pid]
     assert state(sup, 0) is SlotState.STOPPING
     assert state(sup, 1) is SlotState.STOPPING
-    assert state(sup, 2) is SlotState.GAVE_UP
+    assert state(sup, 2) is SlotState.STOPPED
     assert state(sup, 3) is SlotState.DONE
     assert f"stopping pid {p0.pid}: Ctrl-C" in messages(notices)
     assert f"stopping pid {p1.pid}: Ctrl-C" in messages(notices)
@@ -723,7 +723,7 @@ def test_stop_all_terminates_running_workers_and_starts_none_again() -> None:
     port.beat(0, "t", current_symbol="A")
     p0.returncode = -15  # stopped by the SIGTERM, mid-symbol
     sup.tick(6.0)
-    assert state(sup, 0) is SlotState.GAVE_UP
+    assert state(sup, 0) is SlotState.STOPPED
     assert port.crashes == []  # being stopped is not a failed attempt
 
     sup.tick(11.7)
@@ -736,7 +736,7 @@ def test_stop_all_terminates_running_workers_and_starts_none_again() -> None:
     p1.returncode = -9
     sup.tick(12.5)
 
-    assert state(sup, 1) is SlotState.GAVE_UP
+    assert state(sup, 1) is SlotState.STOPPED
     assert sup.finished
     assert len(port.spawns) == 4
     assert sorted(port.forgets) == sorted([(0, p0.pid), (1, p1.pid), (2, p2.pid), (3, p3.pid)])
@@ -785,7 +785,7 @@ def test_stop_all_during_a_stall_stop_records_no_crash() -> None:
     port.die(0, -9)
     sup.tick(72.0)
 
-    assert state(sup) is SlotState.GAVE_UP
+    assert state(sup) is SlotState.STOPPED
     assert sup.finished
     assert len(port.spawns) == 1
 
@@ -833,3 +833,38 @@ def test_finished_with_no_workers() -> None:
     assert sup.finished
     assert sup.tick(0.0) == []
     assert sup.given_up() == []
+
+
+def test_process_surviving_sigkill_for_a_grace_is_abandoned_not_waited_for_forever() -> None:
+    port = FakePort({0: ["A"]})
+    sup = supervisor(port, stall_timeout_seconds=60, stop_grace_seconds=10)
+    sup.tick(0.0)
+    sup.tick(60.0)  # stalled: SIGTERM
+    sup.tick(70.0)  # grace over: SIGKILL
+    assert port.kills == [port.process(0).pid]
+    assert sup.tick(79.9) == []
+
+    notices = sup.tick(80.0)
+
+    assert state(sup) is SlotState.GAVE_UP
+    assert sup.finished
+    assert notices[0].level == logging.ERROR
+    assert "did not exit" in notices[0].message
+    assert len(port.spawns) == 1
+
+
+def test_unreadable_heartbeat_is_no_news_and_does_not_hide_a_stall() -> None:
+    port = FakePort({0: ["A"]})
+    sup = supervisor(port, stall_timeout_seconds=60)
+    sup.tick(0.0)
+    port.beat(0, "t", current_symbol="A")
+    sup.tick(1.0)
+    for now in range(2, 63):
+        if now % 2:
+            port.beats[0] = None  # being replaced: unreadable this pass
+        else:
+            port.beat(0, "t", current_symbol="A")
+        sup.tick(float(now))
+
+    assert port.terminates == [port.process(0).pid]
+    assert state(sup) is SlotState.STOPPING

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import psutil
 import pyarrow.parquet as pq
@@ -149,7 +149,7 @@ def read_snapshot(layout: RunLayout, *, now: datetime, max_attempts: int = 3) ->
             problem = f"checkpoint missing but {shards} committed shards exist (resume rebuilds it)"
             return replace(base, state="running" if running else "unknown", problem=problem)
         return replace(base, state="running" if running else "not started")
-    except (OSError, UnicodeDecodeError, CheckpointFormatError) as exc:
+    except (OSError, UnicodeDecodeError, RecursionError, CheckpointFormatError) as exc:
         problem = f"checkpoint unreadable ({exc}); resume rebuilds it from the shards"
         return replace(base, state="running" if running else "unknown", problem=problem)
     return _with_checkpoint(base, layout, cp, running=running)
@@ -162,7 +162,8 @@ def _with_checkpoint(
     planned = {s for a in plan.assignments for s in a} if plan is not None else set()
     failed = {s: f for s, f in cp.failed.items() if s not in cp.completed}
     # A legacy checkpoint has no universe: what it and the plan name is the best we know.
-    universe = cp.universe | cp.completed | set(failed) | planned
+    # (from_json keeps universe items as they are: a foreign file may hold non-strings.)
+    universe = {str(s) for s in cp.universe} | cp.completed | set(failed) | planned
     quarantined = cp.quarantined(base.max_attempts)
     remaining = universe - cp.completed - quarantined
     remaining_bars = None
@@ -279,67 +280,87 @@ def _worker(
     pid_file_pid, pid_file_alive = recorded if recorded is not None else (None, False)
     if beat is None:
         if text is not None:  # a heartbeat file exists but says nothing usable
-            return WorkerSnapshot(worker_id, pid_file_pid, _known(recorded), "unknown", heartbeat_age_s=age)
+            alive = None if recorded is None else pid_file_alive
+            return WorkerSnapshot(worker_id, pid_file_pid, alive, "unknown", heartbeat_age_s=age)
         # Spawned and recorded, no heartbeat yet (or never will: the PID file is stale).
         status = "starting" if pid_file_alive else "dead"
         return WorkerSnapshot(worker_id, pid_file_pid, pid_file_alive, status)
-    if pid_file_alive and pid_file_pid != beat["pid"]:
+    if pid_file_alive and pid_file_pid != beat.pid:
         # A restarted worker that has not written its first heartbeat: the file still
         # describes the previous process, whose counts are no longer this one's.
         return WorkerSnapshot(worker_id, pid_file_pid, True, "starting", heartbeat_age_s=age)
-    alive = _heartbeat_pid_alive(beat["pid"], beat["started"])
-    status = beat["status"]
-    if status in ACTIVE and not alive:
-        status = "dead"
-    elapsed = (beat["updated"] - beat["started"]).total_seconds()
+    alive = _heartbeat_pid_alive(beat.pid, beat.started)
     return WorkerSnapshot(
         worker_id=worker_id,
-        pid=beat["pid"],
+        pid=beat.pid,
         alive=alive,
-        status=status,
-        current_symbol=beat["current_symbol"],
-        last_symbol=beat["last_symbol"],
-        symbols_done=beat["symbols_done"],
-        symbols_total=beat["symbols_total"],
-        bars_done=beat["bars_done"],
-        events=beat["events"],
-        rss_gb=beat["rss_gb"],
+        status="dead" if beat.status in ACTIVE and not alive else beat.status,
+        current_symbol=beat.current_symbol,
+        last_symbol=beat.last_symbol,
+        symbols_done=beat.symbols_done,
+        symbols_total=beat.symbols_total,
+        bars_done=beat.bars_done,
+        events=beat.events,
+        rss_gb=beat.rss_gb,
         heartbeat_age_s=age,
-        bars_per_s=beat["bars_done"] / elapsed if elapsed > 0 else None,
-        started_at=beat["started_at"],
-        updated_at=beat["updated_at"],
+        bars_per_s=beat.bars_done / beat.elapsed_s if beat.elapsed_s > 0 else None,
+        started_at=beat.started_at,
+        updated_at=beat.updated_at,
     )
 
 
-def _known(recorded: tuple[int, bool] | None) -> bool | None:
-    return None if recorded is None else recorded[1]
+@dataclass(frozen=True)
+class _Beat:
+    """The heartbeat fields status uses, type-checked."""
+
+    pid: int
+    status: str
+    current_symbol: str | None
+    last_symbol: str | None
+    symbols_done: int
+    symbols_total: int
+    bars_done: int
+    events: int
+    rss_gb: float | None
+    started_at: str
+    updated_at: str
+    started: datetime
+    elapsed_s: float
 
 
-def _parse_heartbeat(text: str, run_id: str) -> dict[str, Any] | None:
-    """The fields we use, type-checked; None for anything that is not our heartbeat."""
+def _parse_heartbeat(text: str, run_id: str) -> _Beat | None:
+    """None for anything that is not a heartbeat of ours for this run."""
     try:
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("run_id") != run_id:
             return None
-        beat: dict[str, Any] = {
-            k: _int(data[k]) for k in ("pid", "symbols_done", "symbols_total", "bars_done", "events")
-        }
         if data["status"] not in _STATUSES:
             return None
-        beat["status"] = str(data["status"])
-        for key in ("current_symbol", "last_symbol"):
-            value = data.get(key)
-            beat[key] = value if isinstance(value, str) else None
+        started = datetime.fromisoformat(str(data["started_at"]))
+        updated = datetime.fromisoformat(str(data["updated_at"]))
         rss = data.get("rss_gb")
-        beat["rss_gb"] = float(rss) if isinstance(rss, int | float) else None
-        beat["started_at"], beat["updated_at"] = str(data["started_at"]), str(data["updated_at"])
-        beat["started"] = datetime.fromisoformat(beat["started_at"])
-        beat["updated"] = datetime.fromisoformat(beat["updated_at"])
-        beat["started"].timestamp()  # a naive and an aware stamp cannot be compared
-        _ = beat["updated"] - beat["started"]
-        return beat
+        return _Beat(
+            pid=_int(data["pid"]),
+            status=str(data["status"]),
+            current_symbol=_str(data.get("current_symbol")),
+            last_symbol=_str(data.get("last_symbol")),
+            symbols_done=_int(data["symbols_done"]),
+            symbols_total=_int(data["symbols_total"]),
+            bars_done=_int(data["bars_done"]),
+            events=_int(data["events"]),
+            rss_gb=float(rss) if isinstance(rss, int | float) else None,
+            started_at=str(data["started_at"]),
+            updated_at=str(data["updated_at"]),
+            started=started,
+            # Raises TypeError for a naive stamp beside an aware one.
+            elapsed_s=(updated - started).total_seconds(),
+        )
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _int(value: object) -> int:
@@ -350,6 +371,8 @@ def _int(value: object) -> int:
 
 def _heartbeat_pid_alive(pid: int, started: datetime) -> bool:
     """Whether ``pid`` still is the process that wrote a heartbeat started at ``started``."""
+    if pid <= 0:  # psutil knows pid 0 (the kernel): never a worker
+        return False
     try:
         process = psutil.Process(pid)
         with process.oneshot():

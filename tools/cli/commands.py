@@ -11,3 +11,4 @@ def register(group: click.Group) -> None:
     group.add_command(detect_symbol_cmd.detect_symbol)
     group.add_command(demo_data_cmd.demo_data)
     group.add_command(detect_cmd.detect)
+    group.add_command(__import__("tools.cli.status_cmd", fromlist=["status"]).status)

@@ -43,6 +43,11 @@ class StopRequest:
             if self.requested and sig is signal.SIGINT:
                 raise KeyboardInterrupt
             self.request(f"{sig.name} received", _EXIT_CODES[sig])
+            if sig is signal.SIGTERM:
+                # One SIGTERM is enough. Ignoring repeats also keeps one that lands while
+                # the interpreter shuts down (which restores default handlers) from
+                # turning a clean exit 143 into death by signal.
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
         for sig in _EXIT_CODES:
             signal.signal(sig, handle)

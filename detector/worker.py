@@ -24,7 +24,7 @@ import psutil
 from detector.bars import bar_files
 from detector.config import AppConfig, config_hash
 from detector.errors import NoBarsError
-from detector.faults import crash_point
+from detector.faults import crash_point, pause_point
 from detector.heartbeat import (
     Status,
     WorkerHeartbeat,
@@ -185,8 +185,9 @@ class Worker:
                 if self.stop.requested:
                     break
                 self.beat("running", current_symbol=symbol, batch_num=number)
+                pause_point("before_detection", symbol)
                 bars, result = self._detect(symbol, failures)
-                crash_point("during_detection")
+                crash_point("during_detection", symbol)
                 bytes_done += sizes.get(symbol, 0)
                 bars_done += bars
                 if result is not None:

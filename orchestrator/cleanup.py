@@ -43,16 +43,19 @@ def stop_recorded_processes(layout: RunLayout, *, grace: float) -> CleanupReport
         try:
             record = read_pid_file(path)
         except PidFileError as exc:
+            if not path.exists():
+                continue  # its owner removed it meanwhile (an orchestrator stopping workers)
             path.unlink(missing_ok=True)
             removed.append(f"removed unreadable PID file {path.name} ({exc})")
             continue
         who = record.role if record.worker_id is None else f"worker {record.worker_id}"
         process = recorded_process(record)
         if process is not None:
-            result = stop_tree(process, grace=grace)
-            how = "SIGKILL after the grace" if result.killed else result.how
-            stopped.append(f"stopped {who} pid {record.pid} ({how})")
-            log.info("stopped %s pid %d (%s)", who, record.pid, how)
+            # An orchestrator first stops its own workers, each with the same grace.
+            wait = 2 * grace + 5 if record.role == "orchestrator" else grace
+            result = stop_tree(process, grace=wait)
+            stopped.append(f"stopped {who} pid {record.pid} ({result.how})")
+            log.info("stopped %s pid %d (%s)", who, record.pid, result.how)
         elif _pid_exists(record.pid):
             left_alone.append(
                 f"left alone pid {record.pid}: it is not the recorded {who} "

@@ -63,21 +63,25 @@ class StopResult:
 
 
 def stop_tree(process: psutil.Process, *, grace: float) -> StopResult:
-    """SIGTERM to the process's group and descendants, then SIGKILL after ``grace``.
+    """Stop ``process`` and its descendants: SIGTERM, then SIGKILL after ``grace``.
 
-    Descendants are collected before signalling, so that children re-parented
-    after their parent's death are still found.
+    The process (its group, when it leads one) is asked first and given ``grace`` to
+    stop its own children in order; descendants still alive after that are asked
+    in turn, then killed. Descendants are collected before any signal, so children
+    re-parented after their parent's death are still found.
     """
     try:
         family = [process, *process.children(recursive=True)]
     except psutil.NoSuchProcess:
         return StopResult(process.pid, "already gone", killed=False)
     signal_group(process.pid, signal.SIGTERM)
-    for member in family[1:]:
+    _, alive = psutil.wait_procs([process], timeout=grace)
+    rest = [p for p in family[1:] if _running(p.pid)]
+    for member in rest:
         with contextlib.suppress(psutil.Error):
             member.terminate()
-    _, alive = psutil.wait_procs(family, timeout=grace)
-    killed = bool(alive)
+    _, alive_rest = psutil.wait_procs(rest, timeout=grace)
+    alive += alive_rest
     if alive:
         signal_group(process.pid, signal.SIGKILL)
         for member in alive:
@@ -85,10 +89,13 @@ def stop_tree(process: psutil.Process, *, grace: float) -> StopResult:
                 member.kill()
         psutil.wait_procs(alive, timeout=grace)
     returncode = getattr(process, "returncode", None)
-    if isinstance(process, psutil.Popen):
-        returncode = process.returncode
-    how = describe_exit(returncode) if returncode is not None else ("killed" if killed else "ended")
-    return StopResult(process.pid, how, killed)
+    if alive:
+        how = "SIGKILL after the grace"
+    elif returncode is not None:
+        how = describe_exit(returncode)
+    else:
+        how = "exited after SIGTERM"
+    return StopResult(process.pid, how, killed=bool(alive))
 
 
 def wait_gone(pids: Sequence[int], timeout: float) -> list[int]:

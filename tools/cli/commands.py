@@ -6,9 +6,18 @@ import click
 
 
 def register(group: click.Group) -> None:
-    from tools.cli import demo_data_cmd, detect_cmd, detect_symbol_cmd
+    from tools.cli import (
+        demo_data_cmd,
+        detect_cmd,
+        detect_symbol_cmd,
+        launch_cmd,
+        restart_cmd,
+        status_cmd,
+    )
 
     group.add_command(detect_symbol_cmd.detect_symbol)
     group.add_command(demo_data_cmd.demo_data)
     group.add_command(detect_cmd.detect)
-    group.add_command(__import__("tools.cli.status_cmd", fromlist=["status"]).status)
+    group.add_command(launch_cmd.launch)
+    group.add_command(restart_cmd.restart)
+    group.add_command(status_cmd.status)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
+from detector.errors import ExitCode
 from detector.run_layout import RunLayout
 from detector.run_logging import setup_logging
 from detector.run_select import resolve_run_id
@@ -42,44 +45,64 @@ def _progress(layout: RunLayout) -> str | None:
     return progress_line(read_snapshot(layout, now=datetime.now()))
 
 
+_LAUNCH_OPTIONS = [
+    click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True),
+    click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True),
+    click.option(
+        "--checkpoint-interval",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Accepted for compatibility: every shard commit updates the checkpoint.",
+    ),
+    click.option(
+        "--from-file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        help=".parquet (column symbol) or .txt/.csv; default: the run's symbols, else "
+        "processed/reference/symbols_with_1m.parquet, else every symbol under the bars root.",
+    ),
+    click.option(
+        "--symbols", "symbol_args", multiple=True, help="Symbols (repeat or space-separate)."
+    ),
+    click.option("--bars", type=click.Path(file_okay=False, path_type=Path), help="Bars root."),
+    click.option("--run-id", help="Run to start or continue (default: the newest unfinished one)."),
+    date_option("--start-date", "First ET trading day of events."),
+    date_option("--end-date", "Last ET trading day of events."),
+    click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
+    click.option(
+        "--no-dashboard",
+        is_flag=True,
+        help="Print progress lines instead of the live view (the only mode for now).",
+    ),
+    click.option("--force-config", is_flag=True, help="Continue even though the config changed."),
+    click.option(
+        "--max-attempts",
+        type=click.IntRange(min=1),
+        default=3,
+        show_default=True,
+        help="Failed attempts (errors or worker deaths on it) before a symbol is quarantined.",
+    ),
+]
+
+
+def launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of ``launch``, shared with ``restart --start``."""
+    for option in reversed(_LAUNCH_OPTIONS):
+        command = option(command)
+    return command
+
+
 @click.command("launch")
-@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option(
-    "--checkpoint-interval",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Accepted for compatibility: every shard commit updates the checkpoint.",
-)
-@click.option(
-    "--from-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help=".parquet (column symbol) or .txt/.csv; default: the run's symbols, else "
-    "processed/reference/symbols_with_1m.parquet, else every symbol under the bars root.",
-)
-@click.option("--symbols", "symbol_args", multiple=True, help="Symbols (repeat or space-separate).")
-@click.option("--bars", type=click.Path(file_okay=False, path_type=Path), help="Bars root.")
-@click.option("--run-id", help="Run to start or continue (default: the newest unfinished one).")
-@date_option("--start-date", "First ET trading day of events.")
-@date_option("--end-date", "Last ET trading day of events.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option(
-    "--no-dashboard",
-    is_flag=True,
-    help="Print progress lines instead of the live view (the only mode for now).",
-)
-@click.option("--force-config", is_flag=True, help="Continue even though the config changed.")
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Failed attempts (errors or worker deaths on it) before a symbol is quarantined.",
-)
+@launch_options
 @click.pass_obj
-def launch(
+def launch(obj: CliContext, **options: Any) -> None:
+    """Split the remaining symbols over N supervised workers; merge once at the end."""
+    sys.exit(run_launch(obj, **options))
+
+
+def run_launch(
     obj: CliContext,
+    *,
     workers: int,
     batch_size: int,
     checkpoint_interval: int,
@@ -93,8 +116,8 @@ def launch(
     no_dashboard: bool,
     force_config: bool,
     max_attempts: int,
-) -> None:
-    """Split the remaining symbols over N supervised workers; merge once at the end."""
+) -> ExitCode:
+    """Build the launch from the options, run it, print the summary; return the exit code."""
     raw = [s for arg in symbol_args for s in arg.replace(",", " ").split()]
     symbols = validate_symbols(raw)
     if from_file is not None:
@@ -130,4 +153,4 @@ def launch(
     )
     outcome = launcher.run()
     click.echo(format_summary(outcome))
-    sys.exit(outcome.exit_code)
+    return outcome.exit_code

@@ -1,0 +1,33 @@
+"""``intraday-events restart``: stop a run's recorded processes, clear what they left."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+
+from detector.run_layout import RunLayout
+from detector.run_select import resolve_run_id
+from orchestrator.cleanup import remove_orphan_temps, stop_recorded_processes
+from tools.cli.context import CliContext
+from tools.cli.launch_cmd import launch_options, run_launch
+
+
+@click.command("restart")
+@click.option("--start", is_flag=True, help="Then launch the run again (launch options apply).")
+@launch_options
+@click.pass_obj
+def restart(obj: CliContext, start: bool, **options: Any) -> None:
+    """Stop the run's processes (checked against their PID files), remove PID files of
+    dead processes and orphan temporary shards; with --start, launch again."""
+    run_id = resolve_run_id(obj.root, options["run_id"], resume=True, now=datetime.now())
+    layout = RunLayout(obj.root, run_id)
+    report = stop_recorded_processes(layout, grace=obj.config().supervision.stop_grace_seconds)
+    lines = [*report.lines(), *remove_orphan_temps(layout)]
+    click.echo(f"restart {run_id}:" + ("" if lines else " nothing to stop or remove"))
+    for line in lines:
+        click.echo(f"  {line}")
+    if start:
+        sys.exit(run_launch(obj, **{**options, "run_id": run_id}))

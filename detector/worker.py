@@ -32,6 +32,7 @@ from detector.heartbeat import (
     local_stamp,
     write_heartbeat,
     write_legacy_run_heartbeat,
+    write_run_completed,
 )
 from detector.merge import MergeResult, merge_shards
 from detector.pipeline import detect_symbol_result
@@ -292,11 +293,19 @@ class Worker:
                 self.cfg.run_id, len(cp.completed), merged.events, merged.by_type,
                 merged.by_direction, merged.by_session, merged.path,
             )  # fmt: skip
-            self._beat = replace(self._beat, events=merged.events, symbols_done=len(cp.completed))
         status: Status = "failed" if still_failed else "completed"
         if self.stop.requested:
             status = "stopped"
         self.beat(status, current_symbol=None)
+        if merged is not None and self.cfg.worker_id is None:
+            # The legacy run heartbeat's last word counts the whole run, not this process.
+            write_run_completed(
+                self.layout.run_heartbeat,
+                run_id=self.cfg.run_id,
+                total_events=merged.events,
+                total_symbols=len(cp.completed),
+                completed_at=self.clock().isoformat(timespec="seconds"),
+            )
         return WorkerOutcome(
             run_id=self.cfg.run_id,
             committed=committed,

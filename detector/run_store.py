@@ -253,6 +253,8 @@ def _writer_alive(temp: Path, pid_text: str) -> bool:
         pid = int(pid_text)
         mtime = temp.stat().st_mtime
         process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False  # exited; only its parent has not reaped it yet
         return pid != os.getpid() and process.create_time() <= mtime + 1
     except (ValueError, IndexError, FileNotFoundError, psutil.Error):
         return False

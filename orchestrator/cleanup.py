@@ -11,12 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import psutil
-
 from detector.run_layout import RunLayout
 from detector.run_store import RunStore
 from orchestrator.pidfile import PidFileError, read_pid_file, recorded_process
-from orchestrator.processes import stop_tree
+from orchestrator.processes import is_running, stop_tree
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +51,11 @@ def stop_recorded_processes(layout: RunLayout, *, grace: float) -> CleanupReport
         if process is not None:
             # An orchestrator first stops its own workers, each with the same grace.
             wait = 2 * grace + 5 if record.role == "orchestrator" else grace
-            result = stop_tree(process, grace=wait)
+            # Workers lead their own process group; a launcher may share the shell's.
+            result = stop_tree(process, grace=wait, group=record.role == "worker")
             stopped.append(f"stopped {who} pid {record.pid} ({result.how})")
             log.info("stopped %s pid %d (%s)", who, record.pid, result.how)
-        elif _pid_exists(record.pid):
+        elif is_running(record.pid):
             left_alone.append(
                 f"left alone pid {record.pid}: it is not the recorded {who} "
                 "(different start time or command line; the pid was reused)"
@@ -74,7 +73,3 @@ def remove_orphan_temps(layout: RunLayout) -> list[str]:
         return []
     RunStore(layout).reconcile()
     return [f"removed orphan temporary file {p.name}" for p in before if not p.exists()]
-
-
-def _pid_exists(pid: int) -> bool:
-    return psutil.pid_exists(pid)

@@ -185,7 +185,7 @@ class Launcher:
         self.echo(f"Run {cfg.run_id} (config {cp.config_hash})")
         self.echo(format_plan(plan))
         if plan.remaining and not cfg.yes and not self.confirm(plan):
-            raise NotConfirmedError("launch not confirmed: nothing was started")
+            raise NotConfirmedError("launch not confirmed: no worker was started")
         if self.handle_signals:
             # From here on Ctrl-C and SIGTERM stop the workers in order (not before:
             # during the confirmation prompt Ctrl-C simply aborts).

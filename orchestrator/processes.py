@@ -62,28 +62,35 @@ class StopResult:
     killed: bool  # SIGKILL was needed
 
 
-def stop_tree(process: psutil.Process, *, grace: float) -> StopResult:
+def stop_tree(process: psutil.Process, *, grace: float, group: bool = True) -> StopResult:
     """Stop ``process`` and its descendants: SIGTERM, then SIGKILL after ``grace``.
 
     The process (its group, when it leads one) is asked first and given ``grace`` to
     stop its own children in order; descendants still alive after that are asked
     in turn, then killed. Descendants are collected before any signal, so children
-    re-parented after their parent's death are still found.
+    re-parented after their parent's death are still found. With ``group=False``
+    the process group is never signalled: a launcher started from a shell shares
+    its group with whatever the shell put there (``| tee``, say).
     """
     try:
         family = [process, *process.children(recursive=True)]
     except psutil.NoSuchProcess:
         return StopResult(process.pid, "already gone", killed=False)
-    signal_group(process.pid, signal.SIGTERM)
+    if group:
+        signal_group(process.pid, signal.SIGTERM)
+    else:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
     _, alive = psutil.wait_procs([process], timeout=grace)
-    rest = [p for p in family[1:] if _running(p.pid)]
+    rest = [p for p in family[1:] if is_running(p.pid)]
     for member in rest:
         with contextlib.suppress(psutil.Error):
             member.terminate()
     _, alive_rest = psutil.wait_procs(rest, timeout=grace)
     alive += alive_rest
     if alive:
-        signal_group(process.pid, signal.SIGKILL)
+        if group:
+            signal_group(process.pid, signal.SIGKILL)
         for member in alive:
             with contextlib.suppress(psutil.Error):
                 member.kill()
@@ -102,13 +109,14 @@ def wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
     """Wait until none of ``pids`` runs (zombies count as gone); return those still alive."""
     deadline = time.monotonic() + timeout
     while True:
-        alive = [pid for pid in pids if _running(pid)]
+        alive = [pid for pid in pids if is_running(pid)]
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.05)
 
 
-def _running(pid: int) -> bool:
+def is_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (an exited, unreaped zombie is not)."""
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

@@ -49,10 +49,7 @@ intraday_events:
 
 
 class KnownBug(AssertionError):
-    """Raised by an xfail test exactly where the bug it documents shows.
-
-    Its ``raises=KnownBug`` keeps any other failure of such a test a real failure.
-    """
+    """Raised exactly where a bug that was found and fixed would show again."""
 
 
 # -- data, config and the reference run -----------------------------------------------
@@ -274,14 +271,6 @@ def test_restart_removes_the_pid_file_of_a_dead_process_without_signalling(
     assert layout.pid_files() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a recorded process that has exited but is not reaped yet (a zombie) is "
-    "reported as 'left alone pid N: it is not the recorded worker ... the pid was reused': "
-    "recorded_process() treats a zombie as gone, cleanup._pid_exists() (psutil.pid_exists) "
-    "as alive. Seen for every orphaned worker where PID 1 does not reap (containers).",
-    raises=KnownBug,
-)
 def test_restart_does_not_call_an_unreaped_dead_worker_a_reused_pid(root: Path, cfg: Path) -> None:
     layout = RunLayout(root, RUN_ID)
     zombie = subprocess.Popen(["sleep", "0.3"])
@@ -340,15 +329,6 @@ def test_restart_stops_a_live_launch_and_restart_start_completes_the_run(
     assert_frame_equal(final.sort(KEY), reference)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: restart signals the orchestrator's whole process group (stop_tree -> "
-    "signal_group -> killpg) when the orchestrator leads one, so processes that merely "
-    "share its group are terminated too, e.g. tee in an interactive `intraday-events "
-    "launch ... | tee launch.log` (the pipeline's group is led by the launcher). The "
-    "orchestrator's workers run in their own sessions, so signalling its group gains nothing.",
-    raises=KnownBug,
-)
 def test_restart_signals_only_the_orchestrator_not_the_rest_of_its_process_group(
     root: Path, cfg: Path, bars: Path, symbols: list[str]
 ) -> None:
@@ -436,13 +416,6 @@ def test_restart_removes_orphan_temp_files_and_keeps_those_of_live_writers(
         end(writer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): run_store._writer_alive counts a writer that has exited but is not "
-    "reaped (a zombie) as alive, so its temporary shard is kept; where PID 1 does not reap "
-    "orphans (containers), the temp shard of a killed orphaned worker is never removed.",
-    raises=KnownBug,
-)
 def test_restart_removes_the_temp_shard_of_an_unreaped_dead_writer(
     root: Path, cfg: Path, bars: Path, symbols: list[str]
 ) -> None:

@@ -249,7 +249,7 @@ class SupervisionConfig:
     backoff_max_seconds: float = field(default=60.0, metadata=_positive())
     stall_timeout_seconds: float = field(default=300.0, metadata=_positive())
     stop_grace_seconds: float = field(default=10.0, metadata=_positive())
-    poll_interval_seconds: float = field(default=0.5, metadata=_positive())
+    poll_interval_seconds: float = field(default=0.1, metadata=_positive())
     progress_interval_seconds: float = field(default=5.0, metadata=_positive())
 
 

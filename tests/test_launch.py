@@ -194,7 +194,11 @@ def test_final_file_is_identical_for_any_number_of_workers_and_batch_size(
     assert_final_equals(tmp_path, reference)
     shard_dirs = {p.parent.name for p in RunLayout(tmp_path, RUN_ID).committed_shards().values()}
     assert shard_dirs <= {f"worker_{k}" for k in range(workers)}
-    heartbeat = json.loads(RunLayout(tmp_path, RUN_ID).run_heartbeat.read_text())
+    # Only the launcher merges (the old system's workers each wrote the final file).
+    layout = RunLayout(tmp_path, RUN_ID)
+    for k in range(workers):
+        assert "DETECTION COMPLETE" not in layout.worker_console_log(k).read_text()
+    heartbeat = json.loads(layout.run_heartbeat.read_text())
     assert heartbeat["status"] == "completed"
     assert heartbeat["total_events"] == reference.height
 

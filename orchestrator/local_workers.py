@@ -147,6 +147,3 @@ class LocalWorkers:
             )
         else:
             log.warning("%s: failed attempt %d recorded (%s)", symbol, attempts, reason)
-
-    def live(self) -> list[subprocess.Popen[bytes]]:
-        return [p for p in self.processes.values() if p.poll() is None]

@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +57,7 @@ def signal_group(pid: int, sig: signal.Signals) -> bool:
 @dataclass(frozen=True)
 class StopResult:
     pid: int
-    how: str  # "exit 143", "SIGKILL(-9)", "already gone" ...
-    killed: bool  # SIGKILL was needed
+    how: str  # "exit 143", "SIGKILL after the grace", "already gone" ...
 
 
 def stop_tree(process: psutil.Process, *, grace: float, group: bool = True) -> StopResult:
@@ -75,7 +73,7 @@ def stop_tree(process: psutil.Process, *, grace: float, group: bool = True) -> S
     try:
         family = [process, *process.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return StopResult(process.pid, "already gone", killed=False)
+        return StopResult(process.pid, "already gone")
     if group:
         signal_group(process.pid, signal.SIGTERM)
     else:
@@ -102,17 +100,7 @@ def stop_tree(process: psutil.Process, *, grace: float, group: bool = True) -> S
         how = describe_exit(returncode)
     else:
         how = "exited after SIGTERM"
-    return StopResult(process.pid, how, killed=bool(alive))
-
-
-def wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
-    """Wait until none of ``pids`` runs (zombies count as gone); return those still alive."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = [pid for pid in pids if is_running(pid)]
-        if not alive or time.monotonic() >= deadline:
-            return alive
-        time.sleep(0.05)
+    return StopResult(process.pid, how)
 
 
 def is_running(pid: int) -> bool:

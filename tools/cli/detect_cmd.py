@@ -16,10 +16,9 @@ from detector.run_layout import RunLayout
 from detector.run_logging import setup_logging
 from detector.run_select import resolve_run_id
 from detector.stopping import StopRequest
-from detector.symbols import read_symbol_file, validate_symbols
 from detector.worker import Worker, WorkerConfig
 from tools.cli.context import CliContext
-from tools.cli.options import date_option
+from tools.cli.options import check_date_range, date_option, gather_symbols
 
 
 @click.command("detect")
@@ -96,14 +95,10 @@ def detect(
     extra_symbols: tuple[str, ...],
 ) -> None:
     """Detect events for many symbols, in durable batches (one Parquet shard per batch)."""
-    raw = [s for arg in (*symbol_args, *extra_symbols) for s in arg.replace(",", " ").split()]
-    symbols = validate_symbols(raw)
-    if from_file is not None:
-        symbols = validate_symbols([*symbols, *read_symbol_file(from_file)])
+    symbols = gather_symbols((*symbol_args, *extra_symbols), from_file)
     if not symbols:
         raise click.UsageError("no symbols: give --symbols A B ... or --from-file F")
-    if start_date and end_date and start_date > end_date:
-        raise click.BadParameter("--start-date is after --end-date")
+    check_date_range(start_date, end_date)
     app = obj.config()
     now = datetime.now()
     chosen = resolve_run_id(obj.root, run_id, resume=resume, now=now)

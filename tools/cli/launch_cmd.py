@@ -16,13 +16,12 @@ from detector.run_layout import RunLayout
 from detector.run_logging import setup_logging
 from detector.run_select import resolve_run_id
 from detector.stopping import StopRequest
-from detector.symbols import read_symbol_file, validate_symbols
 from orchestrator.launch import LaunchConfig, Launcher, NotConfirmedError
 from orchestrator.plan import Plan
 from orchestrator.run_status import progress_line, read_snapshot
 from orchestrator.summary import format_summary
 from tools.cli.context import CliContext
-from tools.cli.options import date_option
+from tools.cli.options import check_date_range, date_option, gather_symbols
 
 
 def worker_cli(obj: CliContext) -> tuple[str, ...]:
@@ -118,12 +117,8 @@ def run_launch(
     max_attempts: int,
 ) -> ExitCode:
     """Build the launch from the options, run it, print the summary; return the exit code."""
-    raw = [s for arg in symbol_args for s in arg.replace(",", " ").split()]
-    symbols = validate_symbols(raw)
-    if from_file is not None:
-        symbols = validate_symbols([*symbols, *read_symbol_file(from_file)])
-    if start_date and end_date and start_date > end_date:
-        raise click.BadParameter("--start-date is after --end-date")
+    symbols = gather_symbols(symbol_args, from_file)
+    check_date_range(start_date, end_date)
     app = obj.config()
     now = datetime.now()
     chosen = resolve_run_id(obj.root, run_id, resume=True, now=now)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import click
+
+from detector.symbols import read_symbol_file, validate_symbols
 
 
 def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | None:
@@ -21,3 +24,17 @@ def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | No
 def date_option(name: str, help_text: str) -> Callable[[Any], Any]:
     """A ``YYYY-MM-DD`` option parsed into a :class:`datetime.date`."""
     return click.option(name, callback=_date, metavar="YYYY-MM-DD", help=help_text)
+
+
+def gather_symbols(args: Iterable[str], from_file: Path | None) -> list[str]:
+    """Symbols from arguments (space- or comma-separated) then ``--from-file``, validated,
+    first-seen order, no repeats."""
+    symbols = validate_symbols(s for arg in args for s in arg.replace(",", " ").split())
+    if from_file is not None:
+        symbols = validate_symbols([*symbols, *read_symbol_file(from_file)])
+    return symbols
+
+
+def check_date_range(start: date | None, end: date | None) -> None:
+    if start and end and start > end:
+        raise click.BadParameter("--start-date is after --end-date")

@@ -12,11 +12,12 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from detector.atomic_io import write_text_atomic
 
 Status = Literal["starting", "running", "committing", "completed", "failed", "stopped"]
+STATUSES: frozenset[str] = frozenset(get_args(Status))
 
 
 @dataclass(frozen=True)
@@ -34,13 +35,71 @@ class WorkerHeartbeat:
     events: int
     batch_num: int
     total_batches: int
-    rss_gb: float
+    rss_gb: float | None  # None only when read from a file that lacks it
     started_at: str
     updated_at: str
+
+    @property
+    def started(self) -> datetime:
+        return datetime.fromisoformat(self.started_at)
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds from the process's start to this heartbeat."""
+        return (datetime.fromisoformat(self.updated_at) - self.started).total_seconds()
 
 
 def write_heartbeat(path: Path, beat: WorkerHeartbeat) -> None:
     write_text_atomic(path, json.dumps(asdict(beat), indent=1) + "\n", durable=False)
+
+
+def parse_heartbeat(text: str, run_id: str) -> WorkerHeartbeat | None:
+    """The heartbeat in ``text``, or None for anything that is not one of ``run_id``'s.
+
+    Readers (the supervisor, ``status``) run while workers write, and may meet a
+    foreign or damaged file: every field is type-checked, and fields a reader can
+    do without may be missing.
+    """
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("run_id") != run_id:
+            return None
+        if data["status"] not in STATUSES:
+            return None
+        rss = data.get("rss_gb")
+        worker_id = data.get("worker_id")
+        beat = WorkerHeartbeat(
+            run_id=run_id,
+            worker_id=None if worker_id is None else _int(worker_id),
+            pid=_int(data["pid"]),
+            status=data["status"],
+            current_symbol=_str(data.get("current_symbol")),
+            last_symbol=_str(data.get("last_symbol")),
+            symbols_done=_int(data["symbols_done"]),
+            symbols_total=_int(data["symbols_total"]),
+            bars_done=_int(data["bars_done"]),
+            bars_total=_int(data.get("bars_total", 0)),
+            events=_int(data["events"]),
+            batch_num=_int(data.get("batch_num", 0)),
+            total_batches=_int(data.get("total_batches", 0)),
+            rss_gb=float(rss) if isinstance(rss, int | float) else None,
+            started_at=str(data["started_at"]),
+            updated_at=str(data["updated_at"]),
+        )
+        _ = beat.elapsed_s  # raises for an unparsable stamp, or a naive one beside an aware one
+        return beat
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
+        return None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"not an integer: {value!r}")
+    return value
 
 
 def write_legacy_run_heartbeat(path: Path, beat: WorkerHeartbeat, *, completed: bool) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from detector.atomic_io import write_text_atomic
 from detector.checkpoint import Checkpoint, CheckpointFormatError
+from detector.heartbeat import parse_heartbeat
 from detector.run_layout import RunLayout
 from detector.run_store import RunStore
 from orchestrator.pidfile import PidFileError, read_pid_file, record_for, write_pid_file
@@ -91,15 +91,18 @@ class LocalWorkers:
         path = self.layout.worker_heartbeat(worker_id)
         try:
             stat = path.stat()
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return HeartbeatView(
-                pid=int(data["pid"]),
-                token=(stat.st_mtime_ns, stat.st_size, data.get("updated_at")),
-                current_symbol=data.get("current_symbol"),
-                symbols_done=int(data.get("symbols_done") or 0),
-            )
-        except (OSError, ValueError, TypeError, KeyError):
+            text = path.read_text(encoding="utf-8")
+        except OSError:
             return None  # absent or being replaced: the next pass reads it
+        beat = parse_heartbeat(text, self.layout.run_id)
+        if beat is None:
+            return None
+        return HeartbeatView(
+            pid=beat.pid,
+            token=(stat.st_mtime_ns, stat.st_size, beat.updated_at),
+            current_symbol=beat.current_symbol,
+            symbols_done=beat.symbols_done,
+        )
 
     # -- processes -----------------------------------------------------------------
     def spawn(self, worker_id: int, symbols: tuple[str, ...]) -> ProcessHandle:

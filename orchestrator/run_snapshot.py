@@ -13,7 +13,6 @@ so any of them may be caught in any state.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 
 from detector.checkpoint import Checkpoint, CheckpointFormatError, FailedSymbol, from_json
 from detector.errors import ExitCode, IntradayEventsError
+from detector.heartbeat import parse_heartbeat
 from detector.run_layout import RunLayout
 from orchestrator.pidfile import PidFileError, read_pid_file, recorded_process
 from orchestrator.plan import Plan, PlanFileError, read_plan
@@ -32,7 +32,6 @@ from orchestrator.plan import Plan, PlanFileError, read_plan
 RunState = Literal["running", "completed", "stopped", "not started", "unknown"]
 # Heartbeat statuses of a process that is still working on its list.
 ACTIVE = frozenset({"starting", "running", "committing"})
-_STATUSES = ACTIVE | {"completed", "failed", "stopped"}
 # A heartbeat's started_at has one-second resolution and is taken after the process
 # started; a process created later than this after it is another one reusing the pid.
 _PID_REUSE_SLACK_S = 2.0
@@ -276,7 +275,7 @@ def _worker(
         age, text = None, None
     except (OSError, UnicodeDecodeError):
         age, text = None, ""
-    beat = _parse_heartbeat(text, layout.run_id) if text is not None else None
+    beat = parse_heartbeat(text, layout.run_id) if text is not None else None
     pid_file_pid, pid_file_alive = recorded if recorded is not None else (None, False)
     if beat is None:
         if text is not None:  # a heartbeat file exists but says nothing usable
@@ -307,66 +306,6 @@ def _worker(
         started_at=beat.started_at,
         updated_at=beat.updated_at,
     )
-
-
-@dataclass(frozen=True)
-class _Beat:
-    """The heartbeat fields status uses, type-checked."""
-
-    pid: int
-    status: str
-    current_symbol: str | None
-    last_symbol: str | None
-    symbols_done: int
-    symbols_total: int
-    bars_done: int
-    events: int
-    rss_gb: float | None
-    started_at: str
-    updated_at: str
-    started: datetime
-    elapsed_s: float
-
-
-def _parse_heartbeat(text: str, run_id: str) -> _Beat | None:
-    """None for anything that is not a heartbeat of ours for this run."""
-    try:
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("run_id") != run_id:
-            return None
-        if data["status"] not in _STATUSES:
-            return None
-        started = datetime.fromisoformat(str(data["started_at"]))
-        updated = datetime.fromisoformat(str(data["updated_at"]))
-        rss = data.get("rss_gb")
-        return _Beat(
-            pid=_int(data["pid"]),
-            status=str(data["status"]),
-            current_symbol=_str(data.get("current_symbol")),
-            last_symbol=_str(data.get("last_symbol")),
-            symbols_done=_int(data["symbols_done"]),
-            symbols_total=_int(data["symbols_total"]),
-            bars_done=_int(data["bars_done"]),
-            events=_int(data["events"]),
-            rss_gb=float(rss) if isinstance(rss, int | float) else None,
-            started_at=str(data["started_at"]),
-            updated_at=str(data["updated_at"]),
-            started=started,
-            # Raises TypeError for a naive stamp beside an aware one.
-            elapsed_s=(updated - started).total_seconds(),
-        )
-    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
-        return None
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"not an integer: {value!r}")
-    return value
 
 
 def _heartbeat_pid_alive(pid: int, started: datetime) -> bool:

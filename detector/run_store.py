@@ -19,13 +19,13 @@ from datetime import datetime
 from pathlib import Path
 
 import polars as pl
-import psutil
 from filelock import FileLock
 
 from detector import checkpoint as ck
 from detector.atomic_io import fsync_dir, write_text_atomic
 from detector.errors import ConfigMismatchError, RunExistsError, ShardWriteError
 from detector.faults import crash_point
+from detector.process_identity import existed_at
 from detector.run_layout import RunLayout
 from detector.shards import ShardMetadataError, read_shard_info, write_shard_file
 
@@ -252,9 +252,6 @@ def _writer_alive(temp: Path, pid_text: str) -> bool:
     try:
         pid = int(pid_text)
         mtime = temp.stat().st_mtime
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False  # exited; only its parent has not reaped it yet
-        return pid != os.getpid() and process.create_time() <= mtime + 1
-    except (ValueError, IndexError, FileNotFoundError, psutil.Error):
+    except (ValueError, FileNotFoundError):
         return False
+    return pid != os.getpid() and existed_at(pid, mtime, slack=1.0)

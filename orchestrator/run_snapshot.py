@@ -19,12 +19,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-import psutil
 import pyarrow.parquet as pq
 
 from detector.checkpoint import Checkpoint, CheckpointFormatError, FailedSymbol, from_json
 from detector.errors import ExitCode, IntradayEventsError
 from detector.heartbeat import parse_heartbeat
+from detector.process_identity import existed_at
 from detector.run_layout import RunLayout
 from orchestrator.pidfile import PidFileError, read_pid_file, recorded_process
 from orchestrator.plan import Plan, PlanFileError, read_plan
@@ -310,13 +310,8 @@ def _worker(
 
 def _heartbeat_pid_alive(pid: int, started: datetime) -> bool:
     """Whether ``pid`` still is the process that wrote a heartbeat started at ``started``."""
-    if pid <= 0:  # psutil knows pid 0 (the kernel): never a worker
-        return False
     try:
-        process = psutil.Process(pid)
-        with process.oneshot():
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return False
-            return process.create_time() <= started.timestamp() + _PID_REUSE_SLACK_S
-    except (psutil.Error, ValueError, OverflowError, OSError):
+        moment = started.timestamp()
+    except (ValueError, OverflowError, OSError):  # a far-off date in a foreign file
         return False
+    return existed_at(pid, moment, slack=_PID_REUSE_SLACK_S)

@@ -138,6 +138,12 @@ def wait_for(condition, what: str, timeout: float = 30.0) -> None:  # type: igno
         time.sleep(0.02)
 
 
+def wait_for_workers(layout: RunLayout, count: int) -> list[int | None]:
+    """Wait until ``count`` worker PID files exist; return their pids."""
+    wait_for(lambda: len(list(layout.launch_dir.glob("worker_*.pid"))) == count, "the workers")
+    return [recorded_pid(p) for p in layout.launch_dir.glob("worker_*.pid")]
+
+
 def recorded_pid(path: Path) -> int | None:
     try:
         return int(json.loads(path.read_text())["pid"])
@@ -304,8 +310,7 @@ def test_interrupted_launch_stops_workers_cleanly_and_a_new_launch_finishes(
         tmp_path, launch_args(bars, workers=2, batch_size=2), **{PAUSE_ENV: "before_detection:0.2"}
     )
     try:
-        wait_for(lambda: len(list(layout.launch_dir.glob("worker_*.pid"))) == 2, "two workers")
-        workers = [recorded_pid(p) for p in layout.launch_dir.glob("worker_*.pid")]
+        workers = wait_for_workers(layout, 2)
         launch.send_signal(sig)
     finally:
         returncode, out = finish(launch)
@@ -346,8 +351,7 @@ def test_killed_launcher_leaves_no_worker_and_no_lock_behind(
         tmp_path, launch_args(bars, workers=2, batch_size=2), **{PAUSE_ENV: "before_detection:0.2"}
     )
     try:
-        wait_for(lambda: len(list(layout.launch_dir.glob("worker_*.pid"))) == 2, "two workers")
-        workers = [recorded_pid(p) for p in layout.launch_dir.glob("worker_*.pid")]
+        workers = wait_for_workers(layout, 2)
         launch.kill()
     finally:
         finish(launch)

@@ -8,12 +8,11 @@ bars in another workspace: no event lost, none duplicated, every symbol in exact
 one committed shard, no temporary shard left behind.
 
 Each child runs under a time limit, and a fixture fails any test that leaves a
-child process of the test running.
+process it started running.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -22,13 +21,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import psutil
 import pytest
 
 from detector.faults import ENV as CRASH_ENV
@@ -61,36 +59,8 @@ _GATED_MAIN = (
 
 
 # -- processes ----------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def no_stray_children() -> Iterator[None]:
-    """Fail the test if a child process it started is still alive afterwards."""
-    me = psutil.Process()
-    before = {p.pid for p in me.children(recursive=True)}
-    yield
-    stray: list[psutil.Process] = []
-    for child in me.children(recursive=True):
-        if child.pid in before:
-            continue
-        try:
-            if child.status() == psutil.STATUS_ZOMBIE:
-                continue  # exited; nothing runs any more
-        except psutil.NoSuchProcess:
-            continue
-        stray.append(child)
-    described = [f"{c.pid} {_cmdline(c)}" for c in stray]
-    for child in stray:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-    psutil.wait_procs(stray, timeout=10)
-    if stray:
-        pytest.fail(f"child processes still alive after the test (killed now): {described}")
-
-
-def _cmdline(process: psutil.Process) -> str:
-    try:
-        return " ".join(process.cmdline())[:200]
-    except psutil.Error:
-        return "?"
+# Every test fails if a process it started outlives it (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("no_stray_processes")
 
 
 def _env(crash: str | None = None, gate: Path | None = None) -> dict[str, str]:

@@ -151,3 +151,28 @@ def append_line(path: Path, fields: list[object]) -> None:
 def local_stamp(now: datetime) -> str:
     """Legacy heartbeat timestamps are local time."""
     return now.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class BatchLogEntry:
+    """One line of the legacy batch log: a shard that was committed."""
+
+    timestamp: str  # local time, as written
+    batch_num: int
+    symbols: int
+    events: int
+    shard_file: str
+    mem_gb: float | None
+
+
+def parse_batch_log_line(line: str) -> BatchLogEntry | None:
+    """A batch log line, or None for a partial, foreign or malformed one."""
+    fields = line.rstrip("\n").split("\t")
+    if len(fields) != 6:
+        return None
+    stamp, batch, symbols, events, shard, mem = fields
+    try:
+        mem_gb = None if mem in ("", "None") else float(mem)
+        return BatchLogEntry(stamp, int(batch), int(symbols), int(events), shard, mem_gb)
+    except ValueError:
+        return None

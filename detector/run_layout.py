@@ -78,6 +78,10 @@ class RunLayout:
     def batch_log(self, day: datetime) -> Path:
         return self.logs_dir / f"batches_{day:%Y%m%d}.log"
 
+    def batch_logs(self) -> list[Path]:
+        """Every daily batch log (shared by all runs of the root), oldest day first."""
+        return sorted(self.logs_dir.glob("batches_*.log"))
+
     def main_log(self, started: datetime, worker_id: int | None, pid: int) -> Path:
         # One file per process (worker id and pid in the name) so that no two processes
         # ever share, and rotate, the same file.

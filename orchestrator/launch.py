@@ -32,6 +32,7 @@ from detector.symbols import read_symbol_file
 from detector.worker import run_hash
 from orchestrator.cleanup import stop_recorded_processes
 from orchestrator.local_workers import LocalWorkers, WorkerCommand
+from orchestrator.monitors import Monitor
 from orchestrator.pidfile import PidFileError, read_pid_file, record_for, write_pid_file
 from orchestrator.plan import Plan, format_plan, make_plan, write_plan
 from orchestrator.processes import stop_tree
@@ -97,7 +98,6 @@ class NoSymbolsError(IntradayEventsError):
 
 Confirm = Callable[[Plan], bool]
 Echo = Callable[[str], None]
-Progress = Callable[[RunLayout], str | None]
 
 
 class Launcher:
@@ -109,7 +109,7 @@ class Launcher:
         confirm: Confirm,
         echo: Echo,
         stop: StopRequest,
-        progress: Progress | None = None,
+        monitor: Monitor | None = None,
         handle_signals: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -119,7 +119,7 @@ class Launcher:
         self.confirm = confirm
         self.echo = echo
         self.stop = stop
-        self.progress = progress
+        self.monitor = monitor
         self.handle_signals = handle_signals
         self.clock = clock
         self.sleep = sleep
@@ -225,23 +225,24 @@ class Launcher:
     # -- supervision -------------------------------------------------------------
     def _supervise(self, supervisor: Supervisor) -> None:
         sup = self.app.supervision
-        next_progress = self.clock() + sup.progress_interval_seconds
         try:
             while not supervisor.finished:
                 now = self.clock()
                 if self.stop.requested and not supervisor.stopping_all:
                     self._notify(supervisor.stop_all(now, self.stop.reason or "stop requested"))
                 self._notify(supervisor.tick(now))
-                if self.progress is not None and now >= next_progress:
-                    next_progress = now + sup.progress_interval_seconds
-                    line = self.progress(self.layout)
-                    if line:
-                        self.echo(line)
+                if self.monitor is not None:
+                    self.monitor.tick(now)
                 if not supervisor.finished:
                     self.sleep(sup.poll_interval_seconds)
         finally:
-            # However the loop ends (even by an exception of our own), no worker outlives it.
-            self._stop_survivors(supervisor)
+            # However the loop ends (even by an exception of our own), no worker outlives it,
+            # and the terminal is given back.
+            try:
+                self._stop_survivors(supervisor)
+            finally:
+                if self.monitor is not None:
+                    self.monitor.close()
 
     def _notify(self, notices: list[Notice]) -> None:
         for notice in notices:

@@ -25,6 +25,7 @@ class Plan:
     quarantined: tuple[str, ...]
     assignments: tuple[tuple[str, ...], ...]  # per worker, in processing order
     bars: Mapping[str, int] = field(default_factory=dict)  # expected bars per symbol
+    created_at: str | None = None  # when the launch made it (local time, ISO)
 
     @property
     def remaining(self) -> int:
@@ -117,6 +118,7 @@ def read_plan(path: Path) -> Plan:
             quarantined=_symbols(data.get("quarantined") or []),
             assignments=tuple(_symbols(a) for a in _typed(data["workers"], list)),
             bars={str(s): int(n) for s, n in _typed(data.get("bars") or {}, dict).items()},
+            created_at=_typed(data["created_at"], str) if data.get("created_at") else None,
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise PlanFileError(f"{path}: {exc}") from exc

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from detector.checkpoint import Checkpoint, CheckpointFormatError, FailedSymbol, from_json
 from detector.errors import ExitCode, IntradayEventsError
-from detector.heartbeat import parse_heartbeat
+from detector.heartbeat import BatchLogEntry, parse_batch_log_line, parse_heartbeat
 from detector.process_identity import existed_at
 from detector.run_layout import RunLayout
 from orchestrator.pidfile import PidFileError, read_pid_file, recorded_process
@@ -35,6 +35,9 @@ ACTIVE = frozenset({"starting", "running", "committing"})
 # A heartbeat's started_at has one-second resolution and is taken after the process
 # started; a process created later than this after it is another one reusing the pid.
 _PID_REUSE_SLACK_S = 2.0
+RECENT_SHARDS = 5  # committed shards a snapshot keeps from the batch log
+# Bytes read from the end of each batch log: far more than RECENT_SHARDS lines.
+_BATCH_LOG_TAIL_BYTES = 64 * 1024
 
 
 class NoRunsError(IntradayEventsError):
@@ -62,6 +65,7 @@ class WorkerSnapshot:
     rss_gb: float | None = None
     heartbeat_age_s: float | None = None
     bars_per_s: float | None = None  # of this process, since it started
+    symbols_per_s: float | None = None  # likewise
     started_at: str | None = None
     updated_at: str | None = None
 
@@ -96,12 +100,25 @@ class RunSnapshot:
     orchestrator_pid: int | None = None
     orchestrator_alive: bool = False
     workers: tuple[WorkerSnapshot, ...] = field(default_factory=tuple)
+    # Bar-weighted progress of the run (see _bar_progress); None without a plan.
+    bars_total: int | None = None
+    bars_done: int | None = None
+    launched_at: datetime | None = None  # the latest launch (plan.json), else first worker start
+    elapsed_s: float | None = None  # since launched_at: until now, or the last activity
+    recent_shards: tuple[BatchLogEntry, ...] = ()  # newest last
 
     @property
     def progress_pct(self) -> float | None:
         if self.universe is None or self.completed is None or not self.universe:
             return None
         return 100.0 * len(self.completed) / len(self.universe)
+
+    @property
+    def bars_pct(self) -> float | None:
+        """Progress weighted by bars; the symbol count's share when bars are unknown."""
+        if self.bars_total is None or self.bars_done is None or self.bars_total <= 0:
+            return self.progress_pct
+        return 100.0 * self.bars_done / self.bars_total
 
 
 def newest_run_id(root: Path) -> str:
@@ -139,8 +156,11 @@ def read_snapshot(layout: RunLayout, *, now: datetime, max_attempts: int = 3) ->
         orchestrator_pid=orchestrator_pid,
         orchestrator_alive=orchestrator_alive,
         workers=workers,
+        recent_shards=_recent_shards(layout),
     )
     running = orchestrator_alive or bool(live)
+    plan = _read_plan(layout)
+    base = _with_times(base, plan, now, running=running)
     try:
         cp = from_json(layout.checkpoint.read_text(encoding="utf-8"), layout.run_id)
     except FileNotFoundError:
@@ -151,13 +171,12 @@ def read_snapshot(layout: RunLayout, *, now: datetime, max_attempts: int = 3) ->
     except (OSError, UnicodeDecodeError, RecursionError, CheckpointFormatError) as exc:
         problem = f"checkpoint unreadable ({exc}); resume rebuilds it from the shards"
         return replace(base, state="running" if running else "unknown", problem=problem)
-    return _with_checkpoint(base, layout, cp, running=running)
+    return _with_checkpoint(base, plan, cp, running=running)
 
 
 def _with_checkpoint(
-    base: RunSnapshot, layout: RunLayout, cp: Checkpoint, *, running: bool
+    base: RunSnapshot, plan: Plan | None, cp: Checkpoint, *, running: bool
 ) -> RunSnapshot:
-    plan = _read_plan(layout)
     planned = {s for a in plan.assignments for s in a} if plan is not None else set()
     failed = {s: f for s, f in cp.failed.items() if s not in cp.completed}
     # A legacy checkpoint has no universe: what it and the plan name is the best we know.
@@ -165,9 +184,11 @@ def _with_checkpoint(
     universe = {str(s) for s in cp.universe} | cp.completed | set(failed) | planned
     quarantined = cp.quarantined(base.max_attempts)
     remaining = universe - cp.completed - quarantined
-    remaining_bars = None
+    remaining_bars = bars_total = bars_done = None
     if plan is not None:
         remaining_bars = sum(n for s, n in plan.bars.items() if s in remaining)
+        bars_total = _bar_total(plan)
+        bars_done = bars_total - remaining_bars
     eta = None
     if remaining_bars is not None and base.rate_bars_per_s:
         eta = remaining_bars / base.rate_bars_per_s
@@ -188,8 +209,59 @@ def _with_checkpoint(
         failed=dict(sorted(failed.items())),
         quarantined=tuple(sorted(quarantined)),
         remaining_bars=remaining_bars,
+        bars_total=bars_total,
+        bars_done=bars_done,
         eta_s=eta,
     )
+
+
+def _bar_total(plan: Plan) -> int:
+    """Bars of the whole run as far as the latest plan knows them.
+
+    The plan counted the bars of the symbols it handed out only; each symbol
+    completed before that launch counts as one of average size.
+    """
+    planned = sum(plan.bars.values())
+    average = planned / len(plan.bars) if plan.bars else 0.0
+    return planned + round(plan.completed * average)
+
+
+def _with_times(
+    base: RunSnapshot, plan: Plan | None, now: datetime, *, running: bool
+) -> RunSnapshot:
+    starts = [_parse_stamp(w.started_at) for w in base.workers]
+    ends = [_parse_stamp(w.updated_at) for w in base.workers]
+    launched = _parse_stamp(plan.created_at) if plan is not None else None
+    if launched is None:
+        launched = min((t for t in starts if t is not None), default=None)
+    if launched is None:
+        return base
+    if running:
+        end: datetime | None = now
+    else:
+        if base.final is not None:
+            ends.append(_mtime(base.final))
+        end = max((t for t in ends if t is not None), default=None)
+    elapsed = None if end is None else max(0.0, (end - launched).total_seconds())
+    return replace(base, launched_at=launched, elapsed_s=elapsed)
+
+
+def _parse_stamp(text: str | None) -> datetime | None:
+    """A naive local-time stamp; None for a missing, malformed or zone-aware one."""
+    if text is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo is None else None
+
+
+def _mtime(path: Path) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime)
+    except OSError:
+        return None
 
 
 # -- files ---------------------------------------------------------------------------
@@ -222,6 +294,30 @@ def _count_events(layout: RunLayout) -> tuple[int, int, tuple[str, ...]]:
         except Exception:  # pyarrow raises its own types for truncated or foreign files
             unreadable.append(path.name)
     return rows, len(shards), tuple(unreadable)
+
+
+def _recent_shards(layout: RunLayout) -> tuple[BatchLogEntry, ...]:
+    """The run's newest committed shards from the (daily, shared) batch logs."""
+    prefix = f"{layout.run_id}_shard"
+    found: list[BatchLogEntry] = []
+    try:
+        logs = layout.batch_logs()[-2:]  # today's and yesterday's cover a run across midnight
+    except OSError:
+        return ()
+    for path in logs:
+        try:
+            with open(path, "rb") as handle:
+                size = handle.seek(0, 2)
+                handle.seek(max(0, size - _BATCH_LOG_TAIL_BYTES))
+                tail = handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        # The first line of a tail may be cut, the last one half-written: both fail to parse.
+        for line in tail.splitlines():
+            entry = parse_batch_log_line(line)
+            if entry is not None and entry.shard_file.startswith(prefix):
+                found.append(entry)
+    return tuple(found[-RECENT_SHARDS:])
 
 
 def _read_pid_files(layout: RunLayout) -> tuple[int | None, bool, dict[int, tuple[int, bool]]]:
@@ -303,6 +399,7 @@ def _worker(
         rss_gb=beat.rss_gb,
         heartbeat_age_s=age,
         bars_per_s=beat.bars_done / beat.elapsed_s if beat.elapsed_s > 0 else None,
+        symbols_per_s=beat.symbols_done / beat.elapsed_s if beat.elapsed_s > 0 else None,
         started_at=beat.started_at,
         updated_at=beat.updated_at,
     )

@@ -10,15 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich import get_console
 
+from detector.config import AppConfig
 from detector.errors import ExitCode
 from detector.run_layout import RunLayout
 from detector.run_logging import setup_logging
 from detector.run_select import resolve_run_id
 from detector.stopping import StopRequest
+from orchestrator.dashboard_live import InlineDashboard, KeyReader, LiveView, ViewOptions
 from orchestrator.launch import LaunchConfig, Launcher, NotConfirmedError
+from orchestrator.monitors import Monitor, ProgressLines
 from orchestrator.plan import Plan
-from orchestrator.run_status import progress_line, read_snapshot
 from orchestrator.summary import format_summary
 from tools.cli.context import CliContext
 from tools.cli.options import check_date_range, date_option, gather_symbols
@@ -40,8 +43,29 @@ def _confirm(plan: Plan) -> bool:
     return click.confirm(f"Start {len(plan.assignments)} workers?", default=True)
 
 
-def _progress(layout: RunLayout) -> str | None:
-    return progress_line(read_snapshot(layout, now=datetime.now()))
+DASHBOARD_REFRESH_S = 1.0
+
+
+def _monitor(app: AppConfig, layout: RunLayout, *, dashboard: bool, max_attempts: int) -> Monitor:
+    """The live dashboard when stdout is a terminal (unless turned off), else progress lines."""
+    lines = ProgressLines(
+        layout,
+        click.echo,
+        interval_s=app.supervision.progress_interval_seconds,
+        max_attempts=max_attempts,
+    )
+    if not dashboard or not sys.stdout.isatty():
+        return lines
+    options = ViewOptions(
+        stall_after_s=app.supervision.stall_timeout_seconds,
+        max_attempts=max_attempts,
+        footer="q closes this view (the run goes on) · Ctrl-C stops the run (resume with launch)",
+    )
+    # The console rich's log handler prints to, so that log records land above the view.
+    view = LiveView(layout, get_console(), options)
+    return InlineDashboard(
+        view, KeyReader(), refresh_s=DASHBOARD_REFRESH_S, fallback=lines, echo=click.echo
+    )
 
 
 _LAUNCH_OPTIONS = [
@@ -71,7 +95,7 @@ _LAUNCH_OPTIONS = [
     click.option(
         "--no-dashboard",
         is_flag=True,
-        help="Print progress lines instead of the live view (the only mode for now).",
+        help="Print progress lines instead of the live view (always so without a terminal).",
     ),
     click.option("--force-config", is_flag=True, help="Continue even though the config changed."),
     click.option(
@@ -143,7 +167,9 @@ def run_launch(
         confirm=_confirm,
         echo=click.echo,
         stop=StopRequest(),
-        progress=_progress,
+        monitor=_monitor(
+            app, RunLayout(obj.root, chosen), dashboard=not no_dashboard, max_attempts=max_attempts
+        ),
         handle_signals=True,
     )
     outcome = launcher.run()

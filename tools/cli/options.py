@@ -9,7 +9,10 @@ from typing import Any
 
 import click
 
+from detector.run_layout import is_valid_run_id
+from detector.run_select import InvalidRunIdError
 from detector.symbols import read_symbol_file, validate_symbols
+from orchestrator.run_snapshot import newest_run_id
 
 
 def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | None:
@@ -38,3 +41,12 @@ def gather_symbols(args: Iterable[str], from_file: Path | None) -> list[str]:
 def check_date_range(start: date | None, end: date | None) -> None:
     if start and end and start > end:
         raise click.BadParameter("--start-date is after --end-date")
+
+
+def viewed_run_id(root: Path, run_id: str | None) -> str:
+    """The run a viewer shows: the one named, else the one whose checkpoint changed last."""
+    if run_id is None:
+        return newest_run_id(root)
+    if not is_valid_run_id(run_id):
+        raise InvalidRunIdError(run_id)
+    return run_id

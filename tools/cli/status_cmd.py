@@ -7,10 +7,10 @@ from datetime import datetime
 
 import click
 
-from detector.run_layout import RunLayout, is_valid_run_id
-from detector.run_select import InvalidRunIdError
-from orchestrator.run_status import newest_run_id, read_snapshot, render_text, snapshot_to_json
+from detector.run_layout import RunLayout
+from orchestrator.run_status import read_snapshot, render_text, snapshot_to_json
 from tools.cli.context import CliContext
+from tools.cli.options import viewed_run_id
 
 
 @click.command("status")
@@ -26,13 +26,8 @@ from tools.cli.context import CliContext
 @click.pass_obj
 def status(obj: CliContext, run_id: str | None, as_json: bool, max_attempts: int) -> None:
     """Show a run's state, workers, progress, events so far and ETA (reads, never writes)."""
-    if run_id is None:
-        run_id = newest_run_id(obj.root)
-    elif not is_valid_run_id(run_id):
-        raise InvalidRunIdError(run_id)
-    snapshot = read_snapshot(
-        RunLayout(obj.root, run_id), now=datetime.now(), max_attempts=max_attempts
-    )
+    layout = RunLayout(obj.root, viewed_run_id(obj.root, run_id))
+    snapshot = read_snapshot(layout, now=datetime.now(), max_attempts=max_attempts)
     if as_json:
         click.echo(json.dumps(snapshot_to_json(snapshot), indent=1))
     else:

@@ -7,6 +7,7 @@ import click
 
 def register(group: click.Group) -> None:
     from tools.cli import (
+        dashboard_cmd,
         demo_data_cmd,
         detect_cmd,
         detect_symbol_cmd,
@@ -21,3 +22,4 @@ def register(group: click.Group) -> None:
     group.add_command(launch_cmd.launch)
     group.add_command(restart_cmd.restart)
     group.add_command(status_cmd.status)
+    group.add_command(dashboard_cmd.dashboard)

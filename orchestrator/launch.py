@@ -23,17 +23,17 @@ from filelock import FileLock, Timeout
 from detector.bars import count_bars, discover_symbols
 from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError, RunBusyError
-from detector.heartbeat import write_run_completed
-from detector.merge import MergeResult, merge_shards
+from detector.merge import MergeResult
 from detector.run_layout import RunLayout
 from detector.run_store import RunStore
 from detector.stopping import StopRequest
 from detector.symbols import read_symbol_file
 from detector.worker import run_hash
 from orchestrator.cleanup import stop_recorded_processes
+from orchestrator.final_merge import live_launcher_pid, merge_final
 from orchestrator.local_workers import LocalWorkers, WorkerCommand
 from orchestrator.monitors import Monitor
-from orchestrator.pidfile import PidFileError, read_pid_file, record_for, write_pid_file
+from orchestrator.pidfile import record_for, write_pid_file
 from orchestrator.plan import Plan, format_plan, make_plan, write_plan
 from orchestrator.processes import stop_tree
 from orchestrator.supervisor import Notice, Supervisor
@@ -133,7 +133,7 @@ class Launcher:
         try:
             lock.acquire()
         except Timeout:
-            raise RunBusyError(self.cfg.run_id, _live_orchestrator_pid(layout)) from None
+            raise RunBusyError(self.cfg.run_id, live_launcher_pid(layout)) from None
         try:
             # Holding the lock proves no other launcher lives: recorded processes still
             # running are workers of a killed launcher, stopped before ours start.
@@ -273,14 +273,7 @@ class Launcher:
         left = cp.universe - cp.completed - quarantined_set
         merged = None
         if not left and not self.stop.requested:
-            merged = merge_shards(self.layout, list(cp.shards))
-            write_run_completed(
-                self.layout.run_heartbeat,
-                run_id=cfg.run_id,
-                total_events=merged.events,
-                total_symbols=len(cp.completed),
-                completed_at=datetime.now().isoformat(timespec="seconds"),
-            )
+            merged = merge_final(self.layout, cp, complete=True)
         planned = {s for a in plan.assignments for s in a}
         done_now = planned & cp.completed
         failed = {s: f.error for s, f in sorted(cp.failed.items()) if s in left}
@@ -307,10 +300,3 @@ class Launcher:
             stopped=self.stop.reason,
             exit_code=code,
         )
-
-
-def _live_orchestrator_pid(layout: RunLayout) -> int | None:
-    try:
-        return read_pid_file(layout.orchestrator_pid_file).pid
-    except PidFileError:
-        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from detector.merge import MergeResult
 from orchestrator.launch import LaunchOutcome
 
 
@@ -15,20 +16,23 @@ def _listed(title: str, reasons: dict[str, str]) -> list[str]:
     return [f"{title} ({len(reasons)}):", *(f"  {s}: {why}" for s, why in reasons.items())]
 
 
+def format_merged(merged: MergeResult) -> list[str]:
+    """Where the final file is and what it holds."""
+    return [
+        f"events: {merged.events:,} in {merged.path}",
+        f"  by type: {_counts(merged.by_type)}",
+        f"  by direction: {_counts(merged.by_direction)}",
+        f"  by session: {_counts(merged.by_session)}",
+    ]
+
+
 def format_summary(outcome: LaunchOutcome) -> str:
     run = outcome.run_id
     rate = outcome.completed_now / outcome.wall_s if outcome.wall_s > 0 else 0.0
     bars_rate = outcome.bars_now / outcome.wall_s / 1e6 if outcome.wall_s > 0 else 0.0
     lines = []
     if outcome.merged is not None:
-        merged = outcome.merged
-        lines += [
-            f"DETECTION COMPLETE run={run}",
-            f"events: {merged.events:,} in {merged.path}",
-            f"  by type: {_counts(merged.by_type)}",
-            f"  by direction: {_counts(merged.by_direction)}",
-            f"  by session: {_counts(merged.by_session)}",
-        ]
+        lines += [f"DETECTION COMPLETE run={run}", *format_merged(outcome.merged)]
     elif outcome.stopped:
         lines.append(f"Run {run} stopped ({outcome.stopped}); nothing is lost.")
     else:

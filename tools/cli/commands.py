@@ -8,10 +8,12 @@ import click
 def register(group: click.Group) -> None:
     from tools.cli import (
         dashboard_cmd,
+        demo_cmd,
         demo_data_cmd,
         detect_cmd,
         detect_symbol_cmd,
         launch_cmd,
+        merge_cmd,
         restart_cmd,
         status_cmd,
     )
@@ -23,3 +25,5 @@ def register(group: click.Group) -> None:
     group.add_command(restart_cmd.restart)
     group.add_command(status_cmd.status)
     group.add_command(dashboard_cmd.dashboard)
+    group.add_command(merge_cmd.merge)
+    group.add_command(demo_cmd.demo)

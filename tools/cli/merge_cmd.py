@@ -1,0 +1,41 @@
+"""``intraday-events merge``: rebuild a run's final file from its committed shards."""
+
+from __future__ import annotations
+
+import click
+
+from detector.run_layout import RunLayout
+from orchestrator.final_merge import merge_run
+from orchestrator.summary import format_merged
+from tools.cli.context import CliContext
+from tools.cli.options import viewed_run_id
+
+
+@click.command("merge")
+@click.option("--run-id", help="Run to merge (default: the run whose checkpoint changed last).")
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="Merge even though some symbols are not completed (or quarantined).",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Failed attempts after which a symbol counts as quarantined (as given to launch).",
+)
+@click.pass_obj
+def merge(obj: CliContext, run_id: str | None, partial: bool, max_attempts: int) -> None:
+    """Rebuild processed/events/{run_id}.parquet from the committed shards (as launch does)."""
+    layout = RunLayout(obj.root, viewed_run_id(obj.root, run_id))
+    report = merge_run(layout, max_attempts=max_attempts, partial=partial)
+    shards = report.merged.shards
+    click.echo(
+        f"Merged {shards} committed shard{'' if shards == 1 else 's'} of run {layout.run_id}: "
+        f"{report.completed:,} of {report.universe:,} symbols completed"
+        + (f", {len(report.left):,} not completed" if report.left else "")
+        + (f", {len(report.quarantined):,} quarantined" if report.quarantined else "")
+    )
+    for line in format_merged(report.merged):
+        click.echo(line)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from detector.config import BarsConfig
 from detector.errors import ExitCode, IntradayEventsError
+from detector.run_layout import RunLayout
 from tools.demo_data import DemoDataSpec, generate_demo_bars
 
 DEFAULT_DIR = Path("intraday-events-demo")
@@ -51,8 +52,14 @@ class DemoSpec:
         # Several shards per worker, so the view shows commits as they happen.
         return max(1, min(50, self.symbols // (self.workers * 4)))
 
-    def run_id(self, now: datetime) -> str:
-        return f"events_intraday_demo_{now:%Y%m%d_%H%M%S}"
+    def new_run_id(self, now: datetime) -> str:
+        """A run id no earlier demo in the workspace used (two demos may share a second)."""
+        base = f"events_intraday_demo_{now:%Y%m%d_%H%M%S}"
+        run_id, n = base, 1
+        while RunLayout(self.directory, run_id).launch_dir.exists():
+            n += 1
+            run_id = f"{base}_{n}"
+        return run_id
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def demo(workers: int, symbols: int, days: int, directory: Path, no_dashboard: b
     spec = DemoSpec(directory=directory.resolve(), workers=workers, symbols=symbols, days=days)
     bars = ensure_demo_bars(spec)
     click.echo(spec_summary(spec, bars))
-    run_id = spec.run_id(datetime.now())
+    run_id = spec.new_run_id(datetime.now())
     # The demo's own workspace and the built-in configuration, whatever --root says.
     context = CliContext(root=spec.directory, config_path=None)
     code = run_launch(

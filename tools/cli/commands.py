@@ -8,6 +8,7 @@ import click
 def register(group: click.Group) -> None:
     from tools.cli import (
         dashboard_cmd,
+        dedupe_cmd,
         demo_cmd,
         demo_data_cmd,
         detect_cmd,
@@ -24,6 +25,7 @@ def register(group: click.Group) -> None:
     group.add_command(launch_cmd.launch)
     group.add_command(restart_cmd.restart)
     group.add_command(status_cmd.status)
+    group.add_command(dedupe_cmd.dedupe)
     group.add_command(dashboard_cmd.dashboard)
     group.add_command(merge_cmd.merge)
     group.add_command(demo_cmd.demo)

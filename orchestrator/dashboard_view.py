@@ -39,6 +39,7 @@ STATUS_STYLES = {
 }
 STATE_STYLES = {
     "running": "bold green",
+    "merging": "bold cyan",
     "completed": "bold blue",
     "stopped": "bold magenta",
     "not started": "dim",

@@ -29,7 +29,7 @@ from detector.run_layout import RunLayout
 from orchestrator.pidfile import PidFileError, read_pid_file, recorded_process
 from orchestrator.plan import Plan, PlanFileError, read_plan
 
-RunState = Literal["running", "completed", "stopped", "not started", "unknown"]
+RunState = Literal["running", "merging", "completed", "stopped", "not started", "unknown"]
 # Heartbeat statuses of a process that is still working on its list.
 ACTIVE = frozenset({"starting", "running", "committing"})
 # A heartbeat's started_at has one-second resolution and is taken after the process
@@ -193,7 +193,9 @@ def _with_checkpoint(
     if remaining_bars is not None and base.rate_bars_per_s:
         eta = remaining_bars / base.rate_bars_per_s
     state: RunState
-    if running:
+    if running and not remaining and not any(w.live for w in base.workers):
+        state = "merging"  # every symbol is done; the launcher writes the final file
+    elif running:
         state = "running"
     elif not remaining and base.final is not None:
         state = "completed"

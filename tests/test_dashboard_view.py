@@ -22,6 +22,7 @@ from detector.heartbeat import BatchLogEntry, parse_batch_log_line
 from detector.run_layout import RunLayout
 from orchestrator.dashboard_live import InlineDashboard, KeyReader, LiveView, ViewOptions
 from orchestrator.dashboard_view import Frame, render_dashboard, worker_status
+from orchestrator.pidfile import record_for, write_pid_file
 from orchestrator.plan import make_plan, write_plan
 from orchestrator.run_snapshot import RunSnapshot, WorkerSnapshot, read_snapshot
 from orchestrator.throughput import Rates, ThroughputWindow, eta_s
@@ -459,3 +460,19 @@ def test_inline_view_draws_a_last_frame_when_supervision_ends(tmp_path: Path) ->
     assert "100.0% of bars" in out.getvalue()
     assert "supervision over" in out.getvalue()
     assert not view.started
+
+
+def test_all_done_with_the_launcher_alive_reads_as_merging(tmp_path: Path) -> None:
+    layout = RunLayout(tmp_path, RUN)
+    _write_run(layout, completed=UNIVERSE)
+    # This test process stands in for the launcher: a live process matching its PID file.
+    write_pid_file(
+        layout.orchestrator_pid_file, record_for(os.getpid(), run_id=RUN, role="orchestrator")
+    )
+
+    s = read_snapshot(layout, now=NOW)
+
+    assert s.state == "merging"
+    assert "state merging" in screen(frame(s, Rates(None, None, recent=False)))
+    layout.orchestrator_pid_file.unlink()
+    assert read_snapshot(layout, now=NOW).state == "stopped"  # done, final file not written

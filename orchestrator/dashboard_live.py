@@ -17,11 +17,13 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import sys
 import termios
+import threading
 import time
 import tty
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -105,8 +107,11 @@ class LiveView:
 class KeyReader:
     """Single key presses from a terminal, without echo or Enter (cbreak mode).
 
-    Ctrl-C still raises SIGINT. Without a terminal on the stream, no key ever
-    comes and :meth:`read` just waits. The terminal's settings are restored on exit.
+    Ctrl-C still raises SIGINT. Without a terminal on the stream, or while our
+    process group is not the terminal's foreground group (started with ``&``, or
+    sent to the background with Ctrl-Z and ``bg``), no key ever comes and
+    :meth:`read` just waits: changing or reading the terminal from the background
+    would stop the process with SIGTTOU/SIGTTIN. The settings are restored on exit.
     """
 
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -116,7 +121,7 @@ class KeyReader:
 
     def __enter__(self) -> KeyReader:
         try:
-            if self.stream.isatty():
+            if self.stream.isatty() and in_foreground(self.stream):
                 fd = self.stream.fileno()
                 self._saved = termios.tcgetattr(fd)
                 tty.setcbreak(fd)
@@ -132,14 +137,16 @@ class KeyReader:
         tb: TracebackType | None,
     ) -> None:
         if self._fd is not None and self._saved is not None:
-            # If the terminal went away there is nothing left to restore.
-            with contextlib.suppress(termios.error, OSError):
+            # If the terminal went away there is nothing left to restore. If we were
+            # sent to the background meanwhile, restore anyway: with SIGTTOU ignored
+            # the change is allowed instead of stopping the process.
+            with contextlib.suppress(termios.error, OSError), _ttou_ignored():
                 termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
         self._fd = None
 
     def read(self, timeout: float) -> str:
         """Keys pressed within ``timeout`` seconds ("" if none)."""
-        if self._fd is None:
+        if self._fd is None or not in_foreground(self.stream):
             if timeout > 0:
                 time.sleep(timeout)
             return ""
@@ -150,6 +157,34 @@ class KeyReader:
             self._fd = None
             return ""
         return data.decode("utf-8", errors="replace")
+
+
+def in_foreground(stream: TextIO) -> bool:
+    """Whether our process group is the foreground group of ``stream``'s terminal.
+
+    A terminal that is not our controlling terminal has no job control over us
+    (tcgetpgrp fails with ENOTTY): using it never stops us, so it counts as ours.
+    """
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # closed, or not a file at all
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return True
+
+
+@contextlib.contextmanager
+def _ttou_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be changed from the main thread
+        return
+    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTTOU, previous)
 
 
 def wants_quit(keys: str) -> bool:

@@ -36,17 +36,20 @@ def dashboard(
 ) -> None:
     """Watch a running or finished run; q or Ctrl-C quits the view, never the run."""
     layout = RunLayout(obj.root, viewed_run_id(obj.root, run_id))
+    one_frame = once or not sys.stdout.isatty()
     options = ViewOptions(
         stall_after_s=obj.config().supervision.stall_timeout_seconds,
         max_attempts=max_attempts,
-        footer="" if once else "q or Ctrl-C quits the view; the run goes on",
+        footer="" if one_frame else "q or Ctrl-C quits the view; the run goes on",
     )
     console = Console()
     view = LiveView(layout, console, options)
-    if once or not sys.stdout.isatty():
+    if one_frame:
         # One frame, drawn as plain text when not on a terminal (e.g. into a file).
         view.start()
         view.refresh()
         view.stop()
+        if not console.is_terminal:
+            console.line()  # rich ends the last line itself only on a terminal
         return
     watch(view, KeyReader(), refresh)

@@ -18,7 +18,13 @@ from detector.run_layout import RunLayout
 from detector.run_logging import setup_logging
 from detector.run_select import resolve_run_id
 from detector.stopping import StopRequest
-from orchestrator.dashboard_live import InlineDashboard, KeyReader, LiveView, ViewOptions
+from orchestrator.dashboard_live import (
+    InlineDashboard,
+    KeyReader,
+    LiveView,
+    ViewOptions,
+    in_foreground,
+)
 from orchestrator.launch import LaunchConfig, Launcher, NotConfirmedError
 from orchestrator.monitors import Monitor, ProgressLines
 from orchestrator.plan import Plan
@@ -54,7 +60,8 @@ def _monitor(app: AppConfig, layout: RunLayout, *, dashboard: bool, max_attempts
         interval_s=app.supervision.progress_interval_seconds,
         max_attempts=max_attempts,
     )
-    if not dashboard or not sys.stdout.isatty():
+    if not dashboard or not sys.stdout.isatty() or not in_foreground(sys.stdout):
+        # A launch started with `&` draws nothing over the user's shell.
         return lines
     options = ViewOptions(
         stall_after_s=app.supervision.stall_timeout_seconds,

@@ -3,10 +3,20 @@
 The checkpoint is a cache of the truth held by committed shards (each records in
 its Parquet metadata the symbols it covers), so it can always be rebuilt from
 them. This module is pure: JSON in and out, and functions from one checkpoint
-to the next. Reading and writing files under the lock is ``detector.commit``.
+to the next. Reading and writing files under the lock is ``detector.run_store``.
 
 The JSON keeps the legacy fields (``run_id``, ``completed_symbols``,
-``total_completed``, ``last_updated``) so old monitoring still works.
+``total_completed``, ``last_updated``; ``seeded_from`` and ``seeded_at`` once the
+run was seeded) so old monitoring still works.
+
+Seeded symbols are the one exception to "completed iff a shard covers it":
+``seed-checkpoint`` may mark symbols completed from another run without bringing
+their events, so no shard of this run covers them. They are listed in ``seeded``
+(symbol -> source run) and stay completed through every reconcile and commit,
+but only the checkpoint file holds them: when it is lost or corrupt, the rebuild
+from shards cannot know them and they count as not done again (seeding again,
+which is idempotent, restores them; seeding with ``--import-events`` gives them a
+shard and so survives a rebuild).
 """
 
 from __future__ import annotations
@@ -39,6 +49,10 @@ class Checkpoint:
     created_at: str | None = None
     last_updated: str | None = None
     config_overrides: tuple[Mapping[str, str], ...] = ()  # --force-config records
+    # Completed by seed-checkpoint without a shard of this run: symbol -> source run.
+    seeded: Mapping[str, str] = field(default_factory=dict)
+    seeded_from: tuple[str, ...] = ()  # every source run seeded from, first seeding first
+    seeded_at: str | None = None  # the latest seeding that changed something
     extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys, kept as they are
 
     def quarantined(self, max_attempts: int) -> frozenset[str]:
@@ -74,6 +88,14 @@ def to_json(cp: Checkpoint) -> str:
             },
         }
     )
+    if cp.seeded_from or cp.seeded:
+        # Only for seeded runs, so that every other checkpoint reads as before. The old
+        # tool wrote one source as a string: kept as it is until another source joins.
+        legacy = data.get("seeded_from")
+        if not (isinstance(legacy, str) and cp.seeded_from == (legacy,)):
+            data["seeded_from"] = list(cp.seeded_from)
+        data["seeded_at"] = cp.seeded_at
+        data["seeded"] = dict(sorted(cp.seeded.items()))
     return json.dumps(data, indent=1) + "\n"
 
 
@@ -94,7 +116,19 @@ _KNOWN = {
     "universe",
     "shards",
     "failed",
+    "seeded",
+    "seeded_from",
+    "seeded_at",
 }
+
+
+def _seeded_from(value: Any) -> tuple[str, ...]:
+    """A list of runs (ours), or one run id as a string (a legacy seeded checkpoint)."""
+    if not value:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(dict.fromkeys(str(v) for v in value))
 
 
 def from_json(text: str, run_id: str) -> Checkpoint:
@@ -118,7 +152,14 @@ def from_json(text: str, run_id: str) -> Checkpoint:
             created_at=data.get("created_at"),
             last_updated=data.get("last_updated"),
             config_overrides=tuple(data.get("config_overrides") or ()),
-            extra={k: v for k, v in data.items() if k not in _KNOWN},
+            seeded={str(k): str(v) for k, v in (data.get("seeded") or {}).items()},
+            seeded_from=_seeded_from(data.get("seeded_from")),
+            seeded_at=data.get("seeded_at"),
+            extra={
+                k: v
+                for k, v in data.items()
+                if k not in _KNOWN or (k == "seeded_from" and isinstance(v, str))
+            },
         )
     except CheckpointFormatError:
         raise
@@ -145,6 +186,7 @@ def with_commit(
         cp,
         completed=cp.completed | frozenset(covered),
         shards={**cp.shards, shard_name: covered},
+        seeded=_without(cp.seeded, covered),
         failed=failed,
         shard_counter=max(cp.shard_counter, shard_number),
         last_updated=_stamp(now),
@@ -189,12 +231,55 @@ def reconciled(
         shards[name] = symbols
         completed.update(symbols)
     failed = {s: f for s, f in cp.failed.items() if s not in completed}
+    # Completed stays a union: seeded symbols (no shard here) are kept, and those a
+    # shard now covers are no longer "seeded only".
+    covered = {s for _, symbols in committed.values() for s in symbols}
     new = replace(
         cp,
         shards=shards,
         completed=frozenset(completed),
+        seeded=_without(cp.seeded, covered),
         failed=failed,
         shard_counter=max(cp.shard_counter, max(committed, default=0)),
         last_updated=_stamp(now),
     )
     return new, added
+
+
+def with_seeded(
+    cp: Checkpoint, symbols: Iterable[str], *, source: str, now: datetime
+) -> tuple[Checkpoint, frozenset[str]]:
+    """Mark ``symbols`` completed because run ``source`` completed them: a union.
+
+    Symbols already completed keep their record (a shard, or an earlier seeding);
+    only the others are added, to ``completed`` and to ``seeded``. Their failed
+    attempts are dropped, as a commit drops them. ``source`` joins ``seeded_from``.
+    Returns the new checkpoint and the newly marked symbols; the checkpoint is
+    ``cp`` itself when nothing changes, so seeding again is a no-op.
+    """
+    new = frozenset(symbols) - cp.completed
+    if not new and source in cp.seeded_from:
+        return cp, new
+    stamp = _stamp(now)
+    return (
+        replace(
+            cp,
+            completed=cp.completed | new,
+            seeded={**cp.seeded, **dict.fromkeys(sorted(new), source)},
+            failed={s: f for s, f in cp.failed.items() if s not in new},
+            seeded_from=cp.seeded_from if source in cp.seeded_from else (*cp.seeded_from, source),
+            seeded_at=stamp,
+            last_updated=stamp,
+        ),
+        new,
+    )
+
+
+def shard_covered(cp: Checkpoint) -> frozenset[str]:
+    """Symbols some committed shard of the run covers (their events are in the run)."""
+    return frozenset(s for symbols in cp.shards.values() for s in symbols)
+
+
+def _without(seeded: Mapping[str, str], covered: Iterable[str]) -> dict[str, str]:
+    drop = set(covered)
+    return {s: source for s, source in seeded.items() if s not in drop}

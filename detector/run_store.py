@@ -7,6 +7,10 @@ shard number from a counter that never goes back; the checkpoint is then
 rewritten atomically as a union. A crash at any point leaves either an
 uncommitted temporary file (removed at the next start) or a committed shard the
 checkpoint may not list yet (added by :meth:`RunStore.reconcile`).
+
+:meth:`RunStore.seed` is the one way symbols become completed without a shard of
+the run (``seed-checkpoint``); see :mod:`detector.checkpoint` for what that means
+when the checkpoint file is lost.
 """
 
 from __future__ import annotations
@@ -23,7 +27,13 @@ from filelock import FileLock
 
 from detector import checkpoint as ck
 from detector.atomic_io import fsync_dir, write_text_atomic
-from detector.errors import ConfigMismatchError, RunExistsError, ShardWriteError
+from detector.errors import (
+    ConfigMismatchError,
+    ExitCode,
+    IntradayEventsError,
+    RunExistsError,
+    ShardWriteError,
+)
 from detector.faults import crash_point
 from detector.process_identity import existed_at
 from detector.run_layout import RunLayout
@@ -39,6 +49,32 @@ class CommitResult:
     committed: tuple[str, ...]
     already_committed: tuple[str, ...]
     events: int
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    newly_completed: tuple[str, ...]  # completed by this seeding, marked or imported
+    imported: tuple[str, ...]  # symbols the imported shard covers (zero-event ones too)
+    shard: Path | None  # the imported shard; None when nothing was imported
+    events: int  # rows of the imported shard
+    checkpoint: ck.Checkpoint  # the run's checkpoint afterwards
+
+
+class ImportConfigMismatchError(IntradayEventsError):
+    """Imported events were detected with another config than the run's."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, run_id: str, recorded: str, imported: str, source: str) -> None:
+        self.run_id = run_id
+        self.recorded = recorded
+        self.imported = imported
+        self.source = source
+        super().__init__(
+            f"run {run_id} has detector config {recorded}, the events of {source} were "
+            f"detected with {imported}: importing would mix events of two configs; seed "
+            f"without --import-events, or into a new run"
+        )
 
 
 class RunStore:
@@ -217,6 +253,91 @@ class RunStore:
                     )
                 )
                 return CommitResult(shard, fresh, already, events.height)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def seed(
+        self,
+        *,
+        source: str,
+        symbols: Iterable[str],
+        events: pl.DataFrame | None = None,
+        event_symbols: Iterable[str] | None = None,
+        config_hash: str | None = None,
+    ) -> SeedResult:
+        """Mark ``symbols`` completed because run ``source`` completed them; a union.
+
+        Without ``events`` nothing but the checkpoint changes: the symbols join
+        ``completed`` and ``seeded`` (no shard of this run covers them, so their events
+        stay in ``source``; a checkpoint rebuilt from shards cannot know them). With
+        ``events`` (every row of ``event_symbols``, default ``symbols``, unique keys,
+        detected with ``config_hash``) those of ``event_symbols`` that no shard of this
+        run covers yet, including ones only marked by an earlier seeding, are first
+        committed as one shard, zero-event symbols in its metadata, as a worker commits
+        a batch, so the final merge holds their rows once. All of it happens under the
+        run lock, after a reconcile, so a concurrent worker either committed a symbol
+        first (it is not imported) or finds it completed (it drops it).
+        """
+        wanted = frozenset(symbols)
+        covers = wanted if event_symbols is None else frozenset(event_symbols)
+        now = self.clock()
+        shard_dir = self.layout.shard_dir(None)
+        temp = self.layout.temp_shard(shard_dir, None, os.getpid(), os.urandom(4).hex())
+        try:
+            with self._lock:
+                self._remove_stale_temp_shards()
+                start = self._load_reconciled() or ck.Checkpoint(
+                    run_id=self.layout.run_id, created_at=now.isoformat(timespec="seconds")
+                )
+                cp = start
+                shard: Path | None = None
+                imported: tuple[str, ...] = ()
+                rows = 0
+                if events is not None:
+                    imported = tuple(sorted(covers - ck.shard_covered(cp)))
+                if imported:
+                    if config_hash is None:
+                        raise ValueError("importing events needs their config hash")
+                    if cp.config_hash is not None and cp.config_hash != config_hash:
+                        raise ImportConfigMismatchError(
+                            self.layout.run_id, cp.config_hash, config_hash, source
+                        )
+                    assert events is not None
+                    part = events.filter(pl.col("symbol").is_in(list(imported)))
+                    # Written with the lock held (unlike commit_batch): which symbols to
+                    # import is only known under it, and seeding is a rare, one-off step.
+                    self._write_temp(temp, part, imported, config_hash)
+                    number = cp.shard_counter + 1
+                    shard = self.layout.shard_path(shard_dir, number)
+                    if shard.exists():
+                        # A file without our footer (an old shard of a legacy run id) is
+                        # not counted by the shard counter: never replace it.
+                        raise ShardWriteError(str(shard), "a file of that name exists")
+                    os.replace(temp, shard)
+                    fsync_dir(shard_dir)
+                    rows = part.height
+                    cp = ck.with_commit(
+                        cp,
+                        shard_name=shard.name,
+                        shard_number=number,
+                        symbols=imported,
+                        failures={},
+                        now=now,
+                    )
+                    if cp.config_hash is None:
+                        cp = replace(cp, config_hash=config_hash)
+                cp, _ = ck.with_seeded(cp, wanted | covers, source=source, now=now)
+                if shard is not None:
+                    cp = replace(cp, seeded_at=cp.last_updated)  # an import is a seeding too
+                if cp is not start:
+                    self._write(cp)
+                return SeedResult(
+                    newly_completed=tuple(sorted(cp.completed - start.completed)),
+                    imported=imported,
+                    shard=shard,
+                    events=rows,
+                    checkpoint=cp,
+                )
         finally:
             temp.unlink(missing_ok=True)
 

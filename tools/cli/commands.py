@@ -16,6 +16,7 @@ def register(group: click.Group) -> None:
         launch_cmd,
         merge_cmd,
         restart_cmd,
+        seed_cmd,
         status_cmd,
     )
 
@@ -29,3 +30,4 @@ def register(group: click.Group) -> None:
     group.add_command(dashboard_cmd.dashboard)
     group.add_command(merge_cmd.merge)
     group.add_command(demo_cmd.demo)
+    group.add_command(seed_cmd.seed_checkpoint_cmd)

@@ -1,0 +1,402 @@
+"""``seed-checkpoint``: mark in one run (DST) every symbol another run (SRC) completed.
+
+What SRC covered is read from everything it may have left under the root:
+
+- our committed shards of SRC: the symbols in their footers, zero-event ones too;
+- old shards: the legacy system's files under ``processed/events/shards/`` and
+  ``shards/worker_*/`` whose name holds the run id (``{SRC}_shardNNNN.parquet`` and
+  similar), without our footer; their column ``symbol``;
+- SRC's checkpoint ``logs/checkpoints/{SRC}_completed.json``, ours or the legacy
+  ``{"run_id", "completed_symbols", ...}``;
+- SRC's final file ``processed/events/{SRC}.parquet``, column ``symbol``.
+
+They are merged into DST's checkpoint under DST's run lock (:meth:`RunStore.seed`):
+a union, never a replacement, so seeding twice changes nothing and several sources
+accumulate in ``seeded_from``. Nothing of SRC is ever changed.
+
+By default only symbols are marked: DST's workers skip them, and their events stay
+in SRC's files, so DST's final file holds DST's own detections only. Such
+*seeded-only* symbols are completed without a shard of DST; the checkpoint lists
+them in ``seeded``. If DST's checkpoint is lost or corrupt it is rebuilt from
+DST's shards, which do not know them: they count as not done again and would be
+detected again. Seeding again (idempotent) restores them.
+
+``--import-events`` also brings SRC's events in, as one committed shard of DST,
+for every SRC symbol no shard of DST covers yet (symbols an earlier seeding only
+marked included): the final merge then holds them exactly once, and the rebuild
+from shards knows them. Each symbol's rows come from one place, the first of our
+shards, old shards, the final file that has the symbol (the final file repeats the
+shards). Rows that are exact duplicates are dropped and counted (the old system's
+restarts wrote symbols twice); rows that share an event key but differ are refused.
+Symbols that only SRC's checkpoint lists (SRC's own seeded ones, a legacy
+checkpoint whose shards are elsewhere) are marked, not imported: only a shard
+footer of ours can say that a symbol had no events.
+Imported events keep SRC's config hash and are refused when DST records another;
+the legacy system recorded none, so its events are taken as DST's config (or the
+current one for a new DST).
+
+DST defaults to today's new run id (``events_intraday_YYYYMMDD``): the run a later
+``detect`` or ``launch`` starts, and continues, without ``--run-id``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from detector import checkpoint as ck
+from detector.errors import ExitCode, IntradayEventsError
+from detector.run_layout import RunLayout, is_valid_run_id, new_run_id
+from detector.run_select import InvalidRunIdError
+from detector.run_store import RunStore, SeedResult
+from detector.schema import EVENT_KEY, EVENT_SCHEMA, NY, empty_events
+from detector.shards import ShardMetadataError, read_shard_info
+
+OURS = "shards (ours)"
+OLD = "old shards"
+CHECKPOINT = "checkpoint"
+FINAL = "final file"
+
+
+# -- errors -------------------------------------------------------------------------
+class SeedUsageError(IntradayEventsError):
+    """The runs given cannot be seeded one from the other (SRC is DST)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class SourceRunNotFoundError(IntradayEventsError):
+    """No file of SRC exists under the root: nothing to seed from.
+
+    Missing input data, like ``NoBarsError``: exit status 3.
+    """
+
+    exit_code = ExitCode.DATA
+
+    def __init__(self, run_id: str, root: Path) -> None:
+        self.run_id = run_id
+        self.root = root
+        super().__init__(
+            f"run {run_id} not found under {root}: no checkpoint "
+            f"logs/checkpoints/{run_id}_completed.json, no shard under processed/events/shards "
+            f"and no final file processed/events/{run_id}.parquet"
+        )
+
+
+class SourceDataError(IntradayEventsError):
+    """A file of SRC exists but cannot be used; nothing was seeded."""
+
+    exit_code = ExitCode.DATA
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}; nothing was seeded")
+
+
+class ConflictingEventsError(IntradayEventsError):
+    """SRC holds two different rows under one event key: which is right is unknown."""
+
+    exit_code = ExitCode.DATA
+
+    def __init__(self, run_id: str, clashing: int, example: str) -> None:
+        self.run_id = run_id
+        self.clashing = clashing
+        self.example = example
+        super().__init__(
+            f"{clashing} events of run {run_id} share an event key with different values "
+            f"(e.g. {example}): cannot tell which is right; seed without --import-events; "
+            "nothing was seeded"
+        )
+
+
+# -- what SRC covered ---------------------------------------------------------------
+@dataclass(frozen=True)
+class SourcePart:
+    """One kind of source: the files found and the symbols they cover."""
+
+    kind: str
+    files: tuple[Path, ...] = ()
+    symbols: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class SourceRun:
+    run_id: str
+    ours: SourcePart
+    old: SourcePart
+    checkpoint: SourcePart
+    final: SourcePart
+    checkpoint_format: str | None  # "ours", "legacy" or None without a checkpoint
+    config_hash: str | None  # SRC's detector config, when it is one of our runs
+    no_events_here: frozenset[str]  # completed in SRC, but none of its event files has them
+
+    @property
+    def parts(self) -> tuple[SourcePart, ...]:
+        return (self.ours, self.old, self.checkpoint, self.final)
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        return frozenset().union(*(p.symbols for p in self.parts))
+
+    @property
+    def importable(self) -> frozenset[str]:
+        """Symbols whose events SRC's files hold (none, for a zero-event symbol of ours)."""
+        return self.symbols - self.no_events_here
+
+
+def _names_run(name: str, run_id: str, longer: Iterable[str]) -> bool:
+    """Whether a legacy file name holds ``run_id`` as a whole word.
+
+    Run ids may contain ``_``, so ``r_1`` also appears in ``r_1_2_shard0001``:
+    a name holding a longer run id known under the root belongs to that run.
+    """
+    stem = name.removesuffix(".parquet")
+    if any(_holds(stem, other) for other in longer):
+        return False
+    return _holds(stem, run_id)
+
+
+def _holds(text: str, run_id: str) -> bool:
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(run_id)}(?![A-Za-z0-9])", text) is not None
+
+
+def _symbol_column(path: Path) -> frozenset[str]:
+    try:
+        table = pq.read_table(path, columns=["symbol"])
+    except Exception as exc:  # pyarrow raises its own types for missing columns, bad files
+        raise SourceDataError(path, f"cannot read column 'symbol' ({exc})") from exc
+    return frozenset(str(s) for s in table.column("symbol").to_pylist() if s is not None)
+
+
+def find_source(root: Path, run_id: str) -> SourceRun:
+    """Everything ``run_id`` left under ``root``. Raises SourceRunNotFoundError."""
+    layout = RunLayout(root, run_id)
+    longer = [r for r in RunLayout.run_ids(root) if r != run_id and run_id in r]
+    ours: list[tuple[Path, tuple[str, ...], str | None]] = []
+    old: list[tuple[Path, frozenset[str]]] = []
+    for directory in layout.shard_dirs():
+        for path in sorted(directory.glob("*.parquet")):
+            if path.name.startswith(".") or not _names_run(path.name, run_id, longer):
+                continue  # temporary files, and files of other runs
+            try:
+                info = read_shard_info(path)
+            except ShardMetadataError:
+                old.append((path, _symbol_column(path)))  # no footer of ours: a legacy shard
+                continue
+            if info.run_id == run_id:
+                ours.append((path, info.symbols, info.config_hash))
+
+    cp: ck.Checkpoint | None = None
+    checkpoint_format = None
+    if layout.checkpoint.is_file():
+        try:
+            text = layout.checkpoint.read_text(encoding="utf-8")
+            cp = ck.from_json(text, run_id)
+            checkpoint_format = "ours" if "format_version" in json.loads(text) else "legacy"
+        except (OSError, ck.CheckpointFormatError) as exc:
+            raise SourceDataError(layout.checkpoint, f"unreadable checkpoint ({exc})") from exc
+
+    final = layout.final if layout.final.is_file() else None
+    if cp is None and not ours and not old and final is None:
+        raise SourceRunNotFoundError(run_id, root)
+
+    final_symbols = _symbol_column(final) if final is not None else frozenset()
+    # Only a footer of ours says "zero events"; a symbol only a checkpoint lists (one
+    # SRC itself only seeded, one whose shard is gone, any of a legacy checkpoint whose
+    # files are elsewhere) may have events SRC's files do not hold. Importing it as
+    # "no events" would lose those for good, so it is only marked.
+    event_symbols = {s for _, symbols, _ in ours for s in symbols}
+    event_symbols |= {s for _, symbols in old for s in symbols}
+    event_symbols |= final_symbols
+    hashes = [h for _, _, h in ours if h]
+    return SourceRun(
+        run_id=run_id,
+        ours=SourcePart(
+            OURS, tuple(p for p, _, _ in ours), frozenset(s for _, ss, _ in ours for s in ss)
+        ),
+        old=SourcePart(OLD, tuple(p for p, _ in old), frozenset(s for _, ss in old for s in ss)),
+        checkpoint=SourcePart(
+            CHECKPOINT,
+            (layout.checkpoint,) if cp is not None else (),
+            cp.completed if cp is not None else frozenset(),
+        ),
+        final=SourcePart(FINAL, (final,) if final is not None else (), final_symbols),
+        checkpoint_format=checkpoint_format,
+        config_hash=(cp.config_hash if cp is not None else None) or (hashes[0] if hashes else None),
+        no_events_here=(cp.completed if cp is not None else frozenset()) - event_symbols,
+    )
+
+
+# -- SRC's events -------------------------------------------------------------------
+@dataclass(frozen=True)
+class SourceEvents:
+    events: pl.DataFrame  # EVENT_SCHEMA, unique keys, sorted
+    duplicates_dropped: int  # exact duplicate rows of the source left out
+
+
+def _event_frame(path: Path, symbols: frozenset[str]) -> pl.DataFrame:
+    """The rows of ``symbols`` in ``path``, in our schema (legacy files converted)."""
+    try:
+        frame = pl.read_parquet(path).filter(pl.col("symbol").is_in(list(symbols)))
+    except Exception as exc:  # polars raises several types for unreadable files
+        raise SourceDataError(path, f"unreadable ({exc})") from exc
+    needed = [c for c in EVENT_SCHEMA if c != "timestamp_et"]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise SourceDataError(path, f"no column {', '.join(missing)} to import events from")
+    timestamp = pl.col("timestamp")
+    dtype = frame.schema["timestamp"]
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        timestamp = timestamp.dt.replace_time_zone("UTC")  # the legacy files hold UTC
+    utc = timestamp.dt.convert_time_zone("UTC").cast(EVENT_SCHEMA["timestamp"])
+    columns = []
+    for name, target in EVENT_SCHEMA.items():
+        if name == "timestamp":
+            columns.append(utc.alias(name))
+        elif name == "timestamp_et":
+            # The same instant by definition (EVENTS.md §6): derived, never trusted.
+            columns.append(utc.dt.convert_time_zone(NY).cast(target).alias(name))
+        else:
+            columns.append(pl.col(name).cast(target, strict=True))
+    try:
+        return frame.select(columns)
+    except pl.exceptions.PolarsError as exc:
+        raise SourceDataError(path, f"events not in the output schema ({exc})") from exc
+
+
+def read_events(source: SourceRun, symbols: frozenset[str]) -> SourceEvents:
+    """Every event of ``symbols`` in SRC, each symbol's rows from one place only.
+
+    Our shards cover each symbol once and exactly; old shards come next; the final
+    file last (it repeats the shards when they are there).
+    """
+    frames: list[pl.DataFrame] = []
+    left = set(symbols)
+    for part in (source.ours, source.old, source.final):
+        taken = left & part.symbols
+        if not taken:
+            continue
+        frames.extend(_event_frame(path, frozenset(taken)) for path in part.files)
+        left -= taken
+    events = pl.concat(frames) if frames else empty_events()
+    unique = events.unique(maintain_order=True)
+    clashing = unique.select(EVENT_KEY).is_duplicated().sum()
+    if clashing:
+        first = unique.filter(unique.select(EVENT_KEY).is_duplicated()).row(0, named=True)
+        example = " ".join(str(first[c]) for c in EVENT_KEY)
+        raise ConflictingEventsError(source.run_id, clashing, example)
+    return SourceEvents(unique.sort(EVENT_KEY), events.height - unique.height)
+
+
+# -- the seeding --------------------------------------------------------------------
+@dataclass(frozen=True)
+class SeedReport:
+    source: SourceRun
+    dst: str
+    dst_defaulted: bool
+    result: SeedResult
+    import_events: bool
+    duplicates_dropped: int
+
+
+def resolve_runs(src: str, dst: str | None, now: datetime) -> tuple[str, str, bool]:
+    """SRC, DST and whether DST was defaulted (to today's new run id)."""
+    for run_id in (src, dst):
+        if run_id is not None and not is_valid_run_id(run_id):
+            raise InvalidRunIdError(run_id)
+    if dst is None:
+        if new_run_id(now) == src:
+            raise SeedUsageError(
+                f"{src} is today's run id, the default DST: name the run to seed into"
+            )
+        return src, new_run_id(now), True
+    if dst == src:
+        raise SeedUsageError(f"SRC and DST are the same run {src}: nothing to seed")
+    return src, dst, False
+
+
+def seed_checkpoint(
+    root: Path,
+    src: str,
+    dst: str | None = None,
+    *,
+    import_events: bool = False,
+    current_hash: Callable[[], str],
+    now: datetime | None = None,
+) -> SeedReport:
+    """Seed DST from SRC (see the module docstring). ``current_hash`` gives the hash
+    of the current detector config, used for imported events whose config neither
+    SRC nor DST records (a legacy SRC into a new DST)."""
+    now = now or datetime.now()
+    src, dst, defaulted = resolve_runs(src, dst, now)
+    source = find_source(root, src)
+    store = RunStore(RunLayout(root, dst))
+    if not import_events:
+        result = store.seed(source=src, symbols=source.symbols)
+        return SeedReport(source, dst, defaulted, result, False, 0)
+    try:
+        existing = store.read()
+    except ck.CheckpointFormatError:
+        existing = None  # RunStore.seed rebuilds it from DST's shards under the lock
+    # Read only the events DST still lacks; RunStore.seed decides again under the lock.
+    have = ck.shard_covered(existing) if existing else frozenset()
+    events = read_events(source, source.importable - have)
+    config_hash = (
+        source.config_hash or (existing.config_hash if existing else None) or current_hash()
+    )
+    result = store.seed(
+        source=src,
+        symbols=source.symbols,
+        events=events.events,
+        event_symbols=source.importable,
+        config_hash=config_hash,
+    )
+    return SeedReport(source, dst, defaulted, result, True, events.duplicates_dropped)
+
+
+def format_report(report: SeedReport) -> str:
+    source, result = report.source, report.result
+    how = " (default: today's run id)" if report.dst_defaulted else ""
+    lines = [f"seed-checkpoint {source.run_id} -> {report.dst}{how}"]
+    width = max(len(p.kind) for p in source.parts) + len(" (legacy)")
+    lines.append(f"  {'source':<{width}} {'files':>6} {'symbols':>8}")
+    for part in source.parts:
+        kind = part.kind
+        if part is source.checkpoint and source.checkpoint_format:
+            kind = f"{kind} ({source.checkpoint_format})"
+        lines.append(f"  {kind:<{width}} {len(part.files):>6} {len(part.symbols):>8,}")
+    lines.append(f"  {'all sources':<{width}} {'':>6} {len(source.symbols):>8,}")
+    cp = result.checkpoint
+    lines.append(f"newly marked completed: {len(result.newly_completed):,}")
+    if report.import_events and result.shard is not None:
+        lines.append(
+            f"imported: {len(result.imported):,} symbols, {result.events:,} events as "
+            f"{result.shard.name} (config {cp.config_hash}; "
+            f"{report.duplicates_dropped:,} exact duplicate rows of {source.run_id} dropped)"
+        )
+    elif report.import_events:
+        lines.append(
+            f"imported: nothing new (shards of {report.dst} already hold every symbol "
+            f"{source.run_id} has events for)"
+        )
+    if report.import_events and source.no_events_here:
+        lines.append(
+            f"marked without events: {len(source.no_events_here):,} symbols only "
+            f"{source.run_id}'s checkpoint lists (no file of it holds their events)"
+        )
+    lines.append(f"total completed in {report.dst}: {len(cp.completed):,}")
+    if cp.seeded:
+        lines.append(
+            f"seeded without events in {report.dst}: {len(cp.seeded):,} "
+            f"(their events stay in {', '.join(cp.seeded_from)}; --import-events brings "
+            "them; continue with `launch` or `detect --resume`)"
+        )
+    return "\n".join(lines)

@@ -288,7 +288,7 @@ class Launcher:
         return LaunchOutcome(
             run_id=cfg.run_id,
             plan=plan,
-            completed=len(cp.completed),
+            completed=len(cp.completed & cp.universe),  # seeded symbols may lie outside
             completed_now=len(done_now),
             bars_now=sum(plan.bars.get(s, 0) for s in done_now),
             failed=failed,

@@ -19,15 +19,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-import pyarrow.parquet as pq
-
 from detector.checkpoint import Checkpoint, CheckpointFormatError, FailedSymbol, from_json
 from detector.errors import ExitCode, IntradayEventsError
-from detector.heartbeat import BatchLogEntry, parse_batch_log_line, parse_heartbeat
+from detector.heartbeat import BatchLogEntry, parse_heartbeat
 from detector.process_identity import existed_at
 from detector.run_layout import RunLayout
-from orchestrator.pidfile import PidFileError, read_pid_file, recorded_process
-from orchestrator.plan import Plan, PlanFileError, read_plan
+from orchestrator.plan import Plan
+from orchestrator.run_files import (
+    count_events,
+    heartbeat_ids,
+    is_file,
+    mtime,
+    read_pid_files,
+    recent_shards,
+    run_plan,
+)
 
 RunState = Literal["running", "merging", "completed", "stopped", "not started", "unknown"]
 # Heartbeat statuses of a process that is still working on its list.
@@ -35,9 +41,6 @@ ACTIVE = frozenset({"starting", "running", "committing"})
 # A heartbeat's started_at has one-second resolution and is taken after the process
 # started; a process created later than this after it is another one reusing the pid.
 _PID_REUSE_SLACK_S = 2.0
-RECENT_SHARDS = 5  # committed shards a snapshot keeps from the batch log
-# Bytes read from the end of each batch log: far more than RECENT_SHARDS lines.
-_BATCH_LOG_TAIL_BYTES = 64 * 1024
 
 
 class NoRunsError(IntradayEventsError):
@@ -134,13 +137,13 @@ def newest_run_id(root: Path) -> str:
 
 def read_snapshot(layout: RunLayout, *, now: datetime, max_attempts: int = 3) -> RunSnapshot:
     """Everything the run's files say at ``now``; never writes and never raises for a file."""
-    orchestrator_pid, orchestrator_alive, worker_pids = _read_pid_files(layout)
+    orchestrator_pid, orchestrator_alive, worker_pids = read_pid_files(layout)
     workers = tuple(
         _worker(layout, k, worker_pids.get(k), now)
-        for k in sorted(set(_heartbeat_ids(layout)) | set(worker_pids))
+        for k in sorted(set(heartbeat_ids(layout)) | set(worker_pids))
     )
-    events, shards, unreadable = _count_events(layout)
-    final = layout.final if _is_file(layout.final) else None
+    events, shards, unreadable = count_events(layout)
+    final = layout.final if is_file(layout.final) else None
     live = [w for w in workers if w.live]
     rate = sum(w.bars_per_s or 0.0 for w in live) if live else None
     base = RunSnapshot(
@@ -156,10 +159,10 @@ def read_snapshot(layout: RunLayout, *, now: datetime, max_attempts: int = 3) ->
         orchestrator_pid=orchestrator_pid,
         orchestrator_alive=orchestrator_alive,
         workers=workers,
-        recent_shards=_recent_shards(layout),
+        recent_shards=recent_shards(layout),
     )
     running = orchestrator_alive or bool(live)
-    plan = _read_plan(layout)
+    plan = run_plan(layout)
     base = _with_times(base, plan, now, running=running)
     try:
         cp = from_json(layout.checkpoint.read_text(encoding="utf-8"), layout.run_id)
@@ -242,7 +245,7 @@ def _with_times(
         end: datetime | None = now
     else:
         if base.final is not None:
-            ends.append(_mtime(base.final))
+            ends.append(mtime(base.final))
         end = max((t for t in ends if t is not None), default=None)
     elapsed = None if end is None else max(0.0, (end - launched).total_seconds())
     return replace(base, launched_at=launched, elapsed_s=elapsed)
@@ -257,108 +260,6 @@ def _parse_stamp(text: str | None) -> datetime | None:
     except ValueError:
         return None
     return stamp if stamp.tzinfo is None else None
-
-
-def _mtime(path: Path) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(path.stat().st_mtime)
-    except OSError:
-        return None
-
-
-# -- files ---------------------------------------------------------------------------
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:
-        return False
-
-
-def _read_plan(layout: RunLayout) -> Plan | None:
-    try:
-        plan = read_plan(layout.plan)
-    except PlanFileError:
-        return None
-    return plan if plan.run_id == layout.run_id else None
-
-
-def _count_events(layout: RunLayout) -> tuple[int, int, tuple[str, ...]]:
-    """Rows of the committed shards (footers only), their number, and unreadable ones."""
-    try:
-        shards = layout.committed_shards()
-    except OSError:
-        return 0, 0, ()
-    rows = 0
-    unreadable: list[str] = []
-    for path in shards.values():
-        try:
-            rows += pq.read_metadata(path).num_rows
-        except Exception:  # pyarrow raises its own types for truncated or foreign files
-            unreadable.append(path.name)
-    return rows, len(shards), tuple(unreadable)
-
-
-def _recent_shards(layout: RunLayout) -> tuple[BatchLogEntry, ...]:
-    """The run's newest committed shards from the (daily, shared) batch logs."""
-    prefix = f"{layout.run_id}_shard"
-    found: list[BatchLogEntry] = []
-    try:
-        logs = layout.batch_logs()[-2:]  # today's and yesterday's cover a run across midnight
-    except OSError:
-        return ()
-    for path in logs:
-        try:
-            with open(path, "rb") as handle:
-                size = handle.seek(0, 2)
-                handle.seek(max(0, size - _BATCH_LOG_TAIL_BYTES))
-                tail = handle.read().decode("utf-8", errors="replace")
-        except OSError:
-            continue
-        # The first line of a tail may be cut, the last one half-written: both fail to parse.
-        for line in tail.splitlines():
-            entry = parse_batch_log_line(line)
-            if entry is not None and entry.shard_file.startswith(prefix):
-                found.append(entry)
-    return tuple(found[-RECENT_SHARDS:])
-
-
-def _read_pid_files(layout: RunLayout) -> tuple[int | None, bool, dict[int, tuple[int, bool]]]:
-    """Orchestrator pid and liveness, and worker id -> (pid, alive) from the PID files."""
-    orchestrator_pid: int | None = None
-    orchestrator_alive = False
-    workers: dict[int, tuple[int, bool]] = {}
-    try:
-        paths = layout.pid_files()
-    except OSError:
-        paths = []
-    for path in paths:
-        try:
-            record = read_pid_file(path)
-        except PidFileError:
-            continue
-        if record.run_id != layout.run_id:
-            continue
-        # recorded_process checks create time and command line: a reused pid is not ours.
-        alive = recorded_process(record) is not None
-        if record.role == "orchestrator":
-            orchestrator_pid, orchestrator_alive = record.pid, alive
-        elif record.role == "worker" and record.worker_id is not None:
-            workers[record.worker_id] = (record.pid, alive)
-    return orchestrator_pid, orchestrator_alive, workers
-
-
-def _heartbeat_ids(layout: RunLayout) -> list[int]:
-    prefix = f"{layout.run_id}_worker_"
-    ids = []
-    try:
-        paths = list(layout.heartbeats_dir.glob(f"{prefix}*.json"))
-    except OSError:
-        return []
-    for path in paths:
-        number = path.name.removeprefix(prefix).removesuffix(".json")
-        if number.isdigit():  # not another run whose id merely starts like ours
-            ids.append(int(number))
-    return ids
 
 
 def _worker(

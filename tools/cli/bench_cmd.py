@@ -1,0 +1,59 @@
+"""``intraday-events bench``: read vs detect, 1 vs N workers, overhead, RSS, projection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from tools.bench import BenchSpec, run_bench
+from tools.bench_report import build_report, format_text, report_json
+from tools.cli.context import CliContext
+
+
+@click.command("bench")
+@click.option("--symbols", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the generated bars in DIR (daily/ and symbol/) and reuse them when a later "
+    "bench asks for the same size; default: a temporary directory.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option(
+    "--workers-max",
+    type=click.IntRange(min=2),
+    default=2,
+    show_default=True,
+    help="Launches run with 1, 2 and this many workers.",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Timed passes of the in-process read / detect_symbol measurement.",
+)
+@click.pass_obj
+def bench(
+    obj: CliContext,
+    symbols: int,
+    days: int,
+    keep: Path | None,
+    as_json: bool,
+    workers_max: int,
+    repeat: int,
+) -> None:
+    """Measure the detector and the orchestrator on demo bars; print the numbers.
+
+    Exits 0 whatever the numbers are: the issue's targets are shown, not enforced.
+    """
+    spec = BenchSpec(symbols=symbols, days=days, repeat=repeat, workers_max=workers_max, keep=keep)
+    result = run_bench(spec, obj.config(), obj.config_path, lambda line: click.echo(line, err=True))
+    report = build_report(result)
+    if as_json:
+        click.echo(json.dumps(report_json(report), indent=2))
+    else:
+        click.echo(format_text(report))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import itertools
 import json
 import os
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,19 +20,25 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+import tools.dedupe as dedupe_module
+import tools.dedupe_partitions as dedupe_partitions
 from detector.errors import ExitCode
 from detector.schema import EVENT_KEY, EVENT_SCHEMA
 from tools.cli import cli
 from tools.dedupe import (
     DedupeConfig,
+    DedupeInputError,
+    DedupeReport,
+    DedupeWriteError,
+    GroupCount,
     MissingKeyColumnError,
     OutputIsInputError,
     default_output,
-    kept_frame,
     plan_dedupe,
     run_dedupe,
     stats_path,
 )
+from tools.dedupe_partitions import NULL_LABEL, Layout, ParquetAppender, Partition, plan_partitions
 
 T0 = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[1]
@@ -164,7 +174,7 @@ def reference(frame: pl.DataFrame) -> pl.DataFrame:
     """Plain-Python dedup: the rule written out, one group at a time."""
     best: dict[tuple[Any, ...], tuple[tuple[Any, ...], int]] = {}
     for index, row in enumerate(frame.iter_rows(named=True)):
-        score = row["score"]
+        score = None if row["score"] != row["score"] else row["score"]  # NaN ranks as null
         nulls = sum(v is None for v in row.values())
         # Higher score first, null last; then fewer nulls; then earlier.
         rank = (score is None, -(score or 0.0), nulls, index)
@@ -204,9 +214,15 @@ def test_the_queries_are_lazy_and_run_in_the_streaming_engine(tmp_path: Path) ->
     rows = [event(minute=i % 7, score=float(i)) for i in range(50)]
     source = write_events(tmp_path / "events.parquet", rows, row_group_size=10)
     plan = plan_dedupe(source, EVENT_KEY)
-    assert isinstance(plan.groups, pl.LazyFrame)
-    kept = kept_frame(plan, plan.groups.collect(engine="streaming").select(plan.row_column))
-    for query in (plan.groups, kept):
+    # The whole file, and one partition of it (a range filter on the scan).
+    partition = plan_partitions(plan.scan, "symbol", 10).partitions[0]
+    queries = []
+    for rows in (plan.scan, plan.rows(partition)):
+        groups = plan.groups(rows)
+        assert isinstance(groups, pl.LazyFrame)
+        kept_rows = groups.collect(engine="streaming").select(plan.row_column)
+        queries += [groups, plan.kept(kept_rows, rows)]
+    for query in queries:
         try:
             graph = query.show_graph(engine="streaming", raw_output=True, show=False)
         except Exception as exc:  # the graph's format is polars' own business
@@ -220,6 +236,248 @@ def test_empty_input_gives_an_empty_output(tmp_path: Path) -> None:
     out, report = dedupe(tmp_path, [])
     assert out.height == 0 and out.schema == pl.Schema(EVENT_SCHEMA)
     assert (report.rows_in, report.duplicate_pct, report.by_event_type) == (0, 0.0, {})
+
+
+# -- partitions: bounded memory -----------------------------------------------------------
+def many_symbols(n: int = 2000, *, seed: int = 11, null_symbols: bool = False) -> pl.DataFrame:
+    """40 symbols (and null), ~32 keys each, so most keys repeat; volume numbers the rows."""
+    rng = random.Random(seed)
+    symbols: list[str | None] = [f"S{i:02d}" for i in range(40)] + [None] * null_symbols
+    scores = [None, float("nan"), *(float(s) for s in range(4))]
+    rows = [
+        event(rng.choice(symbols), rng.randrange(8), direction=rng.choice(["up", "down"]),
+              event_type=rng.choice(["flush", "vwap_break"]), score=rng.choice(scores),
+              spike_x=None if rng.random() < 0.3 else 1.0, volume=i)
+        for i in range(n)
+    ]  # fmt: skip
+    return pl.DataFrame(rows, schema=EVENT_SCHEMA, orient="row")
+
+
+def write_layout(path: Path, frame: pl.DataFrame, layout: str) -> Path:
+    """``clustered``: sorted by symbol like final files; ``scattered``: random order."""
+    if layout == "clustered":
+        frame = frame.sort("symbol", "timestamp", maintain_order=True)
+    else:
+        frame = frame.sample(fraction=1.0, shuffle=True, seed=5)
+    frame.write_parquet(path, row_group_size=100)
+    return path
+
+
+@pytest.fixture
+def spills(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Records each spill (the files it wrote); small batches so groups straddle them."""
+    monkeypatch.setattr(dedupe_partitions, "SPILL_BATCH_ROWS", 97)
+    calls: list[list[str]] = []
+
+    def spill(scan: pl.LazyFrame, layout: Layout, directory: Path) -> list[Partition]:
+        partitions = dedupe_partitions.spill(scan, layout, directory)
+        calls.append(sorted(p.name for p in directory.iterdir()))
+        return partitions
+
+    monkeypatch.setattr(dedupe_module, "spill", spill)
+    return calls
+
+
+def run(source: Path, output: Path, **kw: Any) -> tuple[pl.DataFrame, DedupeReport]:
+    report = run_dedupe(DedupeConfig(input=source, output=output, **kw))
+    return pl.read_parquet(output), report
+
+
+def same_report(a: DedupeReport, b: DedupeReport) -> bool:
+    return dataclasses.replace(a, output=b.output, created_at=b.created_at) == b
+
+
+@pytest.mark.parametrize("layout", ["clustered", "scattered"])
+@pytest.mark.parametrize(("rows_per_partition", "partitions"), [(7, 40), (130, 15)])
+def test_many_partitions_give_the_output_and_report_of_one(
+    tmp_path: Path, spills: list[list[str]], layout: str, rows_per_partition: int, partitions: int
+) -> None:
+    frame = many_symbols()
+    source = write_layout(tmp_path / "events.parquet", frame, layout)
+    assert pq.ParquetFile(source).num_row_groups == 20
+    one, one_report = run(
+        source, tmp_path / "one.parquet", rows_per_partition=10**9, top_symbols=99
+    )
+    assert spills == []  # a single partition is never spilled
+    many, many_report = run(
+        source, tmp_path / "many.parquet", rows_per_partition=rows_per_partition, top_symbols=99
+    )
+    assert many.equals(one) and many.equals(reference(pl.read_parquet(source)))
+    assert same_report(many_report, one_report)
+    assert many_report.rows_in == 2000 and len(many_report.top_symbols) == 40
+    plan = plan_dedupe(source, EVENT_KEY)
+    # 7: one symbol (~50 rows) each; 130: two or three symbols each.
+    assert len(plan_partitions(plan.scan, "symbol", rows_per_partition).partitions) == partitions
+    # Clustered files are read through range filters; scattered ones spilled once.
+    assert [len(files) for files in spills] == ([] if layout == "clustered" else [partitions])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "events.parquet", "many.parquet", "many.parquet.stats.json",
+        "one.parquet", "one.parquet.stats.json",
+    ]  # fmt: skip  # no temporary file or spilled partition is left
+
+
+@pytest.mark.parametrize("layout", ["clustered", "scattered"])
+def test_ties_keep_the_first_row_of_the_whole_file_across_partitions_and_batches(
+    tmp_path: Path, spills: list[list[str]], layout: str
+) -> None:
+    # The first copy of each group has the same score and nulls as the later one and
+    # must win, though they are in different row groups (and spill batches); equal
+    # (symbol, timestamp) rows of different groups stay in file order.
+    def first_and_copy(symbol: str, volume: int) -> list[dict[str, Any]]:
+        return [event(symbol, 0, event_type=t, volume=volume) for t in ("b", "a")]
+
+    if layout == "clustered":  # sorted by symbol, not by time: copies 100 rows apart
+        rows = [row for i in range(3) for row in (
+            *first_and_copy(f"T{i}", 1), *(event(f"T{i}", m, volume=-1) for m in range(1, 101)),
+            *first_and_copy(f"T{i}", 2))]  # fmt: skip
+    else:  # copies 500 rows of other symbols apart
+        filler = [event(f"F{i % 30:02d}", i, volume=-1) for i in range(500)]
+        rows = [row for i in range(3) for row in first_and_copy(f"T{i}", 1)]
+        rows += [*filler, *(row for i in range(3) for row in first_and_copy(f"T{i}", 2)), *filler]
+    source = write_events(tmp_path / "events.parquet", rows, row_group_size=50)
+    scattered = plan_partitions(plan_dedupe(source, EVENT_KEY).scan, "symbol", 7).scattered
+    assert scattered == (layout == "scattered")
+    out, _ = run(source, tmp_path / "out.parquet", rows_per_partition=7)
+    tied = out.filter(pl.col("volume") > 0)
+    assert tied.select("symbol", "event_type", "volume").rows() == [
+        (f"T{i}", t, 1) for i in range(3) for t in ("b", "a")
+    ]
+    assert len(spills) == (layout == "scattered")
+
+
+@pytest.mark.parametrize("layout", ["clustered", "scattered"])
+def test_null_symbols_are_deduplicated_counted_and_sorted_first(
+    tmp_path: Path, spills: list[list[str]], layout: str
+) -> None:
+    frame = many_symbols(null_symbols=True)
+    source = write_layout(tmp_path / "events.parquet", frame, layout)
+    layout_ = plan_partitions(plan_dedupe(source, EVENT_KEY).scan, "symbol", 7)
+    nulls = frame.filter(pl.col("symbol").is_null())
+    assert layout_.partitions[0].label == "symbol null"
+    assert layout_.partitions[0].rows == nulls.height > 0
+    many, report = run(source, tmp_path / "many.parquet", rows_per_partition=7, top_symbols=99)
+    one, one_report = run(
+        source, tmp_path / "one.parquet", rows_per_partition=10**9, top_symbols=99
+    )
+    assert many.equals(one) and many.equals(reference(pl.read_parquet(source)))
+    assert same_report(report, one_report)
+    kept_nulls = many.filter(pl.col("symbol").is_null()).height
+    assert many["symbol"][:kept_nulls].is_null().all()  # null first, as sort() puts it
+    assert kept_nulls == nulls.unique(EVENT_KEY).height
+    assert dict(report.top_symbols)[NULL_LABEL] == GroupCount(
+        nulls.height, nulls.height - kept_nulls
+    )
+    assert report.rows_in == frame.height
+
+
+def test_plan_partitions_cuts_contiguous_sorted_ranges() -> None:
+    values = ["C", "A", "C", "A", "C", "A", "C", "C", None, "E", "B", "D", "D", None]
+    scan = pl.LazyFrame({"symbol": values}, schema={"symbol": pl.String})
+    layout = plan_partitions(scan, "symbol", 4)
+    # Offsets in sort order: A 0, B 3, C 4, D 9, E 11 -> windows of 4: [A B] [C] [D E].
+    assert [(p.label, p.rows) for p in layout.partitions] == [
+        ("symbol null", 2), ("symbol 'A'..'B'", 4), ("symbol 'C'..'C'", 5), ("symbol 'D'..'E'", 3)
+    ]  # fmt: skip
+    for p in layout.partitions:
+        assert p.predicate is not None
+        assert scan.filter(p.predicate).collect().height == p.rows
+    assert dict(layout.ranges.rows()) == {None: 0, "A": 1, "B": 1, "C": 2, "D": 3, "E": 3}
+    assert layout.runs == 5 and layout.scattered  # C | A C | A C | A C C None E | B D D None
+    assert not plan_partitions(scan.sort("symbol"), "symbol", 4).scattered
+    assert [p.label for p in plan_partitions(scan, None, 4).partitions] == ["all rows"]
+    assert plan_partitions(scan.clear(), "symbol", 4).partitions == []
+    with pytest.raises(ValueError, match="at least 1"):
+        plan_partitions(scan, "symbol", 0)
+
+
+def test_a_key_without_symbol_is_one_partition_with_a_note(tmp_path: Path) -> None:
+    source = write_layout(tmp_path / "events.parquet", many_symbols(300), "scattered")
+    key = ("timestamp", "event_type", "direction")
+    out, report = run(source, tmp_path / "out.parquet", key=key, rows_per_partition=7)
+    assert out.height == pl.read_parquet(source).unique(key).height == report.rows_out
+    assert any("not split into partitions" in note for note in report.notes)
+
+
+def fail_on_call(number: int, real: Callable[..., Any]) -> Callable[..., Any]:
+    """``real``, except that its ``number``th call raises ENOSPC."""
+    calls = itertools.count(1)
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if next(calls) == number:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    return failing
+
+
+@pytest.mark.parametrize(
+    ("layout", "target", "call"),
+    [("clustered", "ParquetAppender.write", 2), ("scattered", "ParquetAppender.write", 2),
+     ("scattered", "ParquetWriter.write_table", 3)],  # the last one fails while spilling
+)  # fmt: skip
+def test_a_failed_write_replaces_nothing_and_leaves_no_temporary_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spills: list[list[str]],
+    layout: str, target: str, call: int,
+) -> None:  # fmt: skip
+    source = write_layout(tmp_path / "events.parquet", many_symbols(), layout)
+    old = tmp_path / "out.parquet"
+    old.write_bytes(b"previous output")
+    owner, name = target.split(".")
+    cls = {"ParquetAppender": ParquetAppender, "ParquetWriter": pq.ParquetWriter}[owner]
+    real = getattr(cls, name)
+    monkeypatch.setattr(cls, name, fail_on_call(call, real))
+    with pytest.raises(DedupeWriteError, match="No space left"):
+        run_dedupe(DedupeConfig(input=source, output=old, rows_per_partition=7))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.parquet", "out.parquet"]
+    assert old.read_bytes() == b"previous output"
+    # Failing after the spill, the spilled partitions existed and were removed too.
+    assert len(spills) == (layout == "scattered" and owner == "ParquetAppender")
+    monkeypatch.setattr(cls, name, fail_on_call(call, real))
+    result = invoke("--input", str(source), "--output", str(old), "--partition-rows", "7")
+    assert result.exit_code == ExitCode.FAILURE, result.output
+
+
+def test_a_partition_that_changed_is_a_data_error_and_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_layout(tmp_path / "events.parquet", many_symbols(), "scattered")
+
+    def miscounted(*args: Any) -> Layout:
+        layout = plan_partitions(*args)
+        first = dataclasses.replace(layout.partitions[0], rows=layout.partitions[0].rows + 1)
+        return dataclasses.replace(layout, partitions=[first, *layout.partitions[1:]])
+
+    monkeypatch.setattr(dedupe_module, "plan_partitions", miscounted)
+    with pytest.raises(DedupeInputError, match="was the file changed"):
+        run_dedupe(
+            DedupeConfig(input=source, output=tmp_path / "out.parquet", rows_per_partition=7)
+        )
+    assert [p.name for p in tmp_path.iterdir()] == ["events.parquet"]
+
+
+def test_dry_run_of_a_scattered_file_in_partitions_writes_nothing(
+    tmp_path: Path, spills: list[list[str]]
+) -> None:
+    source = write_layout(tmp_path / "events.parquet", many_symbols(), "scattered")
+    before = listing(tmp_path)
+    cfg = DedupeConfig(input=source, output=tmp_path / "out.parquet", rows_per_partition=7)
+    dry = run_dedupe(dataclasses.replace(cfg, dry_run=True))
+    assert listing(tmp_path) == before and spills == []
+    real = run_dedupe(cfg)
+    assert same_report(dataclasses.replace(dry, dry_run=False), real)
+
+
+def test_partition_rows_option(tmp_path: Path) -> None:
+    source = write_layout(tmp_path / "events.parquet", many_symbols(500), "clustered")
+    default = invoke("--input", str(source), "--output", str(tmp_path / "default.parquet"))
+    assert default.exit_code == 0, default.output
+    small = invoke("--input", str(source), "--output", str(tmp_path / "small.parquet"),
+                   "--partition-rows", "3")  # fmt: skip
+    assert small.exit_code == 0, small.output
+    assert pl.read_parquet(tmp_path / "small.parquet").equals(
+        pl.read_parquet(tmp_path / "default.parquet")
+    )
+    assert invoke("--input", str(source), "--partition-rows", "0").exit_code == 2
 
 
 # -- stats ------------------------------------------------------------------------------

@@ -12,27 +12,43 @@ one with
 
 so every group keeps exactly one row.
 
-Everything runs on the lazy API with the streaming engine: the file is scanned,
-never collected. What is held in memory is one row number and one count per key
-group (to pick the kept rows), the per-event-type and per-symbol counts, and
-whatever the streaming sort of the output needs.
+Everything runs on the lazy API with the streaming engine, one partition of the
+file at a time (``tools.dedupe_partitions``: a range of symbols of about
+``rows_per_partition`` rows), so memory holds one partition's key groups and
+kept rows plus the per-event-type and per-symbol counts, whatever the file's size.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import polars as pl
+import pyarrow as pa
 
-from detector.atomic_io import fsync_dir, write_text_atomic
+from detector.atomic_io import write_text_atomic
 from detector.errors import ExitCode, IntradayEventsError
 from detector.schema import EVENT_KEY
+from tools.dedupe_partitions import (
+    DEFAULT_PARTITION_ROWS,
+    ParquetAppender,
+    Partition,
+    RowsChangedError,
+    Tally,
+    WriteFailedError,
+    dedupe_partition,
+    partition_column,
+    plan_partitions,
+    spill,
+    spill_directory,
+)
 
 SCORE_COLUMN = "score"
 TOP_SYMBOLS = 10
@@ -40,7 +56,8 @@ OUTPUT_SUFFIX = ".dedup.parquet"
 STATS_SUFFIX = ".stats.json"
 # The legacy final file is sorted this way; only the columns that exist are used.
 SORT_COLUMNS = ("symbol", "timestamp")
-NULL_LABEL = "(null)"
+# The report breaks removed rows down by these columns, where the file has them.
+BREAKDOWNS = ("event_type", "symbol")
 
 T = TypeVar("T")
 
@@ -98,6 +115,8 @@ class DedupeConfig:
     dry_run: bool = False
     score_column: str = SCORE_COLUMN
     top_symbols: int = TOP_SYMBOLS
+    # Rows per partition: peak memory grows with this, not with the file.
+    rows_per_partition: int = DEFAULT_PARTITION_ROWS
 
 
 @dataclass(frozen=True)
@@ -136,13 +155,46 @@ class DedupeReport:
 class DedupePlan:
     """The lazy queries of one deduplication, before anything is executed."""
 
-    scan: pl.LazyFrame  # the input plus a file-order row number column
-    groups: pl.LazyFrame  # per key group: the kept row number and the group size
+    scan: pl.LazyFrame  # the whole input plus a file-order row number column
+    schema: pl.Schema  # the input's (and the output's)
+    key: tuple[str, ...]
+    ranking: tuple[pl.Expr, ...]  # the score and null-count columns a group is ranked by
+    best_row: pl.Expr  # per key group: the kept row number
     row_column: str
     count_column: str
-    unparsed_scores: pl.LazyFrame | None  # one count, when scores are parsed from strings
+    unparsed_scores: pl.Expr | None  # flags text scores that are not numbers
+    breakdowns: tuple[str, ...]
     sort_columns: tuple[str, ...]
+    partition_column: str | None  # None: the file is one partition
     notes: tuple[str, ...]
+
+    def rows(self, partition: Partition | None = None) -> pl.LazyFrame:
+        """The input rows of ``partition`` (default: all), with their places in the file
+        (numbered before the filter)."""
+        if partition is not None and partition.spilled_to is not None:
+            return pl.scan_parquet(partition.spilled_to)  # row numbers included
+        if partition is None or partition.predicate is None:
+            return self.scan
+        return self.scan.filter(partition.predicate)
+
+    def groups(self, rows: pl.LazyFrame | None = None) -> pl.LazyFrame:
+        """Per key group of ``rows``: the kept row number, the group size and the
+        key columns the report breaks down by."""
+        rows = self.scan if rows is None else rows
+        by_key = [name for name in self.breakdowns if name in self.key]
+        return (
+            rows.with_columns(*self.ranking)
+            .group_by(list(self.key))
+            .agg(self.best_row.alias(self.row_column), pl.len().alias(self.count_column))
+            .select(self.row_column, self.count_column, *by_key)
+        )
+
+    def kept(self, kept_rows: pl.DataFrame, rows: pl.LazyFrame | None = None) -> pl.LazyFrame:
+        """``rows`` (default: all) numbered in ``kept_rows``, in the input's schema, sorted."""
+        rows = self.scan if rows is None else rows
+        kept = rows.join(kept_rows.lazy(), on=self.row_column, how="semi")
+        # The row number breaks ties, so equal (symbol, timestamp) rows keep file order.
+        return kept.sort([*self.sort_columns, self.row_column]).drop(self.row_column)
 
 
 def default_output(input_path: Path) -> Path:
@@ -159,11 +211,30 @@ def run_dedupe(cfg: DedupeConfig) -> DedupeReport:
     """Deduplicate ``cfg.input``; write the output and its stats unless ``cfg.dry_run``."""
     check_paths(cfg)
     plan = plan_dedupe(cfg.input, cfg.key, cfg.score_column)
-    groups = _run(cfg.input, lambda: plan.groups.collect(engine="streaming"))
-    kept_rows = groups.select(plan.row_column)
-    report = build_report(cfg, plan, groups, kept_rows)
+    layout = _run(
+        cfg.input,
+        lambda: plan_partitions(plan.scan, plan.partition_column, cfg.rows_per_partition),
+    )
+    tally = Tally()
+    if cfg.dry_run:  # nothing written, not even spilled partitions
+        for partition in layout.partitions:
+            _run(cfg.input, partial(dedupe_partition, plan, partition, tally, keep_rows=False))
+    else:
+        with (
+            _writing(cfg.output),
+            spill_directory(cfg.output) as spill_to,
+            ParquetAppender(cfg.output, plan.schema) as output,
+        ):
+            partitions = layout.partitions
+            if layout.scattered:
+                partitions = _run(cfg.input, partial(spill, plan.scan, layout, spill_to))
+            for partition in partitions:
+                kept = _run(cfg.input, partial(dedupe_partition, plan, partition, tally))
+                assert kept is not None
+                output.write(kept)
+            output.commit(tally.rows_out)
+    report = build_report(cfg, plan, tally)
     if not cfg.dry_run:
-        write_output(kept_frame(plan, kept_rows), cfg.output, report.rows_out)
         write_text_atomic(report.stats_path, json.dumps(report_to_json(report), indent=1) + "\n")
     return report
 
@@ -189,26 +260,30 @@ def plan_dedupe(path: Path, key: tuple[str, ...], score_column: str = SCORE_COLU
     if missing:
         raise MissingKeyColumnError(path, missing, columns)
     row, count, rank, nulls = (_free_name(base, columns) for base in ("row", "n", "rank", "nulls"))
-    scan = pl.scan_parquet(path, row_index_name=row)
     score, notes, unparsed = _score_rank(path, schema, score_column)
-    ranked = scan.with_columns(score.alias(rank), _null_cells(columns).alias(nulls))
-    # Highest score first (nulls last), then fewest nulls, then earliest row. The
-    # streaming engine runs this sort_by().first() as a native min-by reduction.
-    best_row = (
-        pl.col(row)
-        .sort_by([rank, nulls, row], descending=[True, False, False], nulls_last=True)
-        .first()
-    )
-    groups = ranked.group_by(list(key)).agg(best_row.alias(row), pl.len().alias(count))
+    sort_columns = tuple(name for name in SORT_COLUMNS if name in schema)
+    split_by = partition_column(schema, key, sort_columns)
+    if split_by is None:
+        notes += (
+            f"not split into partitions (the key has no text, integer or date {SORT_COLUMNS[0]!r} "
+            "column): memory grows with the number of key groups",
+        )
     return DedupePlan(
-        scan=scan,
-        groups=groups.select(row, count),
+        scan=pl.scan_parquet(path, row_index_name=row),
+        schema=schema,
+        key=key,
+        ranking=(score.alias(rank), _null_cells(columns).alias(nulls)),
+        # Highest score first (nulls last), then fewest nulls, then earliest row. The
+        # streaming engine runs this sort_by().first() as a native min-by reduction.
+        best_row=pl.col(row)
+        .sort_by([rank, nulls, row], descending=[True, False, False], nulls_last=True)
+        .first(),
         row_column=row,
         count_column=count,
-        unparsed_scores=(
-            scan.select(unparsed.sum().alias("unparsed")) if unparsed is not None else None
-        ),
-        sort_columns=tuple(name for name in SORT_COLUMNS if name in schema),
+        unparsed_scores=unparsed,
+        breakdowns=tuple(name for name in BREAKDOWNS if name in schema),
+        sort_columns=sort_columns,
+        partition_column=split_by,
         notes=notes,
     )
 
@@ -256,94 +331,40 @@ def _score_rank(
     raise DedupeInputError(path, f"column {column!r} has type {dtype}, not a number or text")
 
 
-def kept_frame(plan: DedupePlan, kept_rows: pl.DataFrame) -> pl.LazyFrame:
-    """The input's rows that survive, in the input's schema and column order, sorted."""
-    kept = plan.scan.join(kept_rows.lazy(), on=plan.row_column, how="semi")
-    # The row number breaks ties, so equal (symbol, timestamp) rows keep file order.
-    return kept.sort([*plan.sort_columns, plan.row_column]).drop(plan.row_column)
-
-
-def build_report(
-    cfg: DedupeConfig, plan: DedupePlan, groups: pl.DataFrame, kept_rows: pl.DataFrame
-) -> DedupeReport:
-    sizes = groups[plan.count_column]
-    rows_in = int(sizes.sum())
-    duplicate_rows = rows_in - groups.height
-    # Each input row is flagged kept or removed; both breakdowns aggregate the flag.
-    names = plan.scan.collect_schema().names()
-    kept_flag = _free_name("kept", names)
-    flagged = plan.scan.join(
-        kept_rows.lazy().with_columns(pl.lit(True).alias(kept_flag)),
-        on=plan.row_column,
-        how="left",
-    )
-    queries = {
-        name: _removed_by(flagged, name, kept_flag)
-        for name in ("event_type", "symbol")
-        if name in names
-    }
-    if plan.unparsed_scores is not None:
-        queries["unparsed"] = plan.unparsed_scores
-    frames = _run(cfg.input, lambda: pl.collect_all(list(queries.values()), engine="streaming"))
-    results = dict(zip(queries, frames, strict=True))
+def build_report(cfg: DedupeConfig, plan: DedupePlan, tally: Tally) -> DedupeReport:
     notes = list(plan.notes)
-    if "unparsed" in results and (unparsed := int(results["unparsed"].item())):
-        notes.append(f"{unparsed} {cfg.score_column!r} values are not numbers and rank as null")
-    by_type = _counts(results.get("event_type"))
-    symbols = _counts(results.get("symbol"))
+    if tally.unparsed_scores:
+        notes.append(
+            f"{tally.unparsed_scores} {cfg.score_column!r} values are not numbers and rank as null"
+        )
+    by_type = {name: GroupCount(*counts) for name, counts in tally.removed_by("event_type").items()}
     top = sorted(
-        ((name, c) for name, c in symbols.items() if c.duplicate_rows),
+        ((name, GroupCount(*counts)) for name, counts in tally.removed_by("symbol").items()),
         key=lambda item: (-item[1].duplicate_rows, item[0]),
-    )[: cfg.top_symbols]
+    )
     return DedupeReport(
         input=cfg.input,
         output=cfg.output,
         key=cfg.key,
-        rows_in=rows_in,
-        rows_out=groups.height,
-        duplicate_groups=int((sizes > 1).sum()),
-        duplicate_rows=duplicate_rows,
+        rows_in=tally.rows_in,
+        rows_out=tally.rows_out,
+        duplicate_groups=tally.duplicate_groups,
+        duplicate_rows=tally.rows_in - tally.rows_out,
         by_event_type=dict(sorted(by_type.items())),
-        top_symbols=tuple(top),
+        top_symbols=tuple(item for item in top if item[1].duplicate_rows)[: cfg.top_symbols],
         notes=tuple(notes),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         dry_run=cfg.dry_run,
     )
 
 
-def _removed_by(flagged: pl.LazyFrame, column: str, kept_flag: str) -> pl.LazyFrame:
-    return flagged.group_by(column).agg(
-        pl.len().alias("rows"), pl.col(kept_flag).is_null().sum().alias("duplicate_rows")
-    )
-
-
-def _counts(frame: pl.DataFrame | None) -> dict[str, GroupCount]:
-    if frame is None:
-        return {}
-    label, rows, removed = frame.columns
-    return {
-        NULL_LABEL if name is None else str(name): GroupCount(int(n), int(d))
-        for name, n, d in frame.select(label, rows, removed).iter_rows()
-    }
-
-
-def write_output(kept: pl.LazyFrame, path: Path, expected_rows: int) -> None:
-    """Stream ``kept`` to zstd Parquet at ``path`` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failure to write ``path`` is a :class:`DedupeWriteError`."""
     try:
-        try:
-            kept.sink_parquet(tmp, compression="zstd", sync_on_close="all", engine="streaming")
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            raise DedupeWriteError(path, _first_line(exc)) from exc
-        # Cheap (footer only) and it guards the one promise that matters: no row lost.
-        written = pl.scan_parquet(tmp).select(pl.len()).collect().item()
-        if written != expected_rows:
-            raise DedupeWriteError(path, f"wrote {written} rows, expected {expected_rows}")
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
+        yield
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError, WriteFailedError) as exc:
+        raise DedupeWriteError(path, _first_line(exc)) from exc
 
 
 def report_to_json(report: DedupeReport) -> dict[str, Any]:
@@ -373,7 +394,7 @@ def _run(path: Path, query: Callable[[], T]) -> T:
     """Execute a query; a failure while reading the input is a data error."""
     try:
         return query()
-    except (pl.exceptions.PolarsError, OSError) as exc:
+    except (pl.exceptions.PolarsError, OSError, RowsChangedError) as exc:
         raise DedupeInputError(path, f"cannot read: {_first_line(exc)}") from exc
 
 

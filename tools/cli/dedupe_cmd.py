@@ -11,6 +11,7 @@ from rich.table import Table
 
 from detector.schema import EVENT_KEY
 from tools.dedupe import DedupeConfig, DedupeReport, GroupCount, default_output, run_dedupe
+from tools.dedupe_partitions import DEFAULT_PARTITION_ROWS
 
 
 def _key(_: click.Context, __: click.Parameter, value: str) -> tuple[str, ...]:
@@ -45,13 +46,28 @@ def _key(_: click.Context, __: click.Parameter, value: str) -> tuple[str, ...]:
     callback=_key,
     help="Comma-separated columns that identify one event.",
 )
-def dedupe(input_path: Path, output: Path | None, dry_run: bool, key: tuple[str, ...]) -> None:
+@click.option(
+    "--partition-rows",
+    type=click.IntRange(min=1),
+    default=DEFAULT_PARTITION_ROWS,
+    show_default=True,
+    help="Rows deduplicated at a time (whole symbols): peak memory grows with this, "
+    "not with the file (about 1 GB at the default).",
+)
+def dedupe(
+    input_path: Path,
+    output: Path | None,
+    dry_run: bool,
+    key: tuple[str, ...],
+    partition_rows: int,
+) -> None:
     """Keep one row per KEY: highest score (numeric), then fewest nulls, then first in file."""
     cfg = DedupeConfig(
         input=input_path,
         output=output if output is not None else default_output(input_path),
         key=key,
         dry_run=dry_run,
+        rows_per_partition=partition_rows,
     )
     report = run_dedupe(cfg)
     console = Console()

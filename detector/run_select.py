@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -19,14 +20,31 @@ class InvalidRunIdError(IntradayEventsError):
 
 
 def is_unfinished(root: Path, run_id: str) -> bool:
+    """Whether a run without ``--run-id`` may continue ``run_id``.
+
+    A run of the old scripts (its checkpoint has no ``format_version``) never is:
+    its events live in old shards our merge does not read, so continuing it would
+    write a final file without them. Bring it in with ``seed-checkpoint`` instead.
+    """
     layout = RunLayout(root, run_id)
     try:
-        cp = from_json(layout.checkpoint.read_text(encoding="utf-8"), run_id)
+        text = layout.checkpoint.read_text(encoding="utf-8")
+        cp = from_json(text, run_id)
     except FileNotFoundError:
         return False
-    except (OSError, CheckpointFormatError):
+    except (OSError, UnicodeDecodeError, CheckpointFormatError):
         return True  # a damaged run is unfinished: resuming it rebuilds its checkpoint
+    if _is_legacy(text):
+        return False
     return bool(cp.universe - cp.completed) or not layout.final.exists()
+
+
+def _is_legacy(text: str) -> bool:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and "format_version" not in data
 
 
 def resolve_run_id(root: Path, run_id: str | None, *, resume: bool, now: datetime) -> str:

@@ -237,9 +237,9 @@ class RunStore:
                 if not fresh:
                     self._write(ck.with_failures(cp, failures, now))
                     return CommitResult(None, (), already, 0)
-                number = cp.shard_counter + 1
+                number = self._next_shard_number(cp)
                 shard = self.layout.shard_path(shard_dir, number)
-                os.replace(temp, shard)
+                publish_no_clobber(temp, shard)
                 fsync_dir(shard_dir)
                 crash_point("after_rename")
                 self._write(
@@ -255,6 +255,13 @@ class RunStore:
                 return CommitResult(shard, fresh, already, events.height)
         finally:
             temp.unlink(missing_ok=True)
+
+    def _next_shard_number(self, cp: ck.Checkpoint) -> int:
+        """Past the checkpoint's counter and past every file named like a shard of
+        the run, ours or not: an old script's ``{run_id}_shard0001.parquet`` in a
+        continued run must never be replaced (LEGACY.md item 5)."""
+        on_disk = self.layout.committed_shards()
+        return max(cp.shard_counter, max(on_disk, default=0)) + 1
 
     def seed(
         self,
@@ -307,13 +314,9 @@ class RunStore:
                     # Written with the lock held (unlike commit_batch): which symbols to
                     # import is only known under it, and seeding is a rare, one-off step.
                     self._write_temp(temp, part, imported, config_hash)
-                    number = cp.shard_counter + 1
+                    number = self._next_shard_number(cp)
                     shard = self.layout.shard_path(shard_dir, number)
-                    if shard.exists():
-                        # A file without our footer (an old shard of a legacy run id) is
-                        # not counted by the shard counter: never replace it.
-                        raise ShardWriteError(str(shard), "a file of that name exists")
-                    os.replace(temp, shard)
+                    publish_no_clobber(temp, shard)
                     fsync_dir(shard_dir)
                     rows = part.height
                     cp = ck.with_commit(
@@ -376,3 +379,29 @@ def _writer_alive(temp: Path, pid_text: str) -> bool:
     except (ValueError, FileNotFoundError):
         return False
     return pid != os.getpid() and existed_at(pid, mtime, slack=1.0)
+
+
+class ShardExistsError(IntradayEventsError):
+    """A file already has the name a new shard was to get: it is never replaced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"refusing to replace {path}, which appeared while committing")
+
+
+def publish_no_clobber(temp: Path, final: Path) -> None:
+    """Give ``temp`` the name ``final`` unless something already has it.
+
+    A hard link fails if the name exists (a rename would silently replace it);
+    where links are not supported, fall back to a checked rename under the lock.
+    """
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        raise ShardExistsError(final) from None
+    except OSError:
+        if final.exists():
+            raise ShardExistsError(final) from None
+        os.replace(temp, final)
+        return
+    temp.unlink()

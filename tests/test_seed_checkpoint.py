@@ -453,8 +453,9 @@ def test_import_never_replaces_an_old_shard_of_dst(root: Path) -> None:
     pl.DataFrame({"symbol": ["OLD"]}).write_parquet(old)  # no footer: the legacy system's
     before = old.read_bytes()
     done = run_seed(root, SRC, DST, "--import-events")
-    assert done.exit_code == 1 and "a file of that name exists" in done.stderr
-    assert old.read_bytes() == before and not RunLayout(root, DST).checkpoint.exists()
+    assert done.exit_code == 0, done.output
+    assert old.read_bytes() == before  # the import took the next free number instead
+    assert list(checkpoint(root)["shards"]) == [f"{DST}_shard0002.parquet"]
 
 
 # -- errors and the default DST -----------------------------------------------------------

@@ -276,3 +276,48 @@ def test_cli_detect_from_file_and_invalid_tickers(
     )
     assert result.exit_code == 0, result.output
     assert checkpoint(tmp_path, "r9")["completed_symbols"] == sorted(symbols[:2])
+
+
+def test_a_commit_never_replaces_an_old_scripts_shard_of_the_same_run_id(tmp_path: Path) -> None:
+    """LEGACY item 5: a file named like shard 1 of the run, without our footer, is kept."""
+    from detector.run_layout import RunLayout
+    from detector.run_store import RunStore
+    from detector.schema import empty_events
+
+    layout = RunLayout(tmp_path, "events_intraday_20251014")
+    store = RunStore(layout)
+    store.open_run(config_hash="h", symbols=["AAA", "BBB"], resume=False, force_config=False)
+    shard_dir = layout.shard_dir(0)
+    shard_dir.mkdir(parents=True)
+    old = layout.shard_path(shard_dir, 1)
+    pl.DataFrame({"symbol": ["OLD"], "x": [1]}).write_parquet(old)
+    before = old.read_bytes()
+
+    result = store.commit_batch(
+        shard_dir=shard_dir, worker_id=0, events=empty_events(), symbols=("AAA",),
+        failures={}, config_hash="h",
+    )  # fmt: skip
+
+    assert result.shard == layout.shard_path(shard_dir, 2)
+    assert old.read_bytes() == before
+    assert not list(shard_dir.glob(".*"))  # no temp file left
+
+
+def test_resume_without_run_id_never_picks_an_old_scripts_run(tmp_path: Path) -> None:
+    """Its events live in old shards our merge does not read: continuing it would lose them."""
+    import json
+    from datetime import datetime
+
+    from detector.run_select import resolve_run_id
+
+    old = "events_intraday_20251012"
+    checkpoints = tmp_path / "logs" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    legacy = {"run_id": old, "completed_symbols": ["AAA"], "total_completed": 1,
+              "last_updated": "2025-10-12T10:00:00"}  # fmt: skip
+    (checkpoints / f"{old}_completed.json").write_text(json.dumps(legacy))
+
+    chosen = resolve_run_id(tmp_path, None, resume=True, now=datetime(2026, 11, 21, 9))
+
+    assert chosen == "events_intraday_20261121"
+    assert resolve_run_id(tmp_path, old, resume=True, now=datetime(2026, 11, 21, 9)) == old

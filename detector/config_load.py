@@ -1,8 +1,9 @@
 """Load and validate configuration from our YAML or from a user's legacy ``config.yaml``.
 
 Both have the detector section at ``processing.intraday_events``; ours adds
-``intraday_events.bars``. Every other top-level section of a legacy file is
-ignored. Inside the sections we use, an unknown key or a bad value raises
+``intraday_events.bars`` and ``intraday_events.supervision``. Every other
+top-level section of a legacy file is ignored. Inside the sections we use, an
+unknown key or a bad value raises
 :class:`ConfigError` naming the key path.
 """
 

@@ -204,6 +204,11 @@ def test_final_file_is_identical_for_any_number_of_workers_and_batch_size(
     layout = RunLayout(tmp_path, RUN_ID)
     for k in range(workers):
         assert "DETECTION COMPLETE" not in layout.worker_console_log(k).read_text()
+    # ... and its main log keeps the line operators grep for.
+    main_logs = [
+        p for p in layout.logs_dir.glob("detect_events_intraday_*.log") if "_worker_" not in p.name
+    ]
+    assert ["DETECTION COMPLETE" in p.read_text() for p in main_logs] == [True]
     heartbeat = json.loads(layout.run_heartbeat.read_text())
     assert heartbeat["status"] == "completed"
     assert heartbeat["total_events"] == reference.height

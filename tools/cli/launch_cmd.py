@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from orchestrator.plan import Plan
 from orchestrator.summary import format_summary
 from tools.cli.context import CliContext
 from tools.cli.options import check_date_range, date_option, gather_symbols
+
+log = logging.getLogger(__name__)
 
 
 def worker_cli(obj: CliContext) -> tuple[str, ...]:
@@ -180,5 +183,9 @@ def run_launch(
         handle_signals=True,
     )
     outcome = launcher.run()
-    click.echo(format_summary(outcome))
+    summary = format_summary(outcome)
+    # Into the launcher's main log too (DEBUG: the file only), where operators grep
+    # for DETECTION COMPLETE as they did in the old logs.
+    log.debug("summary\n%s", summary)
+    click.echo(summary)
     return outcome.exit_code

@@ -397,6 +397,7 @@ def format_report(report: SeedReport) -> str:
         lines.append(
             f"seeded without events in {report.dst}: {len(cp.seeded):,} "
             f"(their events stay in {', '.join(cp.seeded_from)}; --import-events brings "
-            "them; continue with `launch` or `detect --resume`)"
+            "those that a shard or final file of the source holds; continue with `launch` "
+            "or `detect --resume`)"
         )
     return "\n".join(lines)

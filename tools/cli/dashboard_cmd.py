@@ -10,7 +10,7 @@ from rich.console import Console
 from detector.run_layout import RunLayout
 from orchestrator.dashboard_live import KeyReader, LiveView, ViewOptions, watch
 from tools.cli.context import CliContext
-from tools.cli.options import viewed_run_id
+from tools.cli.options import viewed_run_id, viewer_max_attempts_option
 
 
 @click.command("dashboard")
@@ -23,13 +23,7 @@ from tools.cli.options import viewed_run_id
     help="Seconds between redraws.",
 )
 @click.option("--once", is_flag=True, help="Draw one frame and exit (also without a terminal).")
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Failed attempts after which a symbol counts as quarantined (as given to launch).",
-)
+@viewer_max_attempts_option()
 @click.pass_obj
 def dashboard(
     obj: CliContext, run_id: str | None, refresh: float, once: bool, max_attempts: int

@@ -8,7 +8,7 @@ from detector.run_layout import RunLayout
 from orchestrator.final_merge import merge_run
 from orchestrator.summary import format_merged
 from tools.cli.context import CliContext
-from tools.cli.options import viewed_run_id
+from tools.cli.options import viewed_run_id, viewer_max_attempts_option
 
 
 @click.command("merge")
@@ -18,13 +18,7 @@ from tools.cli.options import viewed_run_id
     is_flag=True,
     help="Merge even though some symbols are not completed (or quarantined).",
 )
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Failed attempts after which a symbol counts as quarantined (as given to launch).",
-)
+@viewer_max_attempts_option()
 @click.pass_obj
 def merge(obj: CliContext, run_id: str | None, partial: bool, max_attempts: int) -> None:
     """Rebuild processed/events/{run_id}.parquet from the committed shards (as launch does)."""

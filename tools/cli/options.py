@@ -24,6 +24,17 @@ def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | No
         raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
 
 
+def viewer_max_attempts_option() -> Callable[[Any], Any]:
+    """``--max-attempts`` of a command that reads a run: when a symbol counts as quarantined."""
+    return click.option(
+        "--max-attempts",
+        type=click.IntRange(min=1),
+        default=3,
+        show_default=True,
+        help="Failed attempts after which a symbol counts as quarantined (as given to launch).",
+    )
+
+
 def date_option(name: str, help_text: str) -> Callable[[Any], Any]:
     """A ``YYYY-MM-DD`` option parsed into a :class:`datetime.date`."""
     return click.option(name, callback=_date, metavar="YYYY-MM-DD", help=help_text)

@@ -10,19 +10,13 @@ import click
 from detector.run_layout import RunLayout
 from orchestrator.run_status import read_snapshot, render_text, snapshot_to_json
 from tools.cli.context import CliContext
-from tools.cli.options import viewed_run_id
+from tools.cli.options import viewed_run_id, viewer_max_attempts_option
 
 
 @click.command("status")
 @click.option("--run-id", help="Run to show (default: the run whose checkpoint changed last).")
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Failed attempts after which a symbol counts as quarantined (as given to detect).",
-)
+@viewer_max_attempts_option()
 @click.pass_obj
 def status(obj: CliContext, run_id: str | None, as_json: bool, max_attempts: int) -> None:
     """Show a run's state, workers, progress, events so far and ETA (reads, never writes)."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError
 from detector.pipeline import detect_symbol
 from tools.demo_data import DemoDataSpec, demo_symbols, generate_demo_bars
+from tools.generated import ForeignFilesError, mark, reusable
 
 MARKER = ".intraday-events-bench.json"
 Layout = Literal["daily", "symbol"]
@@ -58,12 +58,10 @@ class BenchError(IntradayEventsError):
     exit_code = ExitCode.FAILURE
 
 
-class ForeignBenchDirError(IntradayEventsError):
-    exit_code = ExitCode.USAGE
-
+class ForeignBenchDirError(ForeignFilesError):
     def __init__(self, directory: Path) -> None:
         super().__init__(
-            f"{directory} holds files the benchmark did not write; give another --keep"
+            directory, f"{directory} holds files the benchmark did not write; give another --keep"
         )
 
 
@@ -155,30 +153,20 @@ class BenchResult:
 def ensure_bench_bars(directory: Path, spec: BenchSpec, note: Note) -> BenchData:
     """Both layouts under ``directory``: reused when its marker says the same size."""
     wanted = {"symbols": spec.symbols, "days": spec.days, "seed": spec.seed}
-    marker = directory / MARKER
     symbols = tuple(demo_symbols(spec.symbols))
     started = time.perf_counter()
-    if marker.is_file():
-        try:
-            made = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            made = None
-        if made == wanted and all((directory / layout).is_dir() for layout in LAYOUTS):
-            bars = sum(count_bars(s, directory / "daily") for s in symbols)
-            note(f"reusing the bars in {directory}")
-            return BenchData(directory, symbols, bars, False, time.perf_counter() - started)
-        marker.unlink()
-        for layout in LAYOUTS:  # the benchmark's own bars, of another size
-            shutil.rmtree(directory / layout, ignore_errors=True)
-    elif directory.exists() and any(directory.iterdir()):
-        raise ForeignBenchDirError(directory)
+    outputs = [directory / layout for layout in LAYOUTS]
+    if reusable(directory, MARKER, wanted, outputs, ForeignBenchDirError):
+        bars = sum(count_bars(s, directory / "daily") for s in symbols)
+        note(f"reusing the bars in {directory}")
+        return BenchData(directory, symbols, bars, False, time.perf_counter() - started)
     bars = 0
     for layout in LAYOUTS:
         note(f"generating {spec.symbols} symbols x {spec.days} days, {layout} layout")
         out = directory / layout
         data = DemoDataSpec(out, spec.symbols, spec.days, seed=spec.seed, layout=layout)
         bars = generate_demo_bars(data).bars
-    marker.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
+    mark(directory, MARKER, wanted)
     return BenchData(directory, symbols, bars, True, time.perf_counter() - started)
 
 

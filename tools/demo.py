@@ -9,29 +9,25 @@ launch is a new run, so running the demo again shows the whole job again.
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from detector.config import BarsConfig
-from detector.errors import ExitCode, IntradayEventsError
 from detector.run_layout import RunLayout
 from tools.demo_data import DemoDataSpec, generate_demo_bars
+from tools.generated import ForeignFilesError, mark, reusable
 
 DEFAULT_DIR = Path("intraday-events-demo")
 MARKER = ".intraday-events-demo.json"
 
 
-class ForeignBarsError(IntradayEventsError):
-    exit_code = ExitCode.USAGE
-
+class ForeignBarsError(ForeignFilesError):
     def __init__(self, bars_root: Path) -> None:
-        self.bars_root = bars_root
         super().__init__(
-            f"{bars_root} holds bars the demo did not generate; give the demo another --dir"
+            bars_root,
+            f"{bars_root} holds bars the demo did not generate; give the demo another --dir",
         )
 
 
@@ -75,21 +71,12 @@ def ensure_demo_bars(spec: DemoSpec) -> DemoBars:
     """The demo's bars: reused when an earlier demo made the same, else (re)generated."""
     root = spec.bars_root
     wanted = {"symbols": spec.symbols, "days": spec.days, "seed": spec.seed}
-    marker = root / MARKER
     started = time.perf_counter()
-    if marker.is_file():
-        try:
-            made = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            made = None
-        if made == wanted:
-            return DemoBars(root, False, spec.symbols, None, time.perf_counter() - started)
-        shutil.rmtree(root)  # the demo's own bars, of another size
-    elif root.exists() and any(root.iterdir()):
-        raise ForeignBarsError(root)
+    if reusable(root, MARKER, wanted, [root], ForeignBarsError):
+        return DemoBars(root, False, spec.symbols, None, time.perf_counter() - started)
     data = DemoDataSpec(out=root, symbols=spec.symbols, days=spec.days, seed=spec.seed)
     summary = generate_demo_bars(data)
-    marker.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
+    mark(root, MARKER, wanted)
     return DemoBars(root, True, len(summary.symbols), summary.bars, time.perf_counter() - started)
 
 

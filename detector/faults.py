@@ -8,6 +8,11 @@ reaches ``point`` (with ``@SYMBOL``: while on that symbol). Points:
 ``INTRADAY_EVENTS_PAUSE_AT=point:SECONDS[@SYMBOL]`` sleeps there instead, to make a
 worker slow or stalled; the point is ``before_detection``.
 
+With ``INTRADAY_EVENTS_FAULT_ONCE_DIR=DIR`` each fault fires once per point and
+symbol across all processes (a marker file ``DIR/point@SYMBOL`` is created
+exclusively first): a task retried on another process after the fault then runs
+normally, as after a real crash.
+
 Unset, each costs one dict lookup.
 """
 
@@ -19,6 +24,7 @@ import time
 
 ENV = "INTRADAY_EVENTS_CRASH_AT"
 PAUSE_ENV = "INTRADAY_EVENTS_PAUSE_AT"
+ONCE_ENV = "INTRADAY_EVENTS_FAULT_ONCE_DIR"
 _seen: dict[str, int] = {}
 
 
@@ -31,6 +37,19 @@ def _matches(spec: str, name: str, symbol: str | None) -> str | None:
     return argument
 
 
+def _first_time(name: str, symbol: str | None) -> bool:
+    """False when the fault already fired in some process (only with ONCE_ENV set)."""
+    directory = os.environ.get(ONCE_ENV)
+    if not directory:
+        return True
+    try:
+        fd = os.open(os.path.join(directory, f"{name}@{symbol or ''}"), os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
 def crash_point(name: str, symbol: str | None = None) -> None:
     spec = os.environ.get(ENV)
     if not spec:
@@ -39,7 +58,7 @@ def crash_point(name: str, symbol: str | None = None) -> None:
     if count is None:
         return
     _seen[name] = _seen.get(name, 0) + 1
-    if _seen[name] >= int(count or 1):
+    if _seen[name] >= int(count or 1) and _first_time(name, symbol):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -48,5 +67,5 @@ def pause_point(name: str, symbol: str | None = None) -> None:
     if not spec:
         return
     seconds = _matches(spec, name, symbol)
-    if seconds:
+    if seconds and _first_time(name, symbol):
         time.sleep(float(seconds))

@@ -117,6 +117,11 @@ class RunLayout:
         return self.launch_dir / f"worker_{worker_id}_console.log"
 
     @property
+    def stop_file(self) -> Path:
+        """Written by a Ray driver asked to stop: its tasks stop between symbols."""
+        return self.launch_dir / "stop"
+
+    @property
     def plan(self) -> Path:
         """The latest launch plan: workers, their symbols and every symbol's bar count."""
         return self.launch_dir / "plan.json"

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 from filelock import FileLock
 
 from detector import checkpoint as ck
@@ -225,36 +226,86 @@ class RunStore:
             if symbols:
                 self._write_temp(temp, events, symbols, config_hash)
                 crash_point("after_temp_shard")
-            with self._lock:
-                cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
-                already = tuple(s for s in symbols if s in cp.completed)
-                fresh = tuple(s for s in symbols if s not in cp.completed)
-                if already and fresh:
-                    # Another process committed some of these: commit only the rest.
-                    events = events.filter(pl.col("symbol").is_in(fresh))
-                    self._write_temp(temp, events, fresh, config_hash)
-                now = self.clock()
-                if not fresh:
-                    self._write(ck.with_failures(cp, failures, now))
-                    return CommitResult(None, (), already, 0)
-                number = self._next_shard_number(cp)
-                shard = self.layout.shard_path(shard_dir, number)
-                publish_no_clobber(temp, shard)
-                fsync_dir(shard_dir)
-                crash_point("after_rename")
-                self._write(
-                    ck.with_commit(
-                        cp,
-                        shard_name=shard.name,
-                        shard_number=number,
-                        symbols=fresh,
-                        failures=failures,
-                        now=now,
-                    )
-                )
-                return CommitResult(shard, fresh, already, events.height)
+            return self._publish(temp, shard_dir, symbols, failures, config_hash, events)
         finally:
             temp.unlink(missing_ok=True)
+
+    def commit_written(
+        self,
+        temp: Path | None,
+        *,
+        shard_dir: Path,
+        symbols: tuple[str, ...],
+        failures: Mapping[str, str],
+        config_hash: str,
+    ) -> CommitResult:
+        """Commit a batch whose temporary shard another process wrote (a Ray task).
+
+        The same protocol as :meth:`commit_batch`, from its lock on: the one process
+        that commits a run's batches holds its lock, wherever they were detected.
+        ``temp`` must be a shard of this run covering exactly ``symbols``; it is
+        consumed (published or removed) either way.
+        """
+        try:
+            if symbols:
+                if temp is None:
+                    raise ShardWriteError("(none)", f"no shard for {len(symbols)} symbols")
+                try:
+                    info = read_shard_info(temp)
+                except ShardMetadataError as exc:
+                    raise ShardWriteError(str(temp), f"not a readable shard: {exc}") from exc
+                if info.run_id != self.layout.run_id or set(info.symbols) != set(symbols):
+                    raise ShardWriteError(str(temp), "its footer does not match the batch")
+            return self._publish(temp, shard_dir, symbols, failures, config_hash, None)
+        finally:
+            if temp is not None:
+                temp.unlink(missing_ok=True)
+
+    def _publish(
+        self,
+        temp: Path | None,
+        shard_dir: Path,
+        symbols: tuple[str, ...],
+        failures: Mapping[str, str],
+        config_hash: str,
+        events: pl.DataFrame | None,
+    ) -> CommitResult:
+        """Under the lock: drop symbols committed meanwhile, name the shard, record it.
+
+        ``events`` are the rows in ``temp``, or None to read them from it when needed.
+        """
+        with self._lock:
+            cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
+            already = tuple(s for s in symbols if s in cp.completed)
+            fresh = tuple(s for s in symbols if s not in cp.completed)
+            if already and fresh:
+                # Another process committed some of these: commit only the rest.
+                assert temp is not None
+                rows = events if events is not None else pl.read_parquet(temp)
+                events = rows.filter(pl.col("symbol").is_in(fresh))
+                self._write_temp(temp, events, fresh, config_hash)
+            now = self.clock()
+            if not fresh:
+                self._write(ck.with_failures(cp, failures, now))
+                return CommitResult(None, (), already, 0)
+            assert temp is not None
+            height = events.height if events is not None else pq.read_metadata(temp).num_rows
+            number = self._next_shard_number(cp)
+            shard = self.layout.shard_path(shard_dir, number)
+            publish_no_clobber(temp, shard)
+            fsync_dir(shard_dir)
+            crash_point("after_rename")
+            self._write(
+                ck.with_commit(
+                    cp,
+                    shard_name=shard.name,
+                    shard_number=number,
+                    symbols=fresh,
+                    failures=failures,
+                    now=now,
+                )
+            )
+            return CommitResult(shard, fresh, already, height)
 
     def _next_shard_number(self, cp: ck.Checkpoint) -> int:
         """Past the checkpoint's counter and past every file named like a shard of

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import os
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -22,8 +21,8 @@ import polars as pl
 import psutil
 
 from detector.bars import bar_files
+from detector.batch import detect_for_run
 from detector.config import AppConfig, config_hash
-from detector.errors import NoBarsError
 from detector.faults import crash_point, pause_point
 from detector.heartbeat import (
     Status,
@@ -35,7 +34,6 @@ from detector.heartbeat import (
     write_run_completed,
 )
 from detector.merge import MergeResult, merge_shards
-from detector.pipeline import detect_symbol_result
 from detector.run_layout import RunLayout
 from detector.run_store import RunStore
 from detector.schema import empty_events
@@ -256,25 +254,11 @@ class Worker:
         return self._finish(committed, failed, events_total, shards)
 
     def _detect(self, symbol: str, failures: dict[str, str]) -> tuple[int, pl.DataFrame | None]:
-        try:
-            result = detect_symbol_result(symbol, self.cfg.bars_root, self.app)
-        except NoBarsError as exc:
-            # Nothing to detect is a complete answer: zero events, recorded as covered.
-            log.warning("%s", exc)
-            return 0, empty_events()
-        except Exception as exc:
-            log.error("detection failed for %s: %s\n%s", symbol, exc, traceback.format_exc())
-            failures[symbol] = f"{type(exc).__name__}: {exc}"
-            return 0, None
-        events = result.events
-        if self.cfg.start_date or self.cfg.end_date:
-            start = self.cfg.start_date or date.min
-            end = self.cfg.end_date or date.max
-            events = events.filter(pl.col("date").is_between(start, end))
-        if result.stats.files_skipped:
-            log.warning("%s: skipped %d unreadable files", symbol, len(result.stats.files_skipped))
-        log.debug("%s: %d bars, %d events, %s", symbol, result.bars, events.height, result.stats)
-        return result.bars, events
+        cfg = self.cfg
+        outcome = detect_for_run(symbol, cfg.bars_root, self.app, cfg.start_date, cfg.end_date)
+        if outcome.error is not None:
+            failures[symbol] = outcome.error
+        return outcome.bars, outcome.events
 
     def _finish(self, committed: int, failed: list[str], events: int, shards: int) -> WorkerOutcome:
         cp = self.store.reconcile()

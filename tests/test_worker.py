@@ -148,7 +148,7 @@ def test_disk_full_through_the_cli_exits_non_zero(
 def test_failing_symbol_is_retried_then_quarantined(
     tmp_path: Path, bars_root: Path, symbols: tuple[str, ...]
 ) -> None:
-    import detector.worker as worker_module
+    import detector.batch as worker_module
 
     real = worker_module.detect_symbol_result
     poison = symbols[1]

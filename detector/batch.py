@@ -1,0 +1,225 @@
+"""One batch detected away from the run's lock: the unit of work of a Ray task.
+
+A local worker detects and commits its batches itself (:mod:`detector.worker`). A
+task of the Ray backend runs on any node of a cluster, where the run's files sit on
+a shared filesystem whose kernel locks cannot be trusted, so it only *detects*: it
+writes the batch's events as a temporary shard named after the driver (the one
+process that commits it, or removes it if it is never committed) and returns that
+path. It writes nothing else that another process writes: its lane's heartbeat
+file is its own, and the lines it would append to the shared TSV logs are
+returned for the driver to append.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import psutil
+
+from detector.config import AppConfig
+from detector.errors import NoBarsError
+from detector.faults import crash_point, pause_point
+from detector.heartbeat import WorkerHeartbeat, local_stamp, write_heartbeat
+from detector.pipeline import detect_symbol_result
+from detector.run_layout import RunLayout
+from detector.schema import empty_events
+from detector.shards import write_shard_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SymbolOutcome:
+    """One symbol's detection: events, or the error that prevented them."""
+
+    symbol: str
+    bars: int
+    events: pl.DataFrame | None  # None when detection failed
+    error: str | None = None
+
+
+def detect_for_run(
+    symbol: str, bars_root: Path, app: AppConfig, start: date | None, end: date | None
+) -> SymbolOutcome:
+    """Detect ``symbol`` as a run does: no bars is zero events, a failure is recorded."""
+    try:
+        result = detect_symbol_result(symbol, bars_root, app)
+    except NoBarsError as exc:
+        # Nothing to detect is a complete answer: zero events, recorded as covered.
+        log.warning("%s", exc)
+        return SymbolOutcome(symbol, 0, empty_events())
+    except Exception as exc:
+        log.error("detection failed for %s: %s\n%s", symbol, exc, traceback.format_exc())
+        return SymbolOutcome(symbol, 0, None, f"{type(exc).__name__}: {exc}")
+    events = result.events
+    if start or end:
+        events = events.filter(pl.col("date").is_between(start or date.min, end or date.max))
+    if result.stats.files_skipped:
+        log.warning("%s: skipped %d unreadable files", symbol, len(result.stats.files_skipped))
+    log.debug("%s: %d bars, %d events, %s", symbol, result.bars, events.height, result.stats)
+    return SymbolOutcome(symbol, result.bars, events)
+
+
+@dataclass(frozen=True)
+class LaneProgress:
+    """A lane's counters before this batch, carried into its heartbeat."""
+
+    symbols_done: int
+    symbols_total: int
+    bars_done: int
+    events: int
+    started_at: str  # ISO, when the lane started
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    root: Path  # the run root, as every node sees it
+    run_id: str
+    lane: int  # the worker id of the plan's assignment
+    number: int  # batch number within the lane, from 1
+    total_batches: int
+    symbols: tuple[str, ...]
+    bars_root: Path
+    config_hash: str
+    owner_pid: int  # the committing driver; names the temporary shard
+    progress: LaneProgress
+    start_date: date | None = None
+    end_date: date | None = None
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    lane: int
+    number: int
+    temp: Path | None  # the temporary shard; None when no symbol was covered
+    covered: tuple[str, ...]  # detected (zero-event ones included), all in ``temp``
+    failures: dict[str, str]  # symbol -> error, for the checkpoint
+    events: int
+    bars: int
+    log_lines: tuple[tuple[object, ...], ...]  # heartbeat-log lines, for the driver
+    pid: int
+    host: str
+    stopped: bool  # a stop was requested: the rest of the batch was not started
+    seconds: float
+
+
+def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
+    """Detect ``task.symbols`` in turn and write their events as a temporary shard.
+
+    Between symbols it checks the run's stop file: when present, the symbols done
+    so far are returned and the rest are left for a later launch.
+    """
+    started = time.perf_counter()
+    layout = RunLayout(task.root, task.run_id)
+    beat = _Beat(layout, task)
+    frames: list[pl.DataFrame] = []
+    covered: list[str] = []
+    failures: dict[str, str] = {}
+    lines: list[tuple[object, ...]] = []
+    bars = 0
+    stopped = False
+    for symbol in task.symbols:
+        if layout.stop_file.exists():
+            stopped = True
+            break
+        beat.write("running", current_symbol=symbol)
+        pause_point("before_detection", symbol)
+        outcome = detect_for_run(symbol, task.bars_root, app, task.start_date, task.end_date)
+        crash_point("during_detection", symbol)
+        bars += outcome.bars
+        if outcome.events is None:
+            failures[symbol] = outcome.error or "detection failed"
+        else:
+            frames.append(outcome.events)
+            covered.append(symbol)
+        found = 0 if outcome.events is None else outcome.events.height
+        now = datetime.now()
+        beat.write(
+            "running",
+            current_symbol=None,
+            last_symbol=symbol,
+            symbols_done=beat.current.symbols_done + 1,
+            bars_done=beat.current.bars_done + outcome.bars,
+            events=beat.current.events + found,
+        )
+        lines.append((local_stamp(now), symbol, task.number, task.total_batches, found, beat.rss))
+    temp = None
+    events = 0
+    if covered:
+        table = pl.concat(frames) if frames else empty_events()
+        events = table.height
+        shard_dir = layout.shard_dir(task.lane)
+        temp = layout.temp_shard(shard_dir, task.lane, task.owner_pid, os.urandom(4).hex())
+        write_shard_file(
+            temp, table, run_id=task.run_id, symbols=tuple(covered), config_hash=task.config_hash
+        )
+        crash_point("after_temp_shard")
+    beat.write("committing")
+    return BatchOutput(
+        lane=task.lane,
+        number=task.number,
+        temp=temp,
+        covered=tuple(covered),
+        failures=failures,
+        events=events,
+        bars=bars,
+        log_lines=tuple(lines),
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        stopped=stopped,
+        seconds=time.perf_counter() - started,
+    )
+
+
+class _Beat:
+    """The lane's heartbeat, continued by each of its batches."""
+
+    def __init__(self, layout: RunLayout, task: BatchTask) -> None:
+        self.path = layout.worker_heartbeat(task.lane)
+        self.process = psutil.Process()
+        self.rss = 0.0
+        p = task.progress
+        self.current = WorkerHeartbeat(
+            run_id=task.run_id,
+            worker_id=task.lane,
+            pid=os.getpid(),
+            status="starting",
+            current_symbol=None,
+            last_symbol=None,
+            symbols_done=p.symbols_done,
+            symbols_total=p.symbols_total,
+            bars_done=p.bars_done,
+            bars_total=0,
+            events=p.events,
+            batch_num=task.number,
+            total_batches=task.total_batches,
+            rss_gb=None,
+            started_at=_lane_start(p.started_at, self.process),
+            updated_at=p.started_at,
+        )
+
+    def write(self, status: str, **changes: object) -> None:
+        self.rss = round(self.process.memory_info().rss / 2**30, 3)
+        self.current = replace(
+            self.current,
+            status=status,  # type: ignore[arg-type]
+            rss_gb=self.rss,
+            updated_at=datetime.now().isoformat(timespec="seconds"),
+            **changes,  # type: ignore[arg-type]
+        )
+        write_heartbeat(self.path, self.current)
+
+
+def _lane_start(lane_started_at: str, process: psutil.Process) -> str:
+    """The lane's start, or this process's when it started later (a retried task's
+    new process): readers check that the heartbeat's pid existed at this moment."""
+    created = datetime.fromtimestamp(process.create_time())
+    return max(datetime.fromisoformat(lane_started_at), created).isoformat(timespec="seconds")

@@ -204,6 +204,7 @@ class _Beat:
             rss_gb=None,
             started_at=_lane_start(p.started_at, self.process),
             updated_at=p.started_at,
+            host=socket.gethostname(),
         )
 
     def write(self, status: str, **changes: object) -> None:

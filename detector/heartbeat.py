@@ -38,6 +38,7 @@ class WorkerHeartbeat:
     rss_gb: float | None  # None only when read from a file that lacks it
     started_at: str
     updated_at: str
+    host: str | None = None  # written by Ray tasks, whose pid is on that machine
 
     @property
     def started(self) -> datetime:
@@ -85,6 +86,7 @@ def parse_heartbeat(text: str, run_id: str) -> WorkerHeartbeat | None:
             rss_gb=float(rss) if isinstance(rss, int | float) else None,
             started_at=str(data["started_at"]),
             updated_at=str(data["updated_at"]),
+            host=_str(data.get("host")),
         )
         _ = beat.elapsed_s  # raises for an unparsable stamp, or a naive one beside an aware one
         return beat

@@ -61,7 +61,7 @@ def worker_status(w: WorkerSnapshot, stall_after_s: float) -> str:
     """running / committing / stalled / dead / done / ... as the dashboard shows it."""
     if w.status == "completed":
         return "done"
-    if w.status in ACTIVE and w.alive and (w.heartbeat_age_s or 0.0) > stall_after_s:
+    if w.status in ACTIVE and w.alive is not False and (w.heartbeat_age_s or 0.0) > stall_after_s:
         return "stalled"
     return w.status if w.status in STATUS_STYLES else UNKNOWN
 
@@ -173,7 +173,7 @@ def _age(w: WorkerSnapshot, frame: Frame) -> Text:
     if w.heartbeat_age_s is None:
         return Text(_NONE)
     text = f"{w.heartbeat_age_s:.1f}s"
-    if w.status not in ACTIVE or not w.alive:
+    if w.status not in ACTIVE or w.alive is False:  # None: a task on another machine
         return Text(text, style="dim")  # a finished worker's heartbeat ages harmlessly
     if w.heartbeat_age_s > frame.stall_after_s:
         return Text(text, style="bold red")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Literal
 
 import psutil
 from filelock import FileLock, Timeout
@@ -36,6 +37,7 @@ from orchestrator.monitors import Monitor
 from orchestrator.pidfile import record_for, write_pid_file
 from orchestrator.plan import Plan, format_plan, make_plan, write_plan
 from orchestrator.processes import stop_tree
+from orchestrator.ray_backend import RayBackend, RayRun, import_ray
 from orchestrator.supervisor import Notice, Supervisor
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,9 @@ class LaunchConfig:
     end_date: date | None = None
     force_config: bool = False
     yes: bool = False
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = None  # None: ray.init()'s own choice; "local": a new local Ray
+    ray_task_retries: int = 3
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,8 @@ class Launcher:
     # -- the whole launch ----------------------------------------------------------
     def run(self) -> LaunchOutcome:
         layout = self.layout
+        if self.cfg.backend == "ray":
+            import_ray()  # without it, say how to install it before anything is written
         layout.launch_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(layout.launch_lock, timeout=0)
         try:
@@ -190,12 +197,17 @@ class Launcher:
             # From here on Ctrl-C and SIGTERM stop the workers in order (not before:
             # during the confirmation prompt Ctrl-C simply aborts).
             self.stop.install_signal_handlers()
-        supervisor = Supervisor(
-            list(range(cfg.workers)), self._port(store, plan), self.app.supervision
-        )
-        if plan.remaining:
+        given_up: tuple[int, ...] = ()
+        if plan.remaining and cfg.backend == "ray":
+            assert cp.config_hash is not None  # open_run sets it
+            given_up = self._run_on_ray(store, plan, cp.config_hash)
+        elif plan.remaining:
+            supervisor = Supervisor(
+                list(range(cfg.workers)), self._port(store, plan), self.app.supervision
+            )
             self._supervise(supervisor)
-        return self._finish(store, plan, supervisor, started)
+            given_up = tuple(supervisor.given_up())
+        return self._finish(store, plan, given_up, started)
 
     def _universe(self, known: frozenset[str]) -> frozenset[str]:
         if self.cfg.symbols is not None:
@@ -221,6 +233,33 @@ class Launcher:
             end_date=cfg.end_date,
         )
         return LocalWorkers(self.layout, store, command, plan.assignments)
+
+    def _run_on_ray(self, store: RunStore, plan: Plan, config_hash: str) -> tuple[int, ...]:
+        cfg = self.cfg
+        spec = RayRun(
+            root=cfg.root.resolve(),
+            run_id=cfg.run_id,
+            bars_root=cfg.bars_root.resolve(),
+            config_hash=config_hash,
+            batch_size=cfg.batch_size,
+            max_attempts=cfg.max_attempts,
+            address=cfg.ray_address,
+            task_retries=cfg.ray_task_retries,
+            start_date=cfg.start_date,
+            end_date=cfg.end_date,
+        )
+        backend = RayBackend(
+            spec,
+            self.app,
+            store,
+            [tuple(a) for a in plan.assignments],
+            stop=self.stop,
+            monitor=self.monitor,
+            handle_signals=self.handle_signals,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+        return backend.run()
 
     # -- supervision -------------------------------------------------------------
     def _supervise(self, supervisor: Supervisor) -> None:
@@ -264,7 +303,7 @@ class Launcher:
 
     # -- the end -----------------------------------------------------------------
     def _finish(
-        self, store: RunStore, plan: Plan, supervisor: Supervisor, started: float
+        self, store: RunStore, plan: Plan, given_up: tuple[int, ...], started: float
     ) -> LaunchOutcome:
         cfg = self.cfg
         cp = store.reconcile()
@@ -294,7 +333,7 @@ class Launcher:
             failed=failed,
             quarantined=quarantined,
             unfinished=unfinished,
-            given_up=tuple(supervisor.given_up()) if not self.stop.requested else (),
+            given_up=given_up if not self.stop.requested else (),
             merged=merged,
             wall_s=self.clock() - started,
             stopped=self.stop.reason,

@@ -88,21 +88,7 @@ class LocalWorkers:
         return tuple(s for s in self.assignments[worker_id] if s not in skip)
 
     def heartbeat(self, worker_id: int) -> HeartbeatView | None:
-        path = self.layout.worker_heartbeat(worker_id)
-        try:
-            stat = path.stat()
-            text = path.read_text(encoding="utf-8")
-        except OSError:
-            return None  # absent or being replaced: the next pass reads it
-        beat = parse_heartbeat(text, self.layout.run_id)
-        if beat is None:
-            return None
-        return HeartbeatView(
-            pid=beat.pid,
-            token=(stat.st_mtime_ns, stat.st_size, beat.updated_at),
-            current_symbol=beat.current_symbol,
-            symbols_done=beat.symbols_done,
-        )
+        return heartbeat_view(self.layout, worker_id)
 
     # -- processes -----------------------------------------------------------------
     def spawn(self, worker_id: int, symbols: tuple[str, ...]) -> ProcessHandle:
@@ -150,3 +136,22 @@ class LocalWorkers:
             )
         else:
             log.warning("%s: failed attempt %d recorded (%s)", symbol, attempts, reason)
+
+
+def heartbeat_view(layout: RunLayout, worker_id: int) -> HeartbeatView | None:
+    """Worker ``worker_id``'s heartbeat as the supervisor sees it, None if unreadable."""
+    path = layout.worker_heartbeat(worker_id)
+    try:
+        stat = path.stat()
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None  # absent or being replaced: the next pass reads it
+    beat = parse_heartbeat(text, layout.run_id)
+    if beat is None:
+        return None
+    return HeartbeatView(
+        pid=beat.pid,
+        token=(stat.st_mtime_ns, stat.st_size, beat.updated_at),
+        current_symbol=beat.current_symbol,
+        symbols_done=beat.symbols_done,
+    )

@@ -13,6 +13,7 @@ so any of them may be caught in any state.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -74,7 +75,8 @@ class WorkerSnapshot:
 
     @property
     def live(self) -> bool:
-        return bool(self.alive) and self.status in ACTIVE
+        """Working now; a Ray task on another machine (alive unknown) by its status."""
+        return self.alive is not False and self.status in ACTIVE
 
 
 @dataclass(frozen=True)
@@ -287,12 +289,14 @@ def _worker(
         # A restarted worker that has not written its first heartbeat: the file still
         # describes the previous process, whose counts are no longer this one's.
         return WorkerSnapshot(worker_id, pid_file_pid, True, "starting", heartbeat_age_s=age)
-    alive = _heartbeat_pid_alive(beat.pid, beat.started)
+    alive: bool | None = None  # a Ray task on another machine: its pid is not ours to check
+    if beat.host in (None, socket.gethostname()):
+        alive = _heartbeat_pid_alive(beat.pid, beat.started)
     return WorkerSnapshot(
         worker_id=worker_id,
         pid=beat.pid,
         alive=alive,
-        status="dead" if beat.status in ACTIVE and not alive else beat.status,
+        status="dead" if beat.status in ACTIVE and alive is False else beat.status,
         current_symbol=beat.current_symbol,
         last_symbol=beat.last_symbol,
         symbols_done=beat.symbols_done,

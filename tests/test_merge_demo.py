@@ -199,5 +199,5 @@ def test_readme_setup_commands_run_the_demo(tmp_path: Path) -> None:
 def test_readme_test_command_is_what_ci_runs() -> None:
     text = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()
-    command = "pip install -e '.[test]' && pytest"
+    command = "pip install -e '.[test,ray]' && pytest"
     assert command in text and command in ci

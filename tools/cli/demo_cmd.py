@@ -27,7 +27,23 @@ from tools.demo import DEFAULT_DIR, DemoSpec, describe_outputs, ensure_demo_bars
     help="Demo workspace (created; its bars are reused by later demos of the same size).",
 )
 @click.option("--no-dashboard", is_flag=True, help="Progress lines instead of the live view.")
-def demo(workers: int, symbols: int, days: int, directory: Path, no_dashboard: bool) -> None:
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: run the detection as Ray tasks (needs the ray extra).",
+)
+@click.option("--ray-address", help="With --backend ray: as for launch (default: a local Ray).")
+def demo(
+    workers: int,
+    symbols: int,
+    days: int,
+    directory: Path,
+    no_dashboard: bool,
+    backend: str,
+    ray_address: str | None,
+) -> None:
     """Run the whole product on generated bars: N workers, live view, final file."""
     started = time.perf_counter()
     spec = DemoSpec(directory=directory.resolve(), workers=workers, symbols=symbols, days=days)
@@ -51,6 +67,9 @@ def demo(workers: int, symbols: int, days: int, directory: Path, no_dashboard: b
         no_dashboard=no_dashboard,
         force_config=False,
         max_attempts=3,
+        backend=backend,
+        ray_address=ray_address if ray_address or backend != "ray" else "local",
+        ray_task_retries=3,
     )
     for line in describe_outputs(spec.directory, run_id):
         click.echo(line)

@@ -29,6 +29,7 @@ from orchestrator.dashboard_live import (
 from orchestrator.launch import LaunchConfig, Launcher, NotConfirmedError
 from orchestrator.monitors import Monitor, ProgressLines
 from orchestrator.plan import Plan
+from orchestrator.ray_backend import import_ray
 from orchestrator.summary import format_summary
 from tools.cli.context import CliContext
 from tools.cli.options import check_date_range, date_option, gather_symbols
@@ -115,6 +116,27 @@ _LAUNCH_OPTIONS = [
         show_default=True,
         help="Failed attempts (errors or worker deaths on it) before a symbol is quarantined.",
     ),
+    click.option(
+        "--backend",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="local: worker processes on this machine; ray: tasks on a Ray cluster "
+        "(needs the ray extra; see docs/cluster.md).",
+    ),
+    click.option(
+        "--ray-address",
+        metavar="auto|local|ray://HOST:PORT",
+        help="With --backend ray: the cluster to use (auto: the running one; local: start one "
+        "here). Default: RAY_ADDRESS, else a running local cluster, else a new one.",
+    ),
+    click.option(
+        "--ray-task-retries",
+        type=click.IntRange(min=0),
+        default=3,
+        show_default=True,
+        help="With --backend ray: times Ray sends a task again when its process or node dies.",
+    ),
 ]
 
 
@@ -149,8 +171,15 @@ def run_launch(
     no_dashboard: bool,
     force_config: bool,
     max_attempts: int,
+    backend: str,
+    ray_address: str | None,
+    ray_task_retries: int,
 ) -> ExitCode:
     """Build the launch from the options, run it, print the summary; return the exit code."""
+    if backend == "ray":
+        import_ray()  # not installed: how to install it, before anything else happens
+    elif ray_address is not None:
+        raise click.UsageError("--ray-address needs --backend ray")
     symbols = gather_symbols(symbol_args, from_file)
     check_date_range(start_date, end_date)
     app = obj.config()
@@ -170,6 +199,9 @@ def run_launch(
         end_date=end_date,
         force_config=force_config,
         yes=yes,
+        backend="ray" if backend == "ray" else "local",
+        ray_address=ray_address,
+        ray_task_retries=ray_task_retries,
     )
     launcher = Launcher(
         cfg,

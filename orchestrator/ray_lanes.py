@@ -1,0 +1,130 @@
+"""The Ray driver's bookkeeping of its lanes: pure logic, no Ray, no files.
+
+A lane is one assignment of the launch plan (``remaining[k::N]``), worked through
+as a sequence of batch tasks, one in flight at a time, so that ``--workers N`` is
+the number of concurrent tasks and worker ``k`` of ``status`` and the dashboard is
+lane ``k``. Rules, per lane (those of the local supervisor, where they apply):
+
+- the next batch is the first ``batch_size`` of the lane's symbols not completed,
+  not quarantined and not failed by a detection error during this launch (those are
+  retried by the next launch, as a local worker does);
+- a task lost for good (Ray's own retries used up, cancelled as stalled, or raising)
+  counts a failed attempt for the symbol it was on, then the lane waits a backoff
+  that doubles with each loss in a row without progress and sends the batch again;
+  after ``max_restarts`` losses the lane is given up, its symbols stay remaining;
+- a task is stalled when its heartbeat, once written, has not changed for
+  ``stall_timeout_seconds`` (a task still queued for a free CPU is not stalled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from detector.config import SupervisionConfig
+
+LaneState = Literal["ready", "running", "waiting", "done", "given_up", "stopped"]
+FINISHED: frozenset[str] = frozenset({"done", "given_up", "stopped"})
+
+
+@dataclass
+class InFlight:
+    """The lane's task in flight."""
+
+    number: int
+    symbols: tuple[str, ...]
+    submitted_at: float
+    token: Hashable  # the heartbeat as last seen
+    changed_at: float | None = None  # when the heartbeat last changed; None: not yet
+
+
+@dataclass
+class Lane:
+    worker_id: int
+    assigned: tuple[str, ...]
+    started_at: str  # ISO stamp of the lane's start, for its heartbeat
+    state: LaneState = "ready"
+    batches_sent: int = 0
+    symbols_total: int = 0
+    symbols_done: int = 0
+    bars_done: int = 0
+    events: int = 0
+    losses: int = 0  # tasks lost for good in this launch
+    losses_in_row: int = 0  # ... since the last batch that made progress
+    retry_at: float = 0.0
+    failed_here: set[str] = field(default_factory=set)
+    task: InFlight | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    def todo(self, skip: Iterable[str]) -> tuple[str, ...]:
+        """The lane's symbols still to detect, given the run's completed or quarantined."""
+        excluded = set(skip) | self.failed_here
+        return tuple(s for s in self.assigned if s not in excluded)
+
+    def next_batch(self, skip: Iterable[str], batch_size: int, now: float) -> tuple[str, ...]:
+        """The symbols of the lane's next task; empty (and the lane done) when none is left."""
+        if self.state == "waiting" and now < self.retry_at:
+            return ()
+        todo = self.todo(skip)
+        if not todo:
+            self.state = "done"
+            return ()
+        if self.batches_sent == 0:
+            self.symbols_total = len(todo)
+        return todo[:batch_size]
+
+    def total_batches(self, todo: int, batch_size: int) -> int:
+        """Batches sent so far plus those the lane's ``todo`` symbols still need."""
+        return self.batches_sent + -(-todo // batch_size)
+
+    def sent(self, number: int, symbols: tuple[str, ...], now: float, token: Hashable) -> None:
+        self.batches_sent = number
+        self.task = InFlight(number, symbols, now, token)
+        self.state = "running"
+
+    def seen(self, token: Hashable, now: float) -> None:
+        """Record the lane's heartbeat as read at ``now``."""
+        task = self.task
+        if task is not None and token != task.token:
+            task.token, task.changed_at = token, now
+
+    def stalled(self, now: float, config: SupervisionConfig) -> bool:
+        task = self.task
+        if task is None or task.changed_at is None:
+            return False
+        return now - task.changed_at >= config.stall_timeout_seconds
+
+    def completed(
+        self, *, detected: int, failures: Iterable[str], bars: int, events: int, stopped: bool
+    ) -> None:
+        """The task came back; ``detected`` symbols were committed (or already were)."""
+        failed = set(failures)
+        self.failed_here |= failed
+        progress = detected + len(failed)
+        self.symbols_done += progress
+        self.bars_done += bars
+        self.events += events
+        if progress:
+            self.losses_in_row = 0
+        self.task = None
+        self.state = "stopped" if stopped else "ready"
+
+    def lost(self, now: float, config: SupervisionConfig) -> float | None:
+        """The task was lost for good: the backoff before sending again, or None when the
+        lane is given up (``max_restarts`` losses in this launch)."""
+        self.task = None
+        self.losses += 1
+        self.losses_in_row += 1
+        if self.losses > config.max_restarts:
+            self.state = "given_up"
+            return None
+        delay = min(
+            config.backoff_initial_seconds * 2 ** (self.losses_in_row - 1),
+            config.backoff_max_seconds,
+        )
+        self.state, self.retry_at = "waiting", now + delay
+        return delay

@@ -8,6 +8,7 @@ import click
 def register(group: click.Group) -> None:
     from tools.cli import (
         bench_cmd,
+        compact_cmd,
         dashboard_cmd,
         dedupe_cmd,
         demo_cmd,
@@ -33,3 +34,4 @@ def register(group: click.Group) -> None:
     group.add_command(demo_cmd.demo)
     group.add_command(seed_cmd.seed_checkpoint_cmd)
     group.add_command(bench_cmd.bench)
+    group.add_command(compact_cmd.compact)

@@ -98,10 +98,20 @@ class RunStore:
             return None
         return ck.from_json(text, self.layout.run_id)
 
-    def committed_on_disk(self) -> dict[int, tuple[str, tuple[str, ...]]]:
-        """Committed shards with their symbols, read from the shard footers."""
+    def committed_on_disk(
+        self, known: Mapping[str, tuple[str, ...]] | None = None
+    ) -> dict[int, tuple[str, tuple[str, ...]]]:
+        """Committed shards with their symbols, read from the shard footers.
+
+        Shards named in ``known`` (name -> symbols, as the checkpoint lists them) are
+        taken from it without reading their footers: every commit reconciles, and a
+        long run has hundreds of shards.
+        """
         found: dict[int, tuple[str, tuple[str, ...]]] = {}
         for number, path in self.layout.committed_shards().items():
+            if known is not None and path.name in known:
+                found[number] = (path.name, tuple(known[path.name]))
+                continue
             try:
                 info = read_shard_info(path)
             except ShardMetadataError as exc:
@@ -126,7 +136,7 @@ class RunStore:
             corrupt = True
         else:
             corrupt = False
-        on_disk = self.committed_on_disk()
+        on_disk = self.committed_on_disk(current.shards if current is not None else None)
         if current is None and not on_disk and not corrupt:
             return None
         if current is None:

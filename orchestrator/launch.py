@@ -21,7 +21,7 @@ from typing import Literal
 import psutil
 from filelock import FileLock, Timeout
 
-from detector.bars import count_bars, discover_symbols
+from detector.bars import discover_symbols
 from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError, RunBusyError
 from detector.merge import MergeResult
@@ -39,6 +39,7 @@ from orchestrator.plan import Plan, format_plan, make_plan, write_plan
 from orchestrator.processes import stop_tree
 from orchestrator.ray_backend import RayBackend, RayRun, import_ray
 from orchestrator.supervisor import Notice, Supervisor
+from orchestrator.work_estimate import expected_bars
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,13 @@ class Launcher:
         quarantined = cp.quarantined(cfg.max_attempts)
         todo = cp.universe - cp.completed - quarantined
         counted = time.perf_counter()
-        bars = {s: count_bars(s, cfg.bars_root) for s in sorted(todo)}
-        log.debug("bar counts of %d symbols in %.2f s", len(todo), time.perf_counter() - counted)
+        work = expected_bars(sorted(todo), cfg.bars_root)
+        bars = work.bars
+        log.debug(
+            "%s bar counts of %d symbols (%d files) in %.2f s",
+            "exact" if work.exact else "estimated", len(todo), work.files,
+            time.perf_counter() - counted,
+        )  # fmt: skip
         plan = make_plan(
             run_id=cfg.run_id,
             universe=cp.universe,

@@ -348,3 +348,29 @@ def test_read_plan_rejects_type_confused_documents(tmp_path: Path, data: dict[st
 
     with pytest.raises(PlanFileError):
         read_plan(path)
+
+
+# -- expected bars: exact footers for small universes, estimated from sizes beyond ---
+def test_expected_bars_are_exact_up_to_the_threshold_and_close_beyond(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detector.bars import count_bars
+    from orchestrator import work_estimate
+    from tools.demo_data import DemoDataSpec, generate_demo_bars
+
+    daily, single = tmp_path / "daily", tmp_path / "symbol"
+    generate_demo_bars(DemoDataSpec(out=daily, symbols=6, days=20, seed=1))
+    generate_demo_bars(DemoDataSpec(out=single, symbols=6, days=20, seed=1, layout="symbol"))
+    for root in (daily, single):
+        symbols = sorted(p.name.split("=")[-1].removesuffix(".parquet") for p in root.iterdir()
+                         if p.name.startswith("symbol=") or p.name.startswith("D"))  # fmt: skip
+        exact = {s: count_bars(s, root) for s in symbols}
+        found = work_estimate.expected_bars(symbols, root)
+        assert found.exact and found.bars == exact
+        monkeypatch.setattr(work_estimate, "EXACT_UP_TO", 0)
+        monkeypatch.setattr(work_estimate, "SAMPLE_FILES", 7)  # a sample, not every file
+        estimated = work_estimate.expected_bars(symbols, root)
+        assert not estimated.exact
+        for symbol in symbols:
+            assert abs(estimated.bars[symbol] - exact[symbol]) <= 0.15 * exact[symbol], symbol
+        monkeypatch.undo()

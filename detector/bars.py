@@ -22,6 +22,7 @@ from detector.cleaning import (
     REQUIRED_COLUMNS,
     CleaningStats,
     clean_bars,
+    normalize_exprs,
     normalize_types,
 )
 from detector.errors import BarsSchemaError, NoBarsError
@@ -83,9 +84,14 @@ def read_bar_files(files: list[Path], naive_timezone: str) -> tuple[pl.DataFrame
     Raises :class:`BarsSchemaError` for a missing column or an unusable type.
     """
     try:
-        frame = pl.scan_parquet(files).select(REQUIRED_COLUMNS).collect()
-        if _usable_schema(frame.schema) is None:
-            return normalize_types(frame, naive_timezone), CleaningStats(files_read=len(files))
+        # The type conversion is part of the scan, so the rows are materialised once.
+        # The schema is the first file's; a file that disagrees fails the collect.
+        scan = pl.scan_parquet(files).select(REQUIRED_COLUMNS)
+        schema = scan.collect_schema()
+        if _usable_schema(schema) is None:
+            frame = scan.select(normalize_exprs(schema, naive_timezone)).collect()
+            # One chunk per file otherwise: every later step is several times slower.
+            return frame.rechunk(), CleaningStats(files_read=len(files))
     except Exception as exc:  # fall back to file-by-file to find the culprit
         log.debug("one-pass read of %d files failed (%s); reading one by one", len(files), exc)
     return _read_one_by_one(files, naive_timezone)
@@ -115,7 +121,7 @@ def _read_one_by_one(files: list[Path], naive_timezone: str) -> tuple[pl.DataFra
     stats = CleaningStats(files_read=len(frames), files_skipped=tuple(skipped))
     if not frames:
         return _empty_canonical(), stats
-    return pl.concat(frames, how="vertical"), stats
+    return pl.concat(frames, how="vertical", rechunk=True), stats
 
 
 def _skip(path: Path, exc: Exception, skipped: list[str]) -> None:

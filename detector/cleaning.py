@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-NY = "America/New_York"
+from detector.et_clock import with_et_clock
+
 REQUIRED_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
@@ -31,24 +32,30 @@ class CleaningStats:
         return self.rows_read - self.rows_kept
 
 
-def normalize_types(frame: pl.DataFrame, naive_timezone: str) -> pl.DataFrame:
-    """Bring one file's required columns to the canonical types.
+def normalize_exprs(schema: pl.Schema, naive_timezone: str) -> list[pl.Expr]:
+    """Expressions bringing the required columns of ``schema`` to the canonical types.
 
     ``timestamp`` becomes Datetime(ms, UTC) (a naive one is read in ``naive_timezone``),
     prices Float64 with NaN as null, ``volume`` Int64. The caller has checked the
-    columns exist and are of a usable kind.
+    columns exist and are of a usable kind. Shared by the lazy scan of the bar files
+    (so the data is materialised once, already converted) and :func:`normalize_types`.
     """
     ts = pl.col("timestamp")
-    dtype = frame.schema["timestamp"]
+    dtype = schema["timestamp"]
     assert isinstance(dtype, pl.Datetime)
     if dtype.time_zone is None:
         ts = ts.dt.replace_time_zone(naive_timezone, ambiguous="earliest", non_existent="null")
     ts = ts.dt.convert_time_zone("UTC").dt.cast_time_unit("ms")
     prices = [pl.col(c).cast(pl.Float64).fill_nan(None) for c in PRICE_COLUMNS]
     volume = pl.col("volume")
-    if frame.schema["volume"].is_float():
+    if schema["volume"].is_float():
         volume = volume.fill_nan(None).round(0)
-    return frame.select(ts, *prices, volume.cast(pl.Int64, strict=False))
+    return [ts, *prices, volume.cast(pl.Int64, strict=False)]
+
+
+def normalize_types(frame: pl.DataFrame, naive_timezone: str) -> pl.DataFrame:
+    """Bring one frame's required columns to the canonical types (see :func:`normalize_exprs`)."""
+    return frame.select(normalize_exprs(frame.schema, naive_timezone))
 
 
 def clean_bars(
@@ -63,44 +70,53 @@ def clean_bars(
     ``frame`` has the canonical types of :func:`normalize_types`. Returns the clean
     bars with ``ts_et`` (America/New_York), ``date`` (ET trading day) and ``minute``
     (ET minutes after midnight) added, and the statistics.
+
+    Each step copies the rows only when it drops or moves some: real files are
+    sorted and clean, so usually nothing is copied at all.
     """
     base = stats or CleaningStats()
     rows_read = frame.height
+    ts = pl.col("timestamp")
+    # Each row is counted under its first failing check, in the documented order.
+    bad_ts = ts.is_null()
+    bad_price = ~bad_ts & ~pl.all_horizontal([pl.col(c) > 0 for c in PRICE_COLUMNS]).fill_null(
+        False
+    )
+    high_low = ~bad_ts & ~bad_price & (pl.col("high") < pl.col("low")).fill_null(False)
+    bad_volume = ~bad_ts & ~bad_price & ~high_low & (pl.col("volume") < 0).fill_null(True)
+    counts = frame.select(
+        a=bad_ts.sum(), b=bad_price.sum(), c=high_low.sum(), d=bad_volume.sum()
+    ).row(0)
+    n_bad_ts, n_bad_price, n_high_low, n_bad_volume = (int(n) for n in counts)
+    if n_bad_ts or n_bad_price or n_high_low or n_bad_volume:
+        frame = frame.filter(~(bad_ts | bad_price | high_low | bad_volume))
+    valid_rows = frame.height
+
     # Stable sort: among repeated timestamps the later file / later row stays last.
-    frame = frame.sort("timestamp", maintain_order=True)
+    if not frame["timestamp"].is_sorted():
+        frame = frame.sort("timestamp", maintain_order=True)
+    # Sorted, so repeats are adjacent: a row is dropped when the next one has its time.
+    repeated = frame.select((ts == ts.shift(-1)).fill_null(False)).to_series()
+    if repeated.any():
+        frame = frame.filter(~repeated)
+    deduped_rows = frame.height
 
-    price_ok = pl.all_horizontal([pl.col(c).is_not_null() & (pl.col(c) > 0) for c in PRICE_COLUMNS])
-    flags = frame.select(
-        bad_ts=pl.col("timestamp").is_null(),
-        bad_price=~price_ok,
-        high_low=pl.col("high") < pl.col("low"),
-        bad_volume=pl.col("volume").is_null() | (pl.col("volume") < 0),
-    )
-    bad_ts = flags["bad_ts"]
-    bad_price = ~bad_ts & flags["bad_price"]
-    high_low = ~bad_ts & ~bad_price & flags["high_low"].fill_null(False)
-    bad_volume = ~bad_ts & ~bad_price & ~high_low & flags["bad_volume"]
-    keep = ~(bad_ts | bad_price | high_low | bad_volume)
-    valid = frame.filter(keep)
-
-    deduped = valid.unique("timestamp", keep="last", maintain_order=True)
-    et = deduped.with_columns(ts_et=pl.col("timestamp").dt.convert_time_zone(NY))
-    et = et.with_columns(
-        date=pl.col("ts_et").dt.date(),
-        minute=(pl.col("ts_et").dt.hour().cast(pl.Int32) * 60 + pl.col("ts_et").dt.minute()),
-    )
-    in_hours = et.filter(pl.col("minute").is_between(day_start_minute, day_end_minute, "left"))
+    frame = with_et_clock(frame)
+    in_hours = pl.col("minute").is_between(day_start_minute, day_end_minute, "left")
+    outside = frame.height - int(frame.select(in_hours.sum()).item())
+    if outside:
+        frame = frame.filter(in_hours)
 
     result = CleaningStats(
         files_read=base.files_read,
         files_skipped=base.files_skipped,
         rows_read=base.rows_read + rows_read,
-        dropped_bad_timestamp=int(bad_ts.sum()),
-        dropped_bad_price=int(bad_price.sum()),
-        dropped_high_below_low=int(high_low.sum()),
-        dropped_bad_volume=int(bad_volume.sum()),
-        dropped_duplicate_timestamp=valid.height - deduped.height,
-        dropped_outside_hours=et.height - in_hours.height,
-        rows_kept=in_hours.height,
+        dropped_bad_timestamp=n_bad_ts,
+        dropped_bad_price=n_bad_price,
+        dropped_high_below_low=n_high_low,
+        dropped_bad_volume=n_bad_volume,
+        dropped_duplicate_timestamp=valid_rows - deduped_rows,
+        dropped_outside_hours=outside,
+        rows_kept=frame.height,
     )
-    return in_hours, result
+    return frame, result

@@ -1,8 +1,7 @@
-"""The six detectors (EVENTS.md §3) and global filters (§4) as one candidate query.
+"""The six detectors (EVENTS.md §3) and global filters (§4) as polars expressions.
 
-Each detector contributes ``(event_type, direction, condition, metric)``. Rows where
-any condition holds are exploded into one candidate row per hit, so the whole of a
-symbol's history goes through a single lazy query with no Python per bar.
+Each detector contributes ``(event_type, direction, condition, metric)``;
+:mod:`detector.candidates` evaluates them over a symbol's bars.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import polars as pl
 
 from detector.config import DetectorConfig
 from detector.config_load import minutes_of
-from detector.features import ratio
+from detector.features import in_session, ratio
 
 EVENT_TYPES = (
     "volume_spike",
@@ -51,7 +50,7 @@ def detector_rules(cfg: DetectorConfig) -> tuple[list[Rule], dict[str, pl.Expr]]
 
     vs = cfg.volume_spike
     if vs.enable:
-        is_rth = pl.col("session") == "RTH"
+        is_rth = in_session(cfg, "RTH")
 
         def threshold(name: str) -> pl.Expr:
             return pl.when(is_rth).then(getattr(vs.rth, name)).otherwise(getattr(vs.pm_ah, name))
@@ -141,51 +140,16 @@ def detector_rules(cfg: DetectorConfig) -> tuple[list[Rule], dict[str, pl.Expr]]
 def global_filter(cfg: DetectorConfig) -> pl.Expr:
     """Rows that may produce an event at all (EVENTS.md §1 day size and §4)."""
     gf = cfg.global_filters
-    session = pl.col("session")
     keep = (
         pl.col("close").is_between(gf.min_price, gf.max_price)
         & (pl.col("day_dollar_volume") >= gf.min_dollar_volume_day)
         & (pl.col("day_bars") >= cfg.min_bars_per_day)
-        & session.is_not_null()
+        & in_session(cfg)
     )
     if gf.market_hours_only:
-        keep = keep & (session == "RTH")
+        keep = keep & in_session(cfg, "RTH")
     if gf.exclude_premarket:
-        keep = keep & (session != "PM")
+        keep = keep & ~in_session(cfg, "PM")
     if gf.exclude_afterhours:
-        keep = keep & (session != "AH")
+        keep = keep & ~in_session(cfg, "AH")
     return keep.fill_null(False)
-
-
-def candidates(lf: pl.LazyFrame, cfg: DetectorConfig) -> pl.LazyFrame:
-    """One row per (bar, event_type, direction) that fires and passes the global filters.
-
-    Adds ``event_type``, ``direction`` and ``spike_x``; rows whose metric is not
-    finite are dropped.
-    """
-    rules, metrics = detector_rules(cfg)
-    if not rules:
-        return lf.head(0).with_columns(
-            event_type=pl.lit(None, pl.String),
-            direction=pl.lit(None, pl.String),
-            spike_x=pl.lit(None, pl.Float64),
-        )
-    hit = pl.concat_list(
-        [pl.when(r.condition).then(pl.lit(f"{r.event_type}|{r.direction}")) for r in rules]
-    ).list.drop_nulls()
-    event_type = pl.col("hit").str.split_exact("|", 1).struct.field("field_0")
-    spike_x = pl.lit(None, pl.Float64)
-    for name, metric in metrics.items():
-        spike_x = pl.when(pl.col("event_type") == name).then(metric).otherwise(spike_x)
-    return (
-        lf.filter(global_filter(cfg) & pl.any_horizontal([r.condition for r in rules]))
-        .with_columns(hit=hit)
-        .explode("hit")
-        .with_columns(
-            event_type=event_type,
-            direction=pl.col("hit").str.split_exact("|", 1).struct.field("field_1"),
-        )
-        .with_columns(spike_x=spike_x.cast(pl.Float64))
-        .filter(pl.col("spike_x").is_finite())
-        .drop("hit")
-    )

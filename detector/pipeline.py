@@ -8,11 +8,11 @@ from pathlib import Path
 import polars as pl
 
 from detector.bars import load_symbol_bars
+from detector.candidates import candidates
 from detector.cleaning import CleaningStats, clean_bars, normalize_types
 from detector.config import AppConfig, DetectorConfig
 from detector.config_load import minutes_of
-from detector.detectors import candidates
-from detector.features import add_bar_features, add_daily_context
+from detector.features import bar_features
 from detector.schema import empty_events, to_event_schema
 from detector.symbols import validate_symbol
 from detector.thinning import score_expr, thin
@@ -48,13 +48,10 @@ def events_from_clean_bars(
     """
     if bars.is_empty():
         return empty_events()
-    lf = add_daily_context(bars.lazy())
-    lf = add_bar_features(lf, cfg)
     found = (
-        candidates(lf, cfg)
+        candidates(bar_features(bars, cfg), cfg)
         .with_columns(symbol=pl.lit(symbol), score=score_expr(cfg))
         .filter(pl.col("score").is_finite())
-        .collect()
     )
     if not raw:
         found = thin(found, cfg)

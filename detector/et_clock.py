@@ -1,0 +1,71 @@
+"""The ET trading day and clock minute of UTC bars, without a time-zone lookup per row.
+
+``.dt.date()`` / ``.dt.hour()`` on an America/New_York column resolve the zone for
+every row, which cost more than everything else in cleaning. New York's UTC offset
+only ever changes on a whole UTC hour (DST at 06:00/07:00 UTC, and the 1883 switch
+from local mean time at 17:00 UTC), so the offset is looked up once per UTC hour of
+the symbol's span and gathered per row. The result is exactly that of the per-row
+conversion: an hour whose offset differs at its first and last millisecond, or a
+span of hours much larger than the rows, falls back to the per-row conversion.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+NY = "America/New_York"
+MS_PER_MINUTE = 60_000
+MS_PER_HOUR = 60 * MS_PER_MINUTE
+MS_PER_DAY = 24 * MS_PER_HOUR
+# The hour table is built for every hour between the first and last bar; beyond this
+# many hours per row (sparse or outlying timestamps) the per-row conversion is cheaper.
+_MAX_HOURS_PER_ROW = 8
+_MIN_HOUR_TABLE = 100_000
+
+
+def with_et_clock(frame: pl.DataFrame, zone: str = NY) -> pl.DataFrame:
+    """Add ``ts_et`` (``zone``), ``date`` (its calendar date) and ``minute`` (Int32 minutes
+    after its midnight) to ``frame``, whose ``timestamp`` is Datetime(ms, UTC) without nulls.
+    """
+    # Converting the zone only relabels the column: the instants stay as they are.
+    frame = frame.with_columns(ts_et=pl.col("timestamp").dt.convert_time_zone(zone))
+    local_ms = _local_ms(frame["timestamp"], zone)
+    if local_ms is None:
+        et = pl.col("ts_et")
+        return frame.with_columns(
+            date=et.dt.date(),
+            minute=et.dt.hour().cast(pl.Int32) * 60 + et.dt.minute(),
+        )
+    return frame.with_columns(
+        date=(local_ms // MS_PER_DAY).cast(pl.Int32).cast(pl.Date),
+        minute=((local_ms % MS_PER_DAY) // MS_PER_MINUTE).cast(pl.Int32),
+    )
+
+
+def _local_ms(timestamp: pl.Series, zone: str) -> pl.Series | None:
+    """Wall-clock milliseconds in ``zone`` of each UTC instant, or None to convert per row."""
+    if timestamp.is_empty():
+        return None
+    epoch_ms = timestamp.dt.cast_time_unit("ms").to_physical()
+    hour = epoch_ms // MS_PER_HOUR
+    first, last = hour.min(), hour.max()
+    assert isinstance(first, int) and isinstance(last, int)
+    span = last - first + 1
+    if span > max(_MAX_HOURS_PER_ROW * len(timestamp), _MIN_HOUR_TABLE):
+        return None
+    starts = pl.int_range(first, last + 1, dtype=pl.Int64, eager=True) * MS_PER_HOUR
+    at_start = _offset_ms(starts, zone)
+    if (at_start != _offset_ms(starts + (MS_PER_HOUR - 1), zone)).any():
+        return None  # an offset change inside an hour: not New York's rules
+    return epoch_ms + at_start.gather(hour - first)
+
+
+def _offset_ms(epoch_ms: pl.Series, zone: str) -> pl.Series:
+    """UTC offset of ``zone`` at each instant, in milliseconds."""
+    wall = (
+        epoch_ms.cast(pl.Datetime("ms", "UTC"))
+        .dt.convert_time_zone(zone)
+        .dt.replace_time_zone(None)
+        .to_physical()
+    )
+    return wall - epoch_ms

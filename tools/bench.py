@@ -1,32 +1,30 @@
-"""``intraday-events bench``: the measuring half (the arithmetic and the report are
-:mod:`tools.bench_report`, which also lists the ``--json`` keys).
+"""``intraday-events bench``: the measuring half. The processes it starts are
+:mod:`tools.bench_processes`; the arithmetic and the report are :mod:`tools.bench_report`
+(which also lists the ``--json`` keys) and :mod:`tools.bench_text`.
 
-One run generates (or reuses, under ``--keep``) demo bars in both layouts and measures:
+One run generates (or reuses, under ``--keep``) demo bars in both layouts, and one demo
+symbol of ``long_days`` days, and measures:
 
 1. per symbol, in this process: reading the columns the detector needs (``bar_files``
    then ``pl.scan_parquet(files).select(REQUIRED_COLUMNS).collect()``, exactly what
    :func:`detector.bars.read_bar_files` does before normalising types) against
    :func:`detector.pipeline.detect_symbol` on the same files; one warm-up pass, then
    ``repeat`` passes, per symbol the best and the median;
-2. ``launch --workers N`` for N in 1, 2, ``workers_max`` on the daily layout: real
-   processes, each on a fresh root, ``--yes --no-dashboard``, wall time from start to
-   exit, one run each; meanwhile the RSS high-water mark (``VmHWM``, else RSS) of the
-   launcher and its ``detect`` workers, polled every 0.1 s;
-3. a fresh interpreter calling ``detect_symbol`` in a bare loop over the same symbols,
-   wall time from start to exit and its own ``ru_maxrss``;
-4. the machine.
+2. ``launch --workers N`` for N in 1, 2, ``workers_max`` on the daily layout, each over
+   all the symbols and over the first half of them (two sizes, so that the report can
+   split each wall time into fixed seconds and seconds per symbol); real processes, one
+   run each, with the RSS of the launcher and its workers;
+3. a fresh interpreter calling ``detect_symbol`` in a bare loop, over the same two sizes;
+4. one ``detect`` worker on the ``long_days`` symbol: its peak RSS;
+5. the machine.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,22 +38,25 @@ import pyarrow
 from detector.bars import bar_files, count_bars
 from detector.cleaning import REQUIRED_COLUMNS
 from detector.config import AppConfig
-from detector.errors import ExitCode, IntradayEventsError
 from detector.pipeline import detect_symbol
+from tools.bench_processes import (
+    BareRun,
+    LaunchRun,
+    WorkerRun,
+    run_bare_loop,
+    run_detect_worker,
+    run_launch,
+    write_symbols_file,
+)
 from tools.demo_data import DemoDataSpec, demo_symbols, generate_demo_bars
 from tools.generated import ForeignFilesError, mark, reusable
 
 MARKER = ".intraday-events-bench.json"
 Layout = Literal["daily", "symbol"]
 LAYOUTS: tuple[Layout, ...] = ("daily", "symbol")
-POLL_S = 0.1
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LONG_DIR = "long"  # under the bars directory: the long symbol, with its own marker
 
 Note = Callable[[str], None]
-
-
-class BenchError(IntradayEventsError):
-    exit_code = ExitCode.FAILURE
 
 
 class ForeignBenchDirError(ForeignFilesError):
@@ -74,14 +75,22 @@ class BenchSpec:
     workers_max: int = 2
     seed: int = 0
     keep: Path | None = None
+    long_days: int = 750
 
     def __post_init__(self) -> None:
-        if self.symbols < 1 or self.days < 1 or self.repeat < 1 or self.workers_max < 2:
-            raise ValueError("symbols, days and repeat must be >= 1 and workers_max >= 2")
+        if self.symbols < 2:
+            raise ValueError("symbols must be >= 2: launches run over all and over half of them")
+        if self.days < 1 or self.repeat < 1 or self.long_days < 1 or self.workers_max < 2:
+            raise ValueError("days, repeat and long_days must be >= 1 and workers_max >= 2")
 
     @property
     def worker_counts(self) -> tuple[int, ...]:
         return tuple(sorted({1, 2, self.workers_max}))
+
+    @property
+    def half_symbols(self) -> int:
+        """The smaller of the two sizes: the first half of the symbols."""
+        return self.symbols // 2
 
 
 @dataclass(frozen=True)
@@ -109,23 +118,6 @@ class LayoutTiming:
 
 
 @dataclass(frozen=True)
-class LaunchRun:
-    workers: int
-    wall_s: float
-    peak_worker_rss: int | None  # bytes, the largest of the workers
-    launcher_rss: int | None  # bytes
-
-
-@dataclass(frozen=True)
-class BareRun:
-    wall_s: float  # from start to exit, interpreter start included
-    import_s: float  # inside the process: imports and config
-    loop_s: float  # inside the process: the detect_symbol loop
-    peak_rss: int  # bytes (ru_maxrss)
-    events: int
-
-
-@dataclass(frozen=True)
 class Machine:
     cpus: int
     cpus_available: int
@@ -143,8 +135,12 @@ class BenchResult:
     spec: BenchSpec
     data: BenchData
     layouts: tuple[LayoutTiming, ...]
-    launches: tuple[LaunchRun, ...]
+    launches: tuple[LaunchRun, ...]  # over all the symbols, one per worker count
+    half_launches: tuple[LaunchRun, ...]  # over the first half, the same worker counts
     bare: BareRun
+    half_bare: BareRun
+    long_data: BenchData  # one symbol of spec.long_days days, daily layout
+    long_detect: WorkerRun
     machine: Machine
     wall_s: float
 
@@ -168,6 +164,27 @@ def ensure_bench_bars(directory: Path, spec: BenchSpec, note: Note) -> BenchData
         bars = generate_demo_bars(data).bars
     mark(directory, MARKER, wanted)
     return BenchData(directory, symbols, bars, True, time.perf_counter() - started)
+
+
+def ensure_long_bars(directory: Path, spec: BenchSpec, note: Note) -> BenchData:
+    """One symbol of ``spec.long_days`` days, daily layout, in ``directory/long``.
+
+    A marker of its own, so that another ``--days`` or ``--symbols`` keeps it and another
+    ``--long-days`` keeps the other bars.
+    """
+    long_dir = directory / LONG_DIR
+    wanted = {"symbols": 1, "days": spec.long_days, "seed": spec.seed}
+    symbols = tuple(demo_symbols(1))
+    started = time.perf_counter()
+    if reusable(long_dir, MARKER, wanted, [long_dir / "daily"], ForeignBenchDirError):
+        bars = count_bars(symbols[0], long_dir / "daily")
+        note(f"reusing the {spec.long_days}-day symbol in {long_dir}")
+        return BenchData(long_dir, symbols, bars, False, time.perf_counter() - started)
+    note(f"generating 1 symbol x {spec.long_days} days, daily layout")
+    data = DemoDataSpec(long_dir / "daily", 1, spec.long_days, seed=spec.seed, layout="daily")
+    bars = generate_demo_bars(data).bars
+    mark(long_dir, MARKER, wanted)
+    return BenchData(long_dir, symbols, bars, True, time.perf_counter() - started)
 
 
 # -- in-process timing -------------------------------------------------------------------
@@ -202,121 +219,6 @@ def time_layout(
         read_median_s=sum(statistics.median(v) for v in reads.values()),
         detect_median_s=sum(statistics.median(v) for v in detects.values()),
     )
-
-
-# -- processes ---------------------------------------------------------------------------
-def _env() -> dict[str, str]:
-    path = os.environ.get("PYTHONPATH")
-    joined = str(PROJECT_ROOT) + (os.pathsep + path if path else "")
-    return {**os.environ, "PYTHONPATH": joined}
-
-
-def _cli(root: Path, config_path: Path | None) -> list[str]:
-    argv = [sys.executable, "-m", "tools", "--root", str(root)]
-    if config_path is not None:
-        argv += ["--config", str(config_path.resolve())]
-    return argv
-
-
-def peak_rss(process: psutil.Process) -> int | None:
-    """The process's RSS high-water mark (``VmHWM``), else its current RSS; None if gone."""
-    try:
-        with open(f"/proc/{process.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    try:
-        return int(process.memory_info().rss)
-    except psutil.Error:
-        return None
-
-
-def _watch_tree(process: psutil.Process, stop: threading.Event, peaks: dict[int, int]) -> None:
-    """Until ``stop``: the high-water mark of ``process`` and its ``detect`` workers, by pid."""
-    while not stop.is_set():
-        try:
-            tree = [process, *process.children(recursive=True)]
-        except psutil.Error:
-            tree = []
-        for member in tree:
-            try:
-                if member is process or "detect" in member.cmdline():
-                    peaks[member.pid] = max(peaks.get(member.pid, 0), peak_rss(member) or 0)
-            except psutil.Error:
-                continue
-        stop.wait(POLL_S)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def run_launch(workers: int, bars_root: Path, scratch: Path, config_path: Path | None) -> LaunchRun:
-    """``launch --workers N`` on a fresh root, timed from start to exit."""
-    root = scratch / f"launch_{workers}w"
-    console = scratch / f"launch_{workers}w.txt"
-    argv = [
-        *_cli(root, config_path), "launch", "--bars", str(bars_root),
-        "--from-file", str(bars_root / "symbols.parquet"), "--workers", str(workers),
-        "--yes", "--no-dashboard",
-    ]  # fmt: skip
-    with console.open("wb") as out:
-        started = time.perf_counter()
-        process = psutil.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env()
-        )
-        peaks: dict[int, int] = {}
-        stop = threading.Event()
-        watcher = threading.Thread(target=_watch_tree, args=(process, stop, peaks), daemon=True)
-        watcher.start()
-        try:
-            code = process.wait()
-            wall = time.perf_counter() - started
-        finally:
-            stop.set()
-            watcher.join()
-    if code != 0:
-        raise BenchError(f"launch --workers {workers} exited {code}:\n{_tail(console)}")
-    launcher = peaks.pop(process.pid, 0) or None
-    return LaunchRun(workers, wall, max(peaks.values(), default=0) or None, launcher)
-
-
-_BARE_LOOP = """\
-import json, resource, sys, time
-from pathlib import Path
-started = time.perf_counter()
-from detector.config_load import load_config
-from detector.pipeline import detect_symbol
-config = load_config(Path(sys.argv[2]) if sys.argv[2] else None)
-imported = time.perf_counter()
-events = sum(detect_symbol(s, sys.argv[1], config).height for s in sys.argv[3:])
-print(json.dumps({
-    "import_s": imported - started,
-    "loop_s": time.perf_counter() - imported,
-    "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-    "events": events,
-}))
-"""
-
-
-def run_bare_loop(bars_root: Path, symbols: tuple[str, ...], config_path: Path | None) -> BareRun:
-    """``detect_symbol`` over ``symbols`` in a fresh interpreter, timed from start to exit."""
-    config = str(config_path.resolve()) if config_path is not None else ""
-    argv = [sys.executable, "-c", _BARE_LOOP, str(bars_root), config, *symbols]
-    started = time.perf_counter()
-    done = subprocess.run(
-        argv, capture_output=True, text=True, env=_env(), stdin=subprocess.DEVNULL, check=False
-    )
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise BenchError(f"the bare detect_symbol loop exited {done.returncode}:\n{done.stderr}")
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    return BareRun(wall, out["import_s"], out["loop_s"], out["maxrss_kb"] * 1024, out["events"])
 
 
 # -- the machine -------------------------------------------------------------------------
@@ -369,18 +271,36 @@ def run_bench(
             layouts.append(
                 time_layout(layout, data.root(layout), data.symbols, config, spec.repeat)
             )
-        launches = []
+        daily = data.root("daily")
+        n, half = len(data.symbols), spec.half_symbols
+        every = write_symbols_file(scratch / f"symbols_{n}.txt", data.symbols)
+        first = write_symbols_file(scratch / f"symbols_{half}.txt", data.symbols[:half])
+        launches, half_launches = [], []
         for workers in spec.worker_counts:
-            note(f"launch --workers {workers}")
-            launches.append(run_launch(workers, data.root("daily"), scratch, config_path))
-        note("bare detect_symbol loop in a fresh process")
-        bare = run_bare_loop(data.root("daily"), data.symbols, config_path)
+            # The two sizes one after the other: a change in the machine's load between
+            # them would bend the slope, so keep them close in time.
+            note(f"launch --workers {workers}, {n} symbols then {half}")
+            launches.append(run_launch(workers, daily, every, n, scratch, config_path))
+            half_launches.append(run_launch(workers, daily, first, half, scratch, config_path))
+        note(f"bare detect_symbol loop in a fresh process, {n} symbols then {half}")
+        bare = run_bare_loop(daily, data.symbols, config_path)
+        half_bare = run_bare_loop(daily, data.symbols[:half], config_path)
+        long_data = ensure_long_bars(directory, spec, note)
+        note(f"one detect worker on {spec.long_days} days of {long_data.symbols[0]}")
+        long_detect = run_detect_worker(
+            long_data.root("daily"), long_data.symbols[0], scratch / "long_root", config_path,
+            "bench_long",
+        )  # fmt: skip
     return BenchResult(
-        spec,
-        data,
-        tuple(layouts),
-        tuple(launches),
-        bare,
-        machine(load),
-        time.perf_counter() - started,
+        spec=spec,
+        data=data,
+        layouts=tuple(layouts),
+        launches=tuple(launches),
+        half_launches=tuple(half_launches),
+        bare=bare,
+        half_bare=half_bare,
+        long_data=long_data,
+        long_detect=long_detect,
+        machine=machine(load),
+        wall_s=time.perf_counter() - started,
     )

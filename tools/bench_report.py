@@ -1,41 +1,24 @@
-"""The benchmark's arithmetic and report: derived numbers, the issue's targets, text, JSON.
+"""The benchmark's arithmetic and report: derived numbers and the issue's targets.
 
 The arithmetic is pure functions of plain numbers. :func:`build_report` turns the
-measurements of :mod:`tools.bench` into one :class:`Report`, which both
-:func:`format_text` and :func:`report_json` render, so the two never disagree.
+measurements of :mod:`tools.bench` into one :class:`Report`, which :mod:`tools.bench_text`
+renders as text and as JSON, so the two never disagree.
 
-``--json`` prints one object with these keys (seconds unless a key says otherwise;
-MB = 10^6 bytes; ``null`` where a value cannot be had, or is infinite):
+Fixed and marginal: the launches and the bare loop run over all ``N`` symbols and over
+the first ``N // 2`` (demo symbols are all of a similar size). Through the two sizes,
+wall time = fixed seconds + marginal seconds per symbol × symbols. The fixed part
+(interpreter starts, imports, planning, exits) is paid once per run and vanishes in a
+run of hours; the marginal part is what holds at the universe's size, so the speedup,
+overhead and projection targets use it. A slope <= 0 (noise larger than the half run's
+work) gives ``null`` marginal values rather than nonsense.
 
-- ``schema``: 1
-- ``spec``: ``symbols``, ``days``, ``repeat``, ``workers_max``, ``seed``, ``keep``
-- ``data``: ``dir`` (the bars: ``daily/`` and ``symbol/``), ``generated`` (false when
-  reused), ``generate_s``, ``bars`` (rows in the files), ``symbol_days``,
-  ``bars_per_symbol_day``
-- ``layouts``: ``daily`` and ``symbol``, each ``files``, ``read_ms_per_100d``,
-  ``detect_ms_per_100d``, ``ratio`` (detect / read; per symbol the best pass, summed),
-  ``read_median_ms_per_100d``, ``detect_median_ms_per_100d``, ``median_ratio``
-- ``launch``: one entry per worker count, 1 first: ``workers``, ``wall_s``,
-  ``symbols_per_s``, ``mbars_per_s``, ``speedup`` (against 1 worker), ``efficiency``
-  (speedup / workers), ``peak_worker_rss_mb``, ``launcher_rss_mb``
-- ``overhead``: ``launch_wall_s`` (1 worker), ``bare_wall_s``, ``bare_import_s``,
-  ``bare_loop_s``, ``overhead_pct``, ``bare_rss_mb``
-- ``peak_worker_rss_mb``: the largest worker high-water mark of all launches
-- ``projection``: ``symbols`` (1996), ``days`` (750), ``bars``, ``workers`` (2),
-  ``seconds``, ``cpu_workers`` (available CPUs), ``efficiency`` (assumed for them),
-  ``cpu_seconds``, ``assumption``
-- ``machine``: ``cpus``, ``cpus_available``, ``cpu_model``, ``memory_gb``,
-  ``platform``, ``python``, ``polars``, ``pyarrow``, ``load_1m`` (the 1-minute load
-  average when the benchmark started: other work on the machine makes the numbers noisy)
-- ``targets``: a list of ``name``, ``value``, ``limit``, ``unit``, ``at_most``, ``met``
-- ``wall_s``: the whole benchmark
+The ``--json`` keys are listed in :mod:`tools.bench_text`, next to the code writing them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from tools.bench import BenchResult, LayoutTiming
 
@@ -90,6 +73,41 @@ def projected_seconds(bars: float, bars_per_s: float) -> float:
     return bars / bars_per_s if bars_per_s > 0 else math.inf
 
 
+@dataclass(frozen=True)
+class Fit:
+    """Wall time = ``fixed_s`` + ``marginal_s`` x symbols, through two measured sizes."""
+
+    marginal_s: float | None  # seconds per symbol; None: no positive slope (noise)
+    fixed_s: float | None  # None with marginal_s
+
+
+NO_FIT = Fit(None, None)
+
+
+def fit_two_sizes(small: int, small_s: float, large: int, large_s: float) -> Fit:
+    """The line through (small, small_s) and (large, large_s), symbols against seconds.
+
+    More symbols cannot take less time; a slope <= 0 says the noise was larger than the
+    smaller run's work, and no per-symbol cost can be read from it.
+    """
+    if large <= small:
+        raise ValueError(f"the sizes must grow (got {small} then {large})")
+    slope = (large_s - small_s) / (large - small)
+    if not (math.isfinite(slope) and slope > 0):
+        return NO_FIT
+    return Fit(slope, large_s - slope * large)
+
+
+def marginal_ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """A ratio of two slopes (a marginal speedup); None when either is n/a."""
+    return None if numerator is None or denominator is None else ratio(numerator, denominator)
+
+
+def marginal_overhead_pct(launch_s: float | None, bare_s: float | None) -> float | None:
+    """The orchestrator's cost per symbol: launch slope / bare slope - 1, in %."""
+    return None if launch_s is None or bare_s is None else overhead_pct(launch_s, bare_s)
+
+
 # -- derived results ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class LayoutRow:
@@ -112,6 +130,12 @@ class Scaling:
     efficiency: float
     peak_worker_rss_mb: float | None
     launcher_rss_mb: float | None
+    half_wall_s: float | None
+    marginal_s_per_symbol: float | None
+    marginal_mbars_per_s: float | None
+    fixed_s: float | None
+    marginal_speedup: float | None
+    marginal_efficiency: float | None
 
 
 @dataclass(frozen=True)
@@ -122,6 +146,23 @@ class Overhead:
     bare_loop_s: float
     overhead_pct: float
     bare_rss_mb: float
+    launch_half_wall_s: float
+    bare_half_wall_s: float
+    launch_marginal_s_per_symbol: float | None
+    bare_marginal_s_per_symbol: float | None
+    marginal_overhead_pct: float | None
+    launch_fixed_s: float | None
+    bare_fixed_s: float | None
+
+
+@dataclass(frozen=True)
+class LongRun:
+    days: int
+    bars: int
+    generated: bool
+    generate_s: float
+    detect_wall_s: float
+    peak_worker_rss_mb: float
 
 
 @dataclass(frozen=True)
@@ -130,7 +171,10 @@ class Projection:
     days: int
     bars: float
     workers: int
+    basis: str  # "marginal", or "whole run" when a slope was n/a
+    fixed_s: float
     seconds: float
+    whole_run_seconds: float
     cpu_workers: int
     efficiency: float  # assumed for cpu_workers: the one measured with the most workers
     cpu_seconds: float
@@ -145,18 +189,25 @@ class Target:
     unit: str
     at_most: bool  # the value must be <= limit (else >=)
     met: bool | None  # None: no value
+    at_bench_size: float | None = None  # whole runs at this size; None: the value itself
 
 
 @dataclass(frozen=True)
 class Report:
     result: BenchResult
     bars_per_symbol_day: float
+    half_symbols: int
     layouts: dict[str, LayoutRow]
     scaling: tuple[Scaling, ...]
     overhead: Overhead
     peak_worker_rss_mb: float | None
+    long_run: LongRun
     projection: Projection
     targets: tuple[Target, ...]
+
+
+def _mb(size: int | None) -> float | None:
+    return None if size is None else size / MB
 
 
 def layout_row(timing: LayoutTiming, symbols: int, days: int) -> LayoutRow:
@@ -179,223 +230,192 @@ def scaling_row(
     bars: int,
     peak_worker_rss: int | None = None,
     launcher_rss: int | None = None,
+    *,
+    half_wall_s: float | None = None,
+    fit: Fit = NO_FIT,
+    one_worker_marginal_s: float | None = None,
 ) -> Scaling:
-    up = speedup(one_worker_wall_s, wall_s)
+    up, slope = speedup(one_worker_wall_s, wall_s), fit.marginal_s
+    m_up = marginal_ratio(one_worker_marginal_s, slope)
     return Scaling(
-        workers=workers,
-        wall_s=wall_s,
-        symbols_per_s=rate(symbols, wall_s),
-        mbars_per_s=rate(bars, wall_s) / 1e6,
-        speedup=up,
-        efficiency=efficiency(up, workers),
-        peak_worker_rss_mb=None if peak_worker_rss is None else peak_worker_rss / MB,
-        launcher_rss_mb=None if launcher_rss is None else launcher_rss / MB,
-    )
+        workers, wall_s, rate(symbols, wall_s), rate(bars, wall_s) / 1e6, up,
+        efficiency(up, workers), _mb(peak_worker_rss), _mb(launcher_rss), half_wall_s, slope,
+        None if slope is None else rate(bars / symbols, slope) / 1e6, fit.fixed_s, m_up,
+        None if m_up is None else efficiency(m_up, workers),
+    )  # fmt: skip
 
 
 def project(
     bars_per_day: float,
+    *,
     two_worker_mbars_per_s: float,
     one_worker_mbars_per_s: float,
+    fixed_s: float,
+    whole_run_two_worker_mbars_per_s: float,
     cpu_workers: int,
     measured_efficiency: float,
     measured_workers: int,
+    marginal: bool,
 ) -> Projection:
-    """The universe's wall time at the 2-worker rate, and with ``cpu_workers`` workers."""
+    """The universe's wall time with 2 workers, and with ``cpu_workers`` workers.
+
+    ``fixed_s`` once plus the universe's bars at the given rates: the marginal ones (the
+    slopes), or, when ``marginal`` is false, the whole runs' (then ``fixed_s`` is 0: the
+    fixed costs are in the rate, as if paid per bar).
+    """
     bars = UNIVERSE_SYMBOLS * UNIVERSE_DAYS * bars_per_day
     cpu_rate = scaled_rate(one_worker_mbars_per_s, cpu_workers, measured_efficiency)
-    assumption = (
-        f"wall time grows with bars; {bars_per_day:.0f} bars per symbol-day as in these demo "
-        "bars; the launch's start-up and merge are counted as if per bar (pessimistic for a "
-        f"small run); {cpu_workers} workers at the efficiency measured with "
-        f"{measured_workers} ({measured_efficiency:.2f})"
-    )
+    demo = f"{bars_per_day:.0f} bars per symbol-day as in these demo bars"
+    cpus = f"{cpu_workers} workers at the {'marginal ' if marginal else ''}efficiency measured"
+    cpus += f" with {measured_workers} ({measured_efficiency:.2f})"
+    if marginal:
+        assumption = (
+            f"{fixed_s:.1f} s fixed, as measured with 2 workers (start-up, planning, exits: "
+            "assumed not to grow with the universe), plus the universe's bars at the marginal "
+            f"2-worker rate (the slope between the half and the whole run); {demo}; {cpus}"
+        )
+    else:
+        assumption = (
+            "no positive slope between the half and the whole run (noise), so the whole "
+            "runs' rates, their fixed costs counted as if per bar (pessimistic for a small "
+            f"run); {demo}; {cpus}"
+        )
     return Projection(
-        UNIVERSE_SYMBOLS, UNIVERSE_DAYS, bars, 2,
-        projected_seconds(bars, two_worker_mbars_per_s * 1e6), cpu_workers,
-        measured_efficiency, projected_seconds(bars, cpu_rate * 1e6), assumption,
+        UNIVERSE_SYMBOLS, UNIVERSE_DAYS, bars, 2, "marginal" if marginal else "whole run",
+        fixed_s, fixed_s + projected_seconds(bars, two_worker_mbars_per_s * 1e6),
+        projected_seconds(bars, whole_run_two_worker_mbars_per_s * 1e6), cpu_workers,
+        measured_efficiency, fixed_s + projected_seconds(bars, cpu_rate * 1e6), assumption,
     )  # fmt: skip
 
 
-def target(name: str, value: float | None, limit: float, unit: str, at_most: bool) -> Target:
+def target(
+    name: str,
+    value: float | None,
+    limit: float,
+    unit: str,
+    at_most: bool,
+    at_bench_size: float | None = None,
+) -> Target:
     if value is None or math.isnan(value):
-        return Target(name, None, limit, unit, at_most, None)
-    return Target(name, value, limit, unit, at_most, value <= limit if at_most else value >= limit)
+        return Target(name, None, limit, unit, at_most, None, at_bench_size)
+    met = value <= limit if at_most else value >= limit
+    return Target(name, value, limit, unit, at_most, met, at_bench_size)
 
 
 def evaluate_targets(
     *,
     detect_read_ratio: float,
-    two_worker_speedup: float,
-    overhead: float,
+    two_worker_speedup: float | None,
+    whole_run_speedup: float,
+    overhead: float | None,
+    whole_run_overhead: float,
     peak_worker_rss_mb: float | None,
+    bench_days_rss_mb: float | None,
     projection_s: float,
-    days: int,
+    whole_run_projection_s: float,
+    long_days: int,
 ) -> tuple[Target, ...]:
-    """Issue 8's targets next to the measured values."""
+    """Issue 8's targets on the values that hold at scale, the whole runs' alongside."""
     return (
         target("detect / read, daily layout", detect_read_ratio, TARGET_RATIO, "x", True),
-        target("2 workers / 1 worker", two_worker_speedup, TARGET_SPEEDUP, "x", False),
-        target("orchestrator overhead", overhead, TARGET_OVERHEAD_PCT, "%", True),
-        target(f"peak worker RSS, {days} days", peak_worker_rss_mb, TARGET_RSS_MB, "MB", True),
-        target("projection, 2 workers", projection_s / 60, TARGET_PROJECTION_MIN, "min", True),
+        target("2 workers / 1 worker, marginal", two_worker_speedup, TARGET_SPEEDUP, "x", False,
+               whole_run_speedup),
+        target("orchestrator overhead, marginal", overhead, TARGET_OVERHEAD_PCT, "%", True,
+               whole_run_overhead),
+        target(f"peak worker RSS, {long_days} days", peak_worker_rss_mb, TARGET_RSS_MB, "MB",
+               True, bench_days_rss_mb),
+        target("projection, 2 workers", projection_s / 60, TARGET_PROJECTION_MIN, "min", True,
+               whole_run_projection_s / 60),
     )  # fmt: skip
+
+
+def marginal_rates(
+    one: Scaling, two: Scaling, widest: Scaling
+) -> tuple[float, float, float, float] | None:
+    """The projection's marginal inputs: the 1- and 2-worker rates (M bars/s), the fixed
+    seconds of 2 workers and the efficiency of the most workers; None when any is n/a, so
+    that the projection never mixes marginal and whole-run rates."""
+    m1, m2, eff = one.marginal_mbars_per_s, two.marginal_mbars_per_s, widest.marginal_efficiency
+    if m1 is None or m2 is None or eff is None:
+        return None
+    # A negative intercept is noise (no run takes less than nothing): count no fixed part.
+    return m1, m2, max(two.fixed_s or 0.0, 0.0), eff
 
 
 def build_report(result: BenchResult) -> Report:
     data, days, n = result.data, result.spec.days, len(result.data.symbols)
+    half = result.spec.half_symbols
     layouts = {t.layout: layout_row(t, n, days) for t in result.layouts}
+    halves = {r.workers: r for r in result.half_launches}
+    fits = {
+        r.workers: fit_two_sizes(half, halves[r.workers].wall_s, n, r.wall_s)
+        for r in result.launches
+    }
     one = next(run for run in result.launches if run.workers == 1)
     scaling = tuple(
         scaling_row(
-            r.workers, r.wall_s, one.wall_s, n, data.bars, r.peak_worker_rss, r.launcher_rss
+            r.workers,
+            r.wall_s,
+            one.wall_s,
+            n,
+            data.bars,
+            r.peak_worker_rss,
+            r.launcher_rss,
+            half_wall_s=halves[r.workers].wall_s,
+            fit=fits[r.workers],
+            one_worker_marginal_s=fits[1].marginal_s,
         )
         for r in result.launches
     )
     by_workers = {s.workers: s for s in scaling}
     widest = by_workers[max(by_workers)]
     peak = max((s.peak_worker_rss_mb or 0.0 for s in scaling), default=0.0) or None
-    bare = result.bare
+    bare, half_bare = result.bare, result.half_bare
+    bare_fit = fit_two_sizes(half, half_bare.wall_s, n, bare.wall_s)
     overhead = Overhead(
         one.wall_s, bare.wall_s, bare.import_s, bare.loop_s,
-        overhead_pct(one.wall_s, bare.wall_s), bare.peak_rss / MB,
+        overhead_pct(one.wall_s, bare.wall_s), bare.peak_rss / MB, halves[1].wall_s,
+        half_bare.wall_s, fits[1].marginal_s, bare_fit.marginal_s,
+        marginal_overhead_pct(fits[1].marginal_s, bare_fit.marginal_s), fits[1].fixed_s,
+        bare_fit.fixed_s,
+    )  # fmt: skip
+    long_data = result.long_data
+    long_run = LongRun(
+        result.spec.long_days, long_data.bars, long_data.generated, long_data.seconds,
+        result.long_detect.wall_s, result.long_detect.peak_rss / MB,
     )  # fmt: skip
     per_day = bars_per_symbol_day(data.bars, n, days)
+    two = by_workers[2]
+    rates = marginal_rates(by_workers[1], two, widest)
+    one_rate, two_rate, fixed, eff = rates or (
+        by_workers[1].mbars_per_s,
+        two.mbars_per_s,
+        0.0,
+        widest.efficiency,
+    )
     projection = project(
-        per_day, by_workers[2].mbars_per_s, by_workers[1].mbars_per_s,
-        result.machine.cpus_available, widest.efficiency, widest.workers,
-    )  # fmt: skip
+        per_day,
+        two_worker_mbars_per_s=two_rate,
+        one_worker_mbars_per_s=one_rate,
+        fixed_s=fixed,
+        whole_run_two_worker_mbars_per_s=two.mbars_per_s,
+        cpu_workers=result.machine.cpus_available,
+        measured_efficiency=eff,
+        measured_workers=widest.workers,
+        marginal=rates is not None,
+    )
     targets = evaluate_targets(
         detect_read_ratio=layouts["daily"].ratio,
-        two_worker_speedup=by_workers[2].speedup,
-        overhead=overhead.overhead_pct,
-        peak_worker_rss_mb=peak,
+        two_worker_speedup=two.marginal_speedup,
+        whole_run_speedup=two.speedup,
+        overhead=overhead.marginal_overhead_pct,
+        whole_run_overhead=overhead.overhead_pct,
+        peak_worker_rss_mb=long_run.peak_worker_rss_mb,
+        bench_days_rss_mb=peak,
         projection_s=projection.seconds,
-        days=days,
+        whole_run_projection_s=projection.whole_run_seconds,
+        long_days=result.spec.long_days,
     )
-    return Report(result, per_day, layouts, scaling, overhead, peak, projection, targets)
-
-
-# -- JSON --------------------------------------------------------------------------------
-def _clean(value: Any) -> Any:
-    """Floats rounded to 4 decimals, non-finite ones to None, in nested dicts and lists."""
-    if isinstance(value, float):
-        return round(value, 4) if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-def report_json(report: Report) -> dict[str, Any]:
-    r = report.result
-    spec = asdict(r.spec) | {"keep": None if r.spec.keep is None else str(r.spec.keep)}
-    return _clean(
-        {
-            "schema": 1,
-            "spec": spec,
-            "data": {
-                "dir": str(r.data.directory),
-                "generated": r.data.generated,
-                "generate_s": r.data.seconds,
-                "bars": r.data.bars,
-                "symbol_days": len(r.data.symbols) * r.spec.days,
-                "bars_per_symbol_day": report.bars_per_symbol_day,
-            },
-            "layouts": {name: asdict(row) for name, row in report.layouts.items()},
-            "launch": [asdict(s) for s in report.scaling],
-            "overhead": asdict(report.overhead),
-            "peak_worker_rss_mb": report.peak_worker_rss_mb,
-            "projection": asdict(report.projection),
-            "machine": asdict(r.machine),
-            "targets": [asdict(t) for t in report.targets],
-            "wall_s": r.wall_s,
-        }
+    return Report(
+        result, per_day, half, layouts, scaling, overhead, peak, long_run, projection, targets
     )
-
-
-# -- text --------------------------------------------------------------------------------
-def _mb(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f} MB"
-
-
-def _load(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:,.1f} min" if math.isfinite(seconds) else "n/a"
-
-
-def _target_line(t: Target) -> str:
-    sign = "<=" if t.at_most else ">="
-    value = "n/a" if t.value is None else f"{t.value:,.2f} {t.unit}"
-    verdict = {True: "met", False: "NOT met", None: "unknown"}[t.met]
-    goal = f"target {sign} {t.limit:g} {t.unit}"
-    return f"   {t.name:<30} {value:>12}   {goal:<20} {verdict}"
-
-
-def format_text(report: Report) -> str:
-    r, spec, data, m = report.result, report.result.spec, report.result.data, report.result.machine
-    made = f"generated in {data.seconds:.1f} s" if data.generated else "reused"
-    o, p = report.overhead, report.projection
-    lines = [
-        f"intraday-events bench: {len(data.symbols)} symbols x {spec.days} days, {data.bars:,} "
-        f"bars ({report.bars_per_symbol_day:.1f} per symbol-day); bars {made} in {data.directory}",
-        "",
-        "1. read vs detect_symbol in this process, ms per symbol-100-days (one warm-up pass, "
-        f"then per symbol the best of {spec.repeat} passes, summed; medians in brackets)",
-        f"   {'layout':<8} {'files':>7} {'read':>17} {'detect_symbol':>17} {'detect/read':>16}",
-    ]
-    for name, row in report.layouts.items():
-        lines.append(
-            f"   {name:<8} {row.files:>7,} {row.read_ms_per_100d:>8.1f} "
-            f"({row.read_median_ms_per_100d:>6.1f}) {row.detect_ms_per_100d:>8.1f} "
-            f"({row.detect_median_ms_per_100d:>6.1f}) {row.ratio:>7.2f}x ({row.median_ratio:.2f}x)"
-        )
-    lines += [
-        "   read = bar_files() + scan_parquet(files).select(timestamp, open, high, low, close, "
-        "volume).collect(), as read_bar_files does; files in the page cache",
-        "",
-        "2. launch on the daily layout: real processes, a fresh root each, --yes "
-        "--no-dashboard, wall time from start to exit, one run each",
-        f"   {'workers':>7} {'wall s':>8} {'symbols/s':>10} {'M bars/s':>9} {'speedup':>8} "
-        f"{'efficiency':>11}",
-        *(
-            f"   {s.workers:>7} {s.wall_s:>8.2f} {s.symbols_per_s:>10.2f} {s.mbars_per_s:>9.3f} "
-            f"{s.speedup:>7.2f}x {s.efficiency:>11.2f}"
-            for s in report.scaling
-        ),
-        "",
-        f"3. orchestrator overhead: launch --workers 1 {o.launch_wall_s:.2f} s vs a bare "
-        f"detect_symbol loop in a fresh process {o.bare_wall_s:.2f} s (in it: imports "
-        f"{o.bare_import_s:.2f} s, loop {o.bare_loop_s:.2f} s): {o.overhead_pct:+.1f} %",
-        "   both wall times include interpreter start and imports; the launch's fixed costs "
-        "(a second interpreter, bar counts, shard commit, final merge) weigh less in a larger run",
-        "",
-        f"4. peak RSS of a worker: {_mb(report.peak_worker_rss_mb)} (high-water marks polled "
-        "from the launch's process tree every 0.1 s)",
-        *(
-            f"   launch --workers {s.workers}: largest worker {_mb(s.peak_worker_rss_mb)}, "
-            f"launcher {_mb(s.launcher_rss_mb)}"
-            for s in report.scaling
-        ),
-        f"   bare loop process {_mb(o.bare_rss_mb)} (its ru_maxrss)",
-        "",
-        f"5. projection to {p.symbols:,} symbols x {p.days} days ({p.bars / 1e6:,.0f} M bars) on "
-        f"this machine: {_minutes(p.seconds)} with {p.workers} workers (their measured rate), "
-        f"{_minutes(p.cpu_seconds)} with {p.cpu_workers} workers (the available CPUs)",
-        f"   assuming {p.assumption}",
-        "",
-        f"6. machine: {m.cpus} CPUs ({m.cpus_available} available), {m.cpu_model or 'model n/a'}"
-        f", {m.memory_gb:.1f} GiB; {m.platform}; Python {m.python}, polars {m.polars}, "
-        f"pyarrow {m.pyarrow}; load average {_load(m.load_1m)} at the start (other work on the "
-        "machine makes every number here noisy)",
-        "",
-        "targets (issue 8; shown, not enforced):",
-        *(_target_line(t) for t in report.targets),
-        "",
-        f"bench wall time {r.wall_s:.1f} s",
-    ]
-    return "\n".join(lines)

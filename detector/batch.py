@@ -91,6 +91,7 @@ class BatchTask:
     config_hash: str
     owner_pid: int  # the committing driver; names the temporary shard
     progress: LaneProgress
+    stop_token: str  # this launch's: a stop file holding another text is not for it
     start_date: date | None = None
     end_date: date | None = None
 
@@ -114,8 +115,8 @@ class BatchOutput:
 def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
     """Detect ``task.symbols`` in turn and write their events as a temporary shard.
 
-    Between symbols it checks the run's stop file: when present, the symbols done
-    so far are returned and the rest are left for a later launch.
+    Between symbols it checks the run's stop file: when it holds this launch's
+    token, the symbols done so far are returned and the rest are left for later.
     """
     started = time.perf_counter()
     layout = RunLayout(task.root, task.run_id)
@@ -127,7 +128,7 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
     bars = 0
     stopped = False
     for symbol in task.symbols:
-        if layout.stop_file.exists():
+        if _stop_requested(layout.stop_file, task.stop_token):
             stopped = True
             break
         beat.write("running", current_symbol=symbol)
@@ -177,6 +178,13 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
         stopped=stopped,
         seconds=time.perf_counter() - started,
     )
+
+
+def _stop_requested(path: Path, token: str) -> bool:
+    try:
+        return path.read_text(encoding="utf-8").strip() == token
+    except OSError:  # absent (the usual case), or unreadable: no stop
+        return False
 
 
 class _Beat:

@@ -163,9 +163,15 @@ class RunStore:
             before_replace=lambda: crash_point("during_checkpoint_write"),
         )
 
-    def reconcile(self) -> ck.Checkpoint | None:
+    def reconcile(self, *, remove_temps: bool = True) -> ck.Checkpoint | None:
+        """The checkpoint with every committed shard in it (rewritten if it missed some).
+
+        ``remove_temps=False`` leaves temporary shards alone: a Ray driver's tasks
+        name theirs after the driver, so to the driver they always look abandoned.
+        """
         with self._lock:
-            self._remove_stale_temp_shards()
+            if remove_temps:
+                self._remove_stale_temp_shards()
             return self._load_reconciled()
 
     def open_run(

@@ -243,9 +243,9 @@ class Launcher:
     def _run_on_ray(self, store: RunStore, plan: Plan, config_hash: str) -> tuple[int, ...]:
         cfg = self.cfg
         spec = RayRun(
-            root=cfg.root.resolve(),
+            root=cfg.root.absolute(),  # not resolve(): a symlink may be the shared path
             run_id=cfg.run_id,
-            bars_root=cfg.bars_root.resolve(),
+            bars_root=cfg.bars_root.absolute(),
             config_hash=config_hash,
             batch_size=cfg.batch_size,
             max_attempts=cfg.max_attempts,

@@ -154,4 +154,5 @@ def heartbeat_view(layout: RunLayout, worker_id: int) -> HeartbeatView | None:
         token=(stat.st_mtime_ns, stat.st_size, beat.updated_at),
         current_symbol=beat.current_symbol,
         symbols_done=beat.symbols_done,
+        batch_num=beat.batch_num,
     )

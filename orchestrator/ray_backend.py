@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -51,6 +52,8 @@ from orchestrator.ray_lanes import Lane
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'intraday-events[ray]'"
+GRACE_CANCEL = "cancelled: still running when the stop's grace period ended"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LOCAL_OBJECT_STORE_BYTES = 128 * 2**20  # tasks exchange paths and counts, not data
 
 
@@ -79,8 +82,8 @@ def import_ray() -> ModuleType:
     """The ``ray`` module, or :class:`RayUnavailableError` saying how to install it."""
     try:
         return importlib.import_module("ray")
-    except ImportError as exc:
-        raise RayUnavailableError(str(exc)) from None
+    except Exception as exc:  # not installed, or installed but broken
+        raise RayUnavailableError(_first_line(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,15 @@ def connect(ray: ModuleType, address: str | None, workers: int) -> None:
         }
     try:
         ray.init(address=address, **options)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise RayConnectError(address, str(exc).splitlines()[0]) from None
+    except (ray.exceptions.RayError, ConnectionError, TimeoutError, ValueError, RuntimeError,
+            OSError) as exc:  # fmt: skip
+        raise RayConnectError(address, _first_line(exc)) from None
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < workers:
+        log.warning(
+            "the Ray cluster has %g CPUs for %d concurrent tasks (--workers): tasks wait "
+            "for a free CPU", cpus, workers,
+        )  # fmt: skip
 
 
 Clock = Callable[[], float]
@@ -146,6 +156,9 @@ class RayBackend:
         self.refs: dict[int, Any] = {}  # lane -> ObjectRef of its task in flight
         self.cancelled: dict[int, str] = {}  # lane -> why the driver cancelled its task
         self.stopping_since: float | None = None
+        # Written into the stop file: tasks stop for this launch's file only, never for
+        # one left by an earlier launch that a network filesystem still shows them.
+        self.stop_token = f"{os.getpid()}-{os.urandom(8).hex()}"
 
     # -- the whole run -----------------------------------------------------------
     def run(self) -> tuple[int, ...]:
@@ -165,11 +178,13 @@ class RayBackend:
             try:
                 for ref in self.refs.values():
                     ray.cancel(ref, force=True)
-            finally:
                 ray.shutdown()
-                self.layout.stop_file.unlink(missing_ok=True)
-                if self.monitor is not None:
-                    self.monitor.close()
+            finally:
+                try:
+                    self.layout.stop_file.unlink(missing_ok=True)
+                finally:
+                    if self.monitor is not None:
+                        self.monitor.close()
         return tuple(lane.worker_id for lane in self.lanes if lane.state == "given_up")
 
     def _pass(self, ray: ModuleType, remote: Any, app_ref: Any) -> None:
@@ -184,7 +199,7 @@ class RayBackend:
         elif now - self.stopping_since > sup.stop_grace_seconds:
             for worker_id, ref in self.refs.items():
                 if worker_id not in self.cancelled:
-                    self.cancelled[worker_id] = "stopped after the grace period"
+                    self.cancelled[worker_id] = GRACE_CANCEL
                     ray.cancel(ref, force=True)
         self._collect(ray, sup.poll_interval_seconds)
         self._watch(ray, self.clock())
@@ -195,7 +210,7 @@ class RayBackend:
         """Tasks stop between symbols once the stop file exists; their work is committed."""
         self.stopping_since = now
         log.warning("stopping (%s): tasks finish their symbol, then commit", self.stop.reason)
-        write_text_atomic(self.layout.stop_file, f"{self.stop.reason}\n", durable=False)
+        write_text_atomic(self.layout.stop_file, f"{self.stop_token}\n", durable=False)
         for lane in self.lanes:
             if not lane.finished and lane.task is None:
                 self._finish_lane(lane, "stopped")
@@ -205,13 +220,16 @@ class RayBackend:
         try:
             cp = self.store.read()
         except CheckpointFormatError:
-            cp = self.store.reconcile()  # rebuilt from the shards, under the lock
+            # Rebuilt from the shards, under the lock; the tasks' temporary shards kept.
+            cp = self.store.reconcile(remove_temps=False)
         if cp is None:
             return frozenset()
         return cp.completed | cp.quarantined(self.run_spec.max_attempts)
 
     def _send(self, lane: Lane, remote: Any, app_ref: Any, now: float) -> None:
         spec = self.run_spec
+        if lane.state == "waiting" and now < lane.retry_at:
+            return
         skip = self._skip()
         batch = lane.next_batch(skip, spec.batch_size, now)
         if not batch:
@@ -232,6 +250,7 @@ class RayBackend:
             progress=LaneProgress(
                 lane.symbols_done, lane.symbols_total, lane.bars_done, lane.events, lane.started_at
             ),
+            stop_token=self.stop_token,
             start_date=spec.start_date,
             end_date=spec.end_date,
         )
@@ -240,8 +259,8 @@ class RayBackend:
             "worker %d: batch %d (%d symbols, %s..) sent as a Ray task%s",
             lane.worker_id, number, len(batch), batch[0], again,
         )  # fmt: skip
+        view = heartbeat_view(self.layout, lane.worker_id)  # before the task can write it
         self.refs[lane.worker_id] = remote.remote(task, app_ref)
-        view = heartbeat_view(self.layout, lane.worker_id)
         lane.sent(number, batch, now, view.token if view is not None else None)
 
     # -- results -----------------------------------------------------------------
@@ -312,10 +331,18 @@ class RayBackend:
     def _lost(self, lane: Lane, reason: str) -> None:
         task = lane.task
         view = heartbeat_view(self.layout, lane.worker_id)
-        symbol = view.current_symbol if view is not None else None
+        symbol = None
+        if (
+            task is not None
+            and view is not None
+            and view.batch_num == task.number  # written by this task, not an earlier one
+            and view.token != task.sent_token
+            and view.current_symbol in task.symbols
+        ):
+            symbol = view.current_symbol
         doing = ""
-        if task is not None and symbol in task.symbols:
-            assert symbol is not None
+        # A stop is not the symbol's fault: nothing is counted against it then.
+        if symbol is not None and self.stopping_since is None and reason != GRACE_CANCEL:
             cp = self.store.record_failures({symbol: reason})
             attempts = cp.failed[symbol].attempts if symbol in cp.failed else 0
             doing = f" while detecting {symbol} (failed attempt {attempts})"
@@ -385,6 +412,14 @@ def _beat_rss(layout: RunLayout, worker_id: int) -> float | None:
 
 
 def _describe(exc: BaseException) -> str:
-    """One line for a lost task: Ray's exception type and the first line of its text."""
-    first = next((line for line in str(exc).splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {first}"[:300]
+    """One line for a lost task: the exception the task raised, else Ray's own."""
+    cause = getattr(exc, "cause", None)  # RayTaskError: what the task itself raised
+    if isinstance(cause, BaseException):
+        exc = cause
+    return f"{type(exc).__name__}: {_first_line(exc)}"[:300]
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of ``exc``'s text, without terminal colour codes."""
+    text = _ANSI.sub("", str(exc))
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -36,6 +36,7 @@ class InFlight:
     symbols: tuple[str, ...]
     submitted_at: float
     token: Hashable  # the heartbeat as last seen
+    sent_token: Hashable = None  # ... when the task was sent
     changed_at: float | None = None  # when the heartbeat last changed; None: not yet
 
 
@@ -83,7 +84,7 @@ class Lane:
 
     def sent(self, number: int, symbols: tuple[str, ...], now: float, token: Hashable) -> None:
         self.batches_sent = number
-        self.task = InFlight(number, symbols, now, token)
+        self.task = InFlight(number, symbols, now, token, token)
         self.state = "running"
 
     def seen(self, token: Hashable, now: float) -> None:

@@ -49,6 +49,7 @@ class HeartbeatView:
     token: Hashable  # changes whenever the worker writes its heartbeat
     current_symbol: str | None
     symbols_done: int
+    batch_num: int = 0  # the batch it is on (Ray tasks: which task wrote it)
 
 
 class WorkerPort(Protocol):

@@ -259,3 +259,14 @@ def test_status_writes_nothing(completed_root: Path, partial_root: Path, tmp_pat
         for args in ([], ["--json"], ["--run-id", RUN]):
             CliRunner().invoke(cli, ["--root", str(root), "status", *args])
         assert tree(root) == before
+
+
+def test_a_ray_task_on_another_host_is_not_judged_by_a_local_pid(partial_root: Path) -> None:
+    layout = RunLayout(partial_root, RUN)
+    # Its pid means nothing here (dead, or another process): liveness is unknown, its
+    # status is as written, and it counts as working.
+    write_heartbeat(layout.worker_heartbeat(2), beat(pid=dead_pid(), host="node-17.cluster"))
+    write_heartbeat(layout.worker_heartbeat(3), beat(pid=dead_pid()))  # this host: dead
+    workers = {w.worker_id: w for w in snap(partial_root).workers}
+    assert (workers[2].status, workers[2].alive, workers[2].live) == ("running", None, True)
+    assert (workers[3].status, workers[3].alive) == ("dead", False)

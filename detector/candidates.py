@@ -16,6 +16,20 @@ from detector.detectors import detector_rules, global_filter
 from detector.features import PRIOR_EXTREME_WINDOW, in_session, ratio, session_label
 from detector.sparse import WindowFeature, add_window_features
 
+# What the event rows carry from their bar (EVENTS.md §6), and what candidates add.
+_BAR_COLUMNS = (
+    "timestamp",
+    "ts_et",
+    "date",
+    "minute",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "dollar_volume",
+    "range_pct",
+)
 _CANDIDATE_COLUMNS = {
     "event_type": pl.String,
     "direction": pl.String,
@@ -96,26 +110,38 @@ def window_features(cfg: DetectorConfig) -> list[WindowFeature]:
 def candidates(features: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
     """One row per (bar, event_type, direction) that fires and passes the global filters.
 
-    ``features`` is :func:`detector.features.bar_features`' output. Adds ``event_type``,
-    ``direction``, ``spike_x`` and ``session``; rows whose metric is not finite are
-    dropped.
+    ``features`` is :func:`detector.features.bar_features`' output. Returns the bar
+    columns the events need with ``event_type``, ``direction``, ``spike_x`` and
+    ``session``; rows whose metric is not finite are dropped.
     """
     rules, metrics = detector_rules(cfg)
     screened = features.filter(screen(cfg)) if rules else features.clear()
     if screened.is_empty():
-        return screened.with_columns(
+        return screened.select(_BAR_COLUMNS).with_columns(
             pl.lit(None, dtype).alias(name) for name, dtype in _CANDIDATE_COLUMNS.items()
         )
     screened = add_window_features(features, screened, window_features(cfg))
-    fired = screened.select(r.condition.alias(f"fired_{i}") for i, r in enumerate(rules))
-    hits = pl.concat([screened, fired], how="horizontal").filter(pl.any_horizontal(fired.columns))
-    parts = [
-        hits.filter(pl.col(f"fired_{i}")).with_columns(
-            event_type=pl.lit(r.event_type),
-            direction=pl.lit(r.direction),
-            spike_x=metrics[r.event_type].cast(pl.Float64),
+    # (screened row, rule) for every rule that fired, rule by rule in time order.
+    fired = screened.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("at"),
+        *(r.condition.alias(str(i)) for i, r in enumerate(rules)),
+    ).unpivot(index="at", variable_name="rule", value_name="fired")
+    fired = fired.filter(pl.col("fired"))
+    rule = fired["rule"].cast(pl.Int64)
+    found = (
+        screened.select(*_BAR_COLUMNS, **{f"metric_{t}": m for t, m in metrics.items()})
+        .gather(fired["at"])
+        .with_columns(
+            pl.Series("event_type", [r.event_type for r in rules]).gather(rule),
+            pl.Series("direction", [r.direction for r in rules]).gather(rule),
         )
-        for i, r in enumerate(rules)
-    ]
-    found = pl.concat(parts, how="vertical").drop(fired.columns)
-    return found.filter(pl.col("spike_x").is_finite()).with_columns(session=session_label(cfg))
+    )
+    spike_x = pl.lit(None, pl.Float64)
+    for name in metrics:
+        is_type = pl.col("event_type") == name
+        spike_x = pl.when(is_type).then(pl.col(f"metric_{name}")).otherwise(spike_x)
+    return (
+        found.with_columns(spike_x=spike_x.cast(pl.Float64), session=session_label(cfg))
+        .drop(f"metric_{t}" for t in metrics)
+        .filter(pl.col("spike_x").is_finite())
+    )

@@ -73,19 +73,19 @@ def add_window_features(
 
 def _window_at(frame: pl.DataFrame, rows: pl.Series, feature: WindowFeature) -> pl.Series:
     """The feature at each of ``rows`` (row numbers of ``frame``)."""
+    size = feature.last - feature.first + 1
+    n = rows.len()
+    # Row i * size + j of the window frame is bar j + first bars back from rows[i]; it
+    # counts only if that bar lies in the same day (at most pos bars back).
+    cell = pl.int_range(0, n * size, dtype=pl.Int64, eager=True)
+    at = cell // size
+    back = cell % size + feature.first
+    source = rows.cast(pl.Int64).gather(at) - back
+    same_day = back <= frame[POS].gather(rows).gather(at)
     values = frame.select(feature.values.cast(pl.Float64)).to_series()
-    at = pl.DataFrame({"row": rows.cast(pl.Int64), POS: frame[POS].gather(rows)})
-    back = pl.DataFrame({"back": pl.int_range(feature.first, feature.last + 1, eager=True)})
-    # One row per (screened bar, earlier bar of its window that lies in the same day).
-    window = (
-        at.with_row_index("k")
-        .join(back, how="cross")
-        .filter(pl.col("back") <= pl.col(POS))
-        .select("k", source=pl.col("row") - pl.col("back"))
-    )
-    window = window.with_columns(value=values.gather(window["source"]))
-    reduce = getattr(pl.col("value"), feature.reduce)
-    reduced = window.group_by("k").agg(result=reduce(), n=pl.len())
-    reduced = reduced.filter(pl.col("n") >= feature.min_samples)
-    column = pl.Series(feature.name, [], dtype=pl.Float64).extend_constant(None, rows.len())
-    return column.scatter(reduced["k"], reduced["result"])
+    gathered = values.gather(source.clip(lower_bound=0))
+    window = pl.select(pl.when(same_day).then(gathered)).to_series().reshape((n, size))
+    result = getattr(window.arr, feature.reduce)()
+    count = same_day.cast(pl.UInt32).reshape((n, size)).arr.sum()
+    kept = pl.select(pl.when(count >= feature.min_samples).then(result)).to_series()
+    return kept.alias(feature.name)

@@ -46,39 +46,53 @@ def thin(candidates: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
 
     ``candidates`` holds one symbol's candidates with ``date``, ``event_type``,
     ``direction`` and ``timestamp``. Never looks ahead: whether a candidate is kept
-    depends only on earlier candidates.
+    depends only on earlier candidates. The rows come back in no particular order.
     """
     if candidates.is_empty() or not cfg.deduplication.enable:
         return candidates
     ordered = candidates.sort(["date", "event_type", "direction", "timestamp"])
-    keep = _cooldown_mask(ordered, cfg)
-    kept = ordered.filter(pl.Series(keep, dtype=pl.Boolean))
+    kept = ordered.filter(_cooldown_mask(ordered, cfg))
     caps = {t: daily_cap(cfg, t) for t in kept["event_type"].unique().to_list()}
     caps = {t: cap for t, cap in caps.items() if cap is not None}
     if not caps:
         return kept
-    cap_col = pl.col("event_type").replace_strict(caps, default=None, return_dtype=pl.Int64)
-    rank = pl.int_range(pl.len()).over(["date", "event_type"], order_by=["timestamp", "direction"])
-    return kept.filter(cap_col.is_null() | (rank < cap_col))
+    capped = pl.col("event_type").is_in(list(caps))
+    # Rank within (day, event_type) by (timestamp, direction): the cap keeps the earliest.
+    limited = kept.filter(capped).sort(["date", "event_type", "timestamp", "direction"])
+    first = (
+        (pl.col("date") != pl.col("date").shift(1))
+        | (pl.col("event_type") != pl.col("event_type").shift(1))
+    ).fill_null(True)
+    row = pl.int_range(pl.len())
+    rank = row - pl.when(first).then(row).otherwise(None).forward_fill()
+    cap = pl.col("event_type").replace_strict(caps, return_dtype=pl.Int64)
+    return pl.concat([kept.filter(~capped), limited.filter(rank < cap)])
 
 
-def _cooldown_mask(ordered: pl.DataFrame, cfg: DetectorConfig) -> list[bool]:
+def _cooldown_mask(ordered: pl.DataFrame, cfg: DetectorConfig) -> pl.Series:
+    """The greedy cooldown walk over candidates sorted by group, then time.
+
+    Sequential by nature (whether a candidate is kept depends on the last *kept* one),
+    so it is a plain loop over Python ints, one step per candidate, never per bar.
+    """
     cooldown_ms = {
         t: cooldown_minutes(cfg, t) * _MS_PER_MINUTE
         for t in ordered["event_type"].unique().to_list()
     }
-    groups = ordered.select(pl.col("date"), pl.col("event_type"), pl.col("direction")).rows()
-    times = ordered["timestamp"].dt.epoch("ms").to_list()
-    keep: list[bool] = []
-    last_key: tuple[object, ...] | None = None
+    columns = ordered.select(
+        starts=pl.any_horizontal(
+            pl.col(c) != pl.col(c).shift(1) for c in ("date", "event_type", "direction")
+        ).fill_null(True),
+        times=pl.col("timestamp").dt.epoch("ms"),
+        cooldowns=pl.col("event_type").replace_strict(cooldown_ms, return_dtype=pl.Float64),
+    )
+    starts = columns["starts"].to_list()
+    times = columns["times"].to_list()
+    cooldowns = columns["cooldowns"].to_list()
+    keep = [False] * len(times)
     last_emitted = 0
-    for key, t in zip(groups, times, strict=True):
-        if key != last_key:
-            last_key, last_emitted = key, t
-            keep.append(True)
-        elif t - last_emitted >= cooldown_ms[key[1]]:
+    for i, t in enumerate(times):
+        if starts[i] or t - last_emitted >= cooldowns[i]:
+            keep[i] = True
             last_emitted = t
-            keep.append(True)
-        else:
-            keep.append(False)
-    return keep
+    return pl.Series(keep, dtype=pl.Boolean)

@@ -83,6 +83,11 @@ def read_bar_files(files: list[Path], naive_timezone: str) -> tuple[pl.DataFrame
     Returns the rows and statistics holding ``files_read`` and ``files_skipped``.
     Raises :class:`BarsSchemaError` for a missing column or an unusable type.
     """
+    if naive_timezone != "UTC" and _mixed_time_zones(files):
+        # A scan over many files takes the first file's timestamp type and silently
+        # reads the others as if they had it: a naive file beside zone-aware ones would
+        # be shifted by the naive zone's offset. Only matters when naive is not UTC.
+        return _read_one_by_one(files, naive_timezone)
     try:
         # The type conversion is part of the scan, so the rows are materialised once.
         # The schema is the first file's; a file that disagrees fails the collect.
@@ -95,6 +100,21 @@ def read_bar_files(files: list[Path], naive_timezone: str) -> tuple[pl.DataFrame
     except Exception as exc:  # fall back to file-by-file to find the culprit
         log.debug("one-pass read of %d files failed (%s); reading one by one", len(files), exc)
     return _read_one_by_one(files, naive_timezone)
+
+
+def _mixed_time_zones(files: list[Path]) -> bool:
+    """Whether some files have naive timestamps and others zone-aware ones (footers only)."""
+    kinds = set()
+    for path in files:
+        try:
+            field = pq.read_schema(path).field("timestamp")
+        except (OSError, KeyError, pa.ArrowException):
+            continue  # the file-by-file read names the problem, if it is one
+        if pa.types.is_timestamp(field.type):
+            kinds.add(field.type.tz is None)
+        if len(kinds) > 1:
+            return True
+    return False
 
 
 def _read_one_by_one(files: list[Path], naive_timezone: str) -> tuple[pl.DataFrame, CleaningStats]:

@@ -181,3 +181,21 @@ def test_detect_bars_matches_detect_symbol(tmp_path: Path) -> None:
     write_daily(tmp_path, "ABC", frame)
     cfg = loose_config()
     assert detect_bars("ABC", frame, cfg).events.equals(detect_symbol("ABC", tmp_path, cfg))
+
+
+@pytest.mark.parametrize("naive_first", [True, False])
+def test_naive_and_zone_aware_files_of_one_symbol_are_each_read_right(
+    tmp_path: Path, naive_first: bool
+) -> None:
+    """With a non-UTC naive zone, a naive day beside zone-aware days keeps its own meaning
+    (a scan over all files would read every file with the first file's type)."""
+    files = write_daily(tmp_path, "ABC", busy_days(3))
+    expected = pl.concat([pl.read_parquet(f) for f in files]).get_column("timestamp")
+    naive = files[0] if naive_first else files[-1]
+    # The same instants written as New York wall-clock times without a zone.
+    pl.read_parquet(naive).with_columns(
+        pl.col("timestamp").dt.convert_time_zone("America/New_York").dt.replace_time_zone(None)
+    ).write_parquet(naive)
+    loaded = load_symbol_bars("ABC", tmp_path, naive_timezone="America/New_York")
+    got = loaded.bars.get_column("timestamp")
+    assert got.to_list() == expected.dt.cast_time_unit("ms").dt.convert_time_zone("UTC").to_list()

@@ -3,7 +3,7 @@
 ``INTRADAY_EVENTS_CRASH_AT=point[:N][@SYMBOL]`` kills the worker the N-th time it
 reaches ``point`` (with ``@SYMBOL``: while on that symbol). Points:
 ``during_detection``, ``after_temp_shard``, ``after_rename``,
-``during_checkpoint_write``.
+``during_checkpoint_write``, and ``compact_mid_write`` (``compact``).
 
 ``INTRADAY_EVENTS_PAUSE_AT=point:SECONDS[@SYMBOL]`` sleeps there instead, to make a
 worker slow or stalled; the point is ``before_detection``.

@@ -12,8 +12,15 @@ from __future__ import annotations
 import polars as pl
 
 from detector.config import DetectorConfig
-from detector.detectors import detector_rules, global_filter
-from detector.features import PRIOR_EXTREME_WINDOW, in_session, ratio, session_label
+from detector.detectors import bar_filter, day_filter, detector_rules
+from detector.features import (
+    PRIOR_EXTREME_WINDOW,
+    SymbolFeatures,
+    at_bars,
+    in_session,
+    ratio,
+    session_label,
+)
 from detector.sparse import WindowFeature, add_window_features
 
 # What the event rows carry from their bar (EVENTS.md §6), and what candidates add.
@@ -61,27 +68,47 @@ def _spike_screen(cfg: DetectorConfig) -> pl.Expr:
 
 
 def screen(cfg: DetectorConfig) -> pl.Expr:
-    """A condition every candidate meets: the global filters, and its detector's volume test."""
-    volume_tests: list[float] = []
+    """A condition every candidate meets, from few features of every bar: the global
+    filters of the bar (those of its day are added by the caller), and its detector's
+    volume test (``vol_mult`` at least some threshold; for
+    volume_spike, range, volume and dollar volume at least the lower of its session
+    thresholds). Cheap on purpose: all else is evaluated on the screened bars only."""
+    vol_tests: list[float] = []
     if cfg.vwap_break.enable:
         vb = cfg.vwap_break
-        volume_tests += [vb.bullish.min_volume_confirm, vb.bearish.min_volume_confirm]
+        vol_tests += [vb.bullish.min_volume_confirm, vb.bearish.min_volume_confirm]
     if cfg.price_momentum.enable:
-        volume_tests.append(cfg.price_momentum.min_volume_multiplier)
+        vol_tests.append(cfg.price_momentum.min_volume_multiplier)
     if cfg.consolidation_break.enable:
-        volume_tests.append(cfg.consolidation_break.min_volume_spike)
+        vol_tests.append(cfg.consolidation_break.min_volume_spike)
     if cfg.opening_range_break.enable:
-        volume_tests.append(cfg.opening_range_break.min_volume_confirm)
+        vol_tests.append(cfg.opening_range_break.min_volume_confirm)
     if cfg.flush_detection.enable:
-        volume_tests.append(cfg.flush_detection.min_volume_spike)
+        vol_tests.append(cfg.flush_detection.min_volume_spike)
     tests = []
-    if volume_tests:
-        tests.append((pl.col("vol_mult") >= min(volume_tests)).fill_null(False))
-    if cfg.volume_spike.enable:
-        tests.append(_spike_screen(cfg))
+    if vol_tests:
+        tests.append(pl.col("vol_mult") >= min(vol_tests))
+    vs = cfg.volume_spike
+    if vs.enable:
+        tests.append(
+            (pl.col("range_pct") >= vs.min_range_1m_pct)
+            & (pl.col("volume") >= min(vs.rth.min_absolute_volume, vs.pm_ah.min_absolute_volume))
+            & (pl.col("dollar_volume") >= min(vs.rth.min_dollar_volume, vs.pm_ah.min_dollar_volume))
+        )
     if not tests:
         return pl.lit(False)
-    return global_filter(cfg) & pl.any_horizontal(tests)
+    return bar_filter(cfg) & pl.any_horizontal(tests).fill_null(False)
+
+
+def _breaking_out(cfg: DetectorConfig) -> pl.Expr:
+    """consolidation_break's volume test, and a close beyond the previous bar's high or
+    low by the breakout margin: the base includes that bar, and multiplying floats by a
+    positive factor keeps their order, so a base breakout is also this one."""
+    cb = cfg.consolidation_break
+    close = pl.col("close")
+    up = close >= pl.col("prev_high") * (1 + cb.min_breakout_pct / 100)
+    down = close <= pl.col("prev_low") * (1 - cb.min_breakout_pct / 100)
+    return (pl.col("vol_mult") >= cb.min_volume_spike) & (up | down)
 
 
 def window_features(cfg: DetectorConfig) -> list[WindowFeature]:
@@ -90,9 +117,10 @@ def window_features(cfg: DetectorConfig) -> list[WindowFeature]:
     features: list[WindowFeature] = []
     vs = cfg.volume_spike
     if vs.enable and vs.rolling_method == "median":
-        volume = pl.col("volume").cast(pl.Float64)
         last = vs.rolling_window_minutes - 1
-        features.append(WindowFeature("vol_ref", volume, 0, last, 1, "median", _spike_screen(cfg)))
+        features.append(
+            WindowFeature("vol_ref", "volume", 0, last, 1, "median", _spike_screen(cfg))
+        )
     pm = cfg.price_momentum
     if pm.enable:
         ret = (ratio(pl.col("close"), pl.col("close_back")) - 1) * 100
@@ -100,48 +128,62 @@ def window_features(cfg: DetectorConfig) -> list[WindowFeature]:
         n = PRIOR_EXTREME_WINDOW
         if pm.bullish.require_breakout:
             up = moving & (ret >= pm.bullish.min_change_pct)
-            features.append(WindowFeature("prior_high_20", pl.col("high"), 1, n, 1, "max", up))
+            features.append(WindowFeature("prior_high_20", "high", 1, n, 1, "max", up))
         if pm.bearish.require_breakdown:
             down = moving & (ret <= -pm.bearish.min_change_pct)
-            features.append(WindowFeature("prior_low_20", pl.col("low"), 1, n, 1, "min", down))
+            features.append(WindowFeature("prior_low_20", "low", 1, n, 1, "min", down))
+    cb = cfg.consolidation_break
+    if cb.enable:
+        n = cb.consolidation_window_minutes
+        breaking = _breaking_out(cfg)
+        features.append(WindowFeature("base_high", "high", 1, n, n, "max", breaking))
+        features.append(WindowFeature("base_low", "low", 1, n, n, "min", breaking))
     return features
 
 
-def candidates(features: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
+def candidates(features: SymbolFeatures, cfg: DetectorConfig) -> pl.DataFrame:
     """One row per (bar, event_type, direction) that fires and passes the global filters.
 
-    ``features`` is :func:`detector.features.bar_features`' output. Returns the bar
-    columns the events need with ``event_type``, ``direction``, ``spike_x`` and
-    ``session``; rows whose metric is not finite are dropped.
+    Returns the bar columns the events need with ``event_type``, ``direction``,
+    ``spike_x`` and ``session``; rows whose metric is not finite are dropped.
     """
     rules, metrics = detector_rules(cfg)
-    screened = features.filter(screen(cfg)) if rules else features.clear()
-    if screened.is_empty():
-        return screened.select(_BAR_COLUMNS).with_columns(
-            pl.lit(None, dtype).alias(name) for name, dtype in _CANDIDATE_COLUMNS.items()
+    bars = features.bars
+    rows = pl.Series(dtype=pl.Int64)
+    if rules:
+        day_ok = features.days.select(day_filter(cfg)).to_series()
+        on_good_day = pl.lit(day_ok).gather(pl.col("day_no"))
+        rows = bars.select(pl.arg_where(screen(cfg) & on_good_day)).to_series()
+    if rows.is_empty():
+        return (
+            bars.select(_BAR_COLUMNS)
+            .clear()
+            .with_columns(
+                pl.lit(None, dtype).alias(name) for name, dtype in _CANDIDATE_COLUMNS.items()
+            )
         )
-    screened = add_window_features(features, screened, window_features(cfg))
-    # (screened row, rule) for every rule that fired, rule by rule in time order.
-    fired = screened.select(
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias("at"),
-        *(r.condition.alias(str(i)) for i, r in enumerate(rules)),
-    ).unpivot(index="at", variable_name="rule", value_name="fired")
-    fired = fired.filter(pl.col("fired"))
-    rule = fired["rule"].cast(pl.Int64)
-    found = (
-        screened.select(*_BAR_COLUMNS, **{f"metric_{t}": m for t, m in metrics.items()})
-        .gather(fired["at"])
-        .with_columns(
-            pl.Series("event_type", [r.event_type for r in rules]).gather(rule),
-            pl.Series("direction", [r.direction for r in rules]).gather(rule),
-        )
+    screened = add_window_features(bars, at_bars(features, rows, cfg), window_features(cfg))
+    # Per rule, the screened bars where it fired, its number and its metric there; all
+    # rules one after the other, each column as one list (indexing a list column gives
+    # the inner Series, possibly empty).
+    fired = [f"fired_{i}" for i in range(len(rules))]
+    flags = screened.with_columns(r.condition.alias(f) for r, f in zip(rules, fired, strict=True))
+    metric = [metrics[r.event_type].cast(pl.Float64) for r in rules]
+    hits = flags.select(
+        at=pl.concat_list(pl.arg_where(f).implode() for f in fired),
+        rule=pl.concat_list(
+            pl.repeat(i, pl.col(f).sum(), dtype=pl.Int64).implode() for i, f in enumerate(fired)
+        ),
+        spike_x=pl.concat_list(
+            m.filter(pl.col(f)).implode() for m, f in zip(metric, fired, strict=True)
+        ),
     )
-    spike_x = pl.lit(None, pl.Float64)
-    for name in metrics:
-        is_type = pl.col("event_type") == name
-        spike_x = pl.when(is_type).then(pl.col(f"metric_{name}")).otherwise(spike_x)
-    return (
-        found.with_columns(spike_x=spike_x.cast(pl.Float64), session=session_label(cfg))
-        .drop(f"metric_{t}" for t in metrics)
-        .filter(pl.col("spike_x").is_finite())
+    rule = hits.get_column("rule")[0]
+    found = screened.select(_BAR_COLUMNS).gather(hits.get_column("at")[0])
+    found = found.with_columns(
+        pl.Series("event_type", [r.event_type for r in rules]).gather(rule),
+        pl.Series("direction", [r.direction for r in rules]).gather(rule),
+        hits.get_column("spike_x")[0].alias("spike_x"),
+        session=session_label(cfg),
     )
+    return found.filter(pl.col("spike_x").is_finite())

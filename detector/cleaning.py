@@ -77,35 +77,38 @@ def clean_bars(
     base = stats or CleaningStats()
     rows_read = frame.height
     ts = pl.col("timestamp")
-    # Each row is counted under its first failing check, in the documented order.
-    bad_ts = ts.is_null()
-    bad_price = ~bad_ts & ~pl.all_horizontal([pl.col(c) > 0 for c in PRICE_COLUMNS]).fill_null(
-        False
-    )
-    high_low = ~bad_ts & ~bad_price & (pl.col("high") < pl.col("low")).fill_null(False)
-    bad_volume = ~bad_ts & ~bad_price & ~high_low & (pl.col("volume") < 0).fill_null(True)
-    counts = frame.select(
-        a=bad_ts.sum(), b=bad_price.sum(), c=high_low.sum(), d=bad_volume.sum()
-    ).row(0)
-    n_bad_ts, n_bad_price, n_high_low, n_bad_volume = (int(n) for n in counts)
-    if n_bad_ts or n_bad_price or n_high_low or n_bad_volume:
-        frame = frame.filter(~(bad_ts | bad_price | high_low | bad_volume))
+    # Reductions only (fast): is any row bad, are the times strictly increasing?
+    prices = [pl.col(c) for c in PRICE_COLUMNS]
+    checks = frame.select(
+        nulls=pl.sum_horizontal(pl.col(c).null_count() for c in REQUIRED_COLUMNS),
+        low_price=pl.min_horizontal(p.min() for p in prices) <= 0,
+        high_low=(pl.col("high") < pl.col("low")).any(),
+        low_volume=pl.col("volume").min() < 0,
+        step=ts.to_physical().diff().min(),
+    ).row(0, named=True)
+    n_bad_ts = n_bad_price = n_high_low = n_bad_volume = 0
+    if checks["nulls"] or checks["low_price"] or checks["high_low"] or checks["low_volume"]:
+        n_bad_ts, n_bad_price, n_high_low, n_bad_volume, frame = _drop_bad_rows(frame)
     valid_rows = frame.height
 
-    # Stable sort: among repeated timestamps the later file / later row stays last.
-    if not frame["timestamp"].is_sorted():
-        frame = frame.sort("timestamp", maintain_order=True)
-    # Sorted, so repeats are adjacent: a row is dropped when the next one has its time.
-    repeated = frame.select((ts == ts.shift(-1)).fill_null(False)).to_series()
-    if repeated.any():
-        frame = frame.filter(~repeated)
+    if checks["step"] is None or checks["step"] <= 0 or valid_rows < rows_read:
+        # Stable sort: among repeated timestamps the later file / later row stays last.
+        if not frame["timestamp"].is_sorted():
+            frame = frame.sort("timestamp", maintain_order=True)
+        # Sorted, so repeats are adjacent: a row is dropped when the next has its time.
+        repeated = frame.select((ts == ts.shift(-1)).fill_null(False)).to_series()
+        if repeated.any():
+            frame = frame.filter(~repeated)
     deduped_rows = frame.height
 
     frame = with_et_clock(frame)
-    in_hours = pl.col("minute").is_between(day_start_minute, day_end_minute, "left")
-    outside = frame.height - int(frame.select(in_hours.sum()).item())
-    if outside:
-        frame = frame.filter(in_hours)
+    outside = 0
+    if not frame.is_empty():
+        first, last = frame.select(pl.col("minute").min(), pl.col("minute").max().alias("x")).row(0)
+        if first < day_start_minute or last >= day_end_minute:
+            in_hours = pl.col("minute").is_between(day_start_minute, day_end_minute, "left")
+            kept = frame.filter(in_hours)
+            outside, frame = frame.height - kept.height, kept
 
     result = CleaningStats(
         files_read=base.files_read,
@@ -120,3 +123,19 @@ def clean_bars(
         rows_kept=frame.height,
     )
     return frame, result
+
+
+def _drop_bad_rows(frame: pl.DataFrame) -> tuple[int, int, int, int, pl.DataFrame]:
+    """Counts of rows dropped for a missing timestamp, a bad price, high < low and a bad
+    volume (each row under its first failing check, in that order), and the rest."""
+    bad_ts = pl.col("timestamp").is_null()
+    price_ok = pl.all_horizontal([pl.col(c) > 0 for c in PRICE_COLUMNS]).fill_null(False)
+    bad_price = ~bad_ts & ~price_ok
+    high_low = ~bad_ts & ~bad_price & (pl.col("high") < pl.col("low")).fill_null(False)
+    bad_volume = ~bad_ts & ~bad_price & ~high_low & (pl.col("volume") < 0).fill_null(True)
+    counts = frame.select(
+        a=bad_ts.sum(), b=bad_price.sum(), c=high_low.sum(), d=bad_volume.sum()
+    ).row(0)
+    kept = frame.filter(~(bad_ts | bad_price | high_low | bad_volume))
+    n_ts, n_price, n_high_low, n_volume = (int(n) for n in counts)
+    return n_ts, n_price, n_high_low, n_volume, kept

@@ -137,19 +137,22 @@ def detector_rules(cfg: DetectorConfig) -> tuple[list[Rule], dict[str, pl.Expr]]
     return rules, metrics
 
 
-def global_filter(cfg: DetectorConfig) -> pl.Expr:
-    """Rows that may produce an event at all (EVENTS.md §1 day size and §4)."""
+def bar_filter(cfg: DetectorConfig) -> pl.Expr:
+    """Bars that may produce an event by their own price and session (EVENTS.md §4)."""
     gf = cfg.global_filters
-    keep = (
-        pl.col("close").is_between(gf.min_price, gf.max_price)
-        & (pl.col("day_dollar_volume") >= gf.min_dollar_volume_day)
-        & (pl.col("day_bars") >= cfg.min_bars_per_day)
-        & in_session(cfg)
-    )
+    keep = pl.col("close").is_between(gf.min_price, gf.max_price) & in_session(cfg)
     if gf.market_hours_only:
         keep = keep & in_session(cfg, "RTH")
     if gf.exclude_premarket:
         keep = keep & ~in_session(cfg, "PM")
     if gf.exclude_afterhours:
         keep = keep & ~in_session(cfg, "AH")
+    return keep.fill_null(False)
+
+
+def day_filter(cfg: DetectorConfig) -> pl.Expr:
+    """Trading days (rows of the daily context) that may produce events (EVENTS.md §1, §4)."""
+    keep = (pl.col("day_dollar_volume") >= cfg.global_filters.min_dollar_volume_day) & (
+        pl.col("day_bars") >= cfg.min_bars_per_day
+    )
     return keep.fill_null(False)

@@ -11,6 +11,8 @@ span of hours much larger than the rows, falls back to the per-row conversion.
 
 from __future__ import annotations
 
+import functools
+
 import polars as pl
 
 NY = "America/New_York"
@@ -53,11 +55,29 @@ def _local_ms(timestamp: pl.Series, zone: str) -> pl.Series | None:
     span = last - first + 1
     if span > max(_MAX_HOURS_PER_ROW * len(timestamp), _MIN_HOUR_TABLE):
         return None
-    starts = pl.int_range(first, last + 1, dtype=pl.Int64, eager=True) * MS_PER_HOUR
-    at_start = _offset_ms(starts, zone)
-    if (at_start != _offset_ms(starts + (MS_PER_HOUR - 1), zone)).any():
-        return None  # an offset change inside an hour: not New York's rules
+    at_start = _hour_offsets(zone, first, last)
+    if at_start is None:
+        return None
     return epoch_ms + at_start.gather(hour - first)
+
+
+@functools.lru_cache(maxsize=8)
+def _hour_offsets(zone: str, first: int, last: int) -> pl.Series | None:
+    """The offset at the start of each UTC hour ``first``..``last`` (hours since the epoch),
+    or None if it changes inside one of them. Symbols of one run share their span, so
+    this is computed once per span."""
+    # One hour past the last, so that every hour of the span has a successor.
+    starts = pl.int_range(first, last + 2, dtype=pl.Int64, eager=True) * MS_PER_HOUR
+    at_start = _offset_ms(starts, zone)
+    # Only where the offset differs from the next hour's can it change inside the hour:
+    # there it must still hold at the hour's last millisecond.
+    changes = starts.filter(at_start != at_start.shift(-1))
+    if (
+        changes.len()
+        and (_offset_ms(changes, zone) != _offset_ms(changes + (MS_PER_HOUR - 1), zone)).any()
+    ):
+        return None  # an offset change inside an hour: not New York's rules
+    return at_start
 
 
 def _offset_ms(epoch_ms: pl.Series, zone: str) -> pl.Series:

@@ -2,23 +2,26 @@
 
 Clean bars are sorted by time, so each ET trading day is one contiguous run of rows
 and ``pos`` (a bar's index within its day) says how far back its day goes. A
-per-day window that stays inside the day is then the plain whole-series window,
-and the first bars of each day are masked (``min_samples`` windows, shifts) or
-computed from day-start values. This gives exactly what ``.over("date")`` gave,
-at a fraction of the cost of one group evaluation per day and expression:
+per-day window that stays inside the day is then a plain look back over the rows,
+masked on the first bars of each day, which gives exactly what ``.over("date")``
+gave at a fraction of its cost (one group evaluation per day and expression):
 
 - max / min and integer sums do not depend on the order of evaluation;
-- volume is an integer (Int64), so its sums, means and medians in Float64 are exact
+- volume is an integer (Int64), so its sums and means in Float64 are exact
   whatever the algorithm (below 2**53 shares);
-- the only per-day float running sum (VWAP's price x volume) keeps ``.over``, as
-  does the running day high, on slice groups of the sorted date.
+- the per-day float running sum (VWAP's price x volume) and the running day high
+  keep ``.over`` on the sorted date (slice groups).
 
-Ratios go through :func:`ratio`, which yields null (never NaN or inf) when the
-denominator is not positive: in polars NaN compares greater than every number, and
-the old script's 0/0 = NaN passed its tests.
+Only what the screen of :mod:`detector.candidates` reads is computed for every bar
+(:func:`symbol_features`); the rest is looked up for the screened bars only
+(:func:`at_bars`). Ratios go through :func:`ratio`, which yields null (never NaN or
+inf) when the denominator is not positive: in polars NaN compares greater than every
+number, and the old script's 0/0 = NaN passed its tests.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -89,105 +92,141 @@ def session_label(cfg: DetectorConfig) -> pl.Expr:
 
 def daily_context(bars: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
     """One row per trading day, in order: size, dollar volume, ATR% of the prior days,
-    opening range. ``bars`` has ``date`` flagged sorted, so the days are slices."""
+    opening range, and where the day starts: its first row and the running volumes just
+    before it and before its RTH open. ``bars`` has ``date`` flagged sorted, so the days
+    are slices."""
     _, rth_start, _, _ = session_bounds(cfg)
     orb_end = rth_start + cfg.opening_range_break.or_duration_minutes
     in_or = pl.col("minute").is_between(rth_start, orb_end, "left")
-    return (
-        bars.group_by(DAY, maintain_order=True)
-        .agg(
-            day_bars=pl.len(),
-            day_dollar_volume=(pl.col("volume").cast(pl.Float64) * pl.col("close")).sum(),
-            day_high=pl.col("high").max(),
-            day_low=pl.col("low").min(),
-            day_close=pl.col("close").last(),
-            or_high=pl.col("high").filter(in_or).max(),
-            or_low=pl.col("low").filter(in_or).min(),
-        )
-        .with_columns(prev_close=pl.col("day_close").shift(1))
-        .with_columns(
-            true_range=pl.max_horizontal("day_high", "prev_close")
-            - pl.min_horizontal("day_low", "prev_close")
-        )
-        .with_columns(
-            atr14=pl.col("true_range").shift(1).rolling_mean(ATR_DAYS, min_samples=1),
-        )
-        .with_columns(atr14_pct=ratio(pl.col("atr14"), pl.col("prev_close")) * 100)
-        .select("day_bars", "day_dollar_volume", "atr14_pct", "or_high", "or_low")
+    days = bars.group_by(DAY, maintain_order=True).agg(
+        day_bars=pl.len(),
+        day_dollar_volume=(pl.col("volume").cast(pl.Float64) * pl.col("close")).sum(),
+        day_high=pl.col("high").max(),
+        day_low=pl.col("low").min(),
+        day_close=pl.col("close").last(),
+        or_high=pl.col("high").filter(in_or).max(),
+        or_low=pl.col("low").filter(in_or).min(),
+        day_volume=pl.col("volume").sum(),
+        pm_volume=pl.col("volume").filter(pl.col("minute") < rth_start).sum(),
+    )
+    prev_close = pl.col("day_close").shift(1)
+    true_range = pl.max_horizontal("day_high", prev_close) - pl.min_horizontal(
+        "day_low", prev_close
+    )
+    atr14 = true_range.shift(1).rolling_mean(ATR_DAYS, min_samples=1)
+    before_day = pl.col("day_volume").cum_sum() - pl.col("day_volume")
+    return days.select(
+        "day_bars",
+        "day_dollar_volume",
+        "or_high",
+        "or_low",
+        atr14_pct=ratio(atr14, prev_close) * 100,
+        day_start=(pl.col("day_bars").cum_sum() - pl.col("day_bars")).cast(pl.Int64),
+        volume_before_day=before_day,
+        # VWAP's volume runs from the first bar at or after the RTH open.
+        volume_before_rth=before_day + pl.col("pm_volume"),
     )
 
 
-def bar_features(bars: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
-    """``bars`` (sorted clean bars) with ``pos``, the day context and the per-bar features
-    the detectors read; the sparse ones (:mod:`detector.sparse`) are added later."""
+@dataclass(frozen=True)
+class SymbolFeatures:
+    """``bars``: every clean bar with ``row``, ``day_no``, ``pos`` and the dense features;
+    ``days``: the daily context, one row per trading day (row number ``day_no``)."""
+
+    bars: pl.DataFrame
+    days: pl.DataFrame
+
+
+def symbol_features(bars: pl.DataFrame, cfg: DetectorConfig) -> SymbolFeatures:
+    """The features of every bar of ``bars`` (sorted clean bars): those the screen of
+    :mod:`detector.candidates` reads, and the running values :func:`at_bars` needs."""
+    _, rth_start, _, _ = session_bounds(cfg)
     bars = bars.with_columns(pl.col(DAY).set_sorted())
-    daily = daily_context(bars, cfg)
-    new_day = (pl.col(DAY) != pl.col(DAY).shift(1)).fill_null(True)
-    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    days = daily_context(bars, cfg)
+    volume = pl.col("volume").cast(pl.Float64)
+    high, low, close = pl.col("high"), pl.col("low"), pl.col("close")
+    in_vwap = pl.col("minute") >= rth_start
+    # Running scans (cumulative sums, forward fills, windows) cost ten times an
+    # element-wise operation: day-level values are looked up from the day table instead.
+    day_no = bars.select(pl.col(DAY).rle_id().cast(pl.Int64)).to_series().alias("day_no")
     bars = bars.with_columns(
-        row=row,
-        day_no=new_day.cum_sum().cast(pl.Int64) - 1,
-        pos=row - pl.when(new_day).then(row).otherwise(None).forward_fill(),
-    )
-    day_no = bars.get_column("day_no")
-    bars = bars.with_columns(daily.get_column(c).gather(day_no) for c in daily.columns)
-    return _per_bar(bars, cfg)
+        day_no,
+        days.get_column("day_start").gather(day_no).alias("day_start"),
+        days.get_column("volume_before_day").gather(day_no),
+        row=pl.int_range(pl.len(), dtype=pl.Int64),
+        volume_cum=pl.col("volume").cum_sum(),
+        range_pct=ratio(high - low, pl.col("open")) * 100,
+        dollar_volume=volume * close,
+        cum_pv=per_day(
+            pl.when(in_vwap).then((high + low + close) / 3 * volume).otherwise(0.0).cum_sum()
+        ),
+        day_high_so_far=per_day(high.cum_max()),
+    ).with_columns(pos=pl.col("row") - pl.col("day_start"))
+    vs = cfg.volume_spike
+    means = {"vol_avg20": volume_mean(VOLUME_AVG_WINDOW)}
+    if vs.rolling_method == "mean":
+        means["vol_ref"] = volume_mean(vs.rolling_window_minutes)
+    bars = bars.with_columns(**means).with_columns(vol_mult=ratio(volume, pl.col("vol_avg20")))
+    return SymbolFeatures(bars.drop("day_start", "volume_before_day", "vol_avg20"), days)
 
 
 def volume_mean(window: int) -> pl.Expr:
     """Per-day rolling mean of volume over ``window`` bars (min_samples 1), from the
     integer running sum: exactly the Float64 rolling mean, whose sums are exact too."""
-    back = pl.when(pl.col(POS) >= window).then(pl.col("volume_cum").shift(window))
-    back = back.otherwise(pl.col("volume_before_day"))
+    # The running sum ``window`` bars back, or just before the day where that is earlier
+    # (volumes are never negative, so the later of the two is the larger).
+    back = pl.max_horizontal(pl.col("volume_cum").shift(window), pl.col("volume_before_day"))
     count = pl.min_horizontal(pl.col(POS) + 1, pl.lit(window, pl.Int64))
     return (pl.col("volume_cum") - back).cast(pl.Float64) / count.cast(pl.Float64)
 
 
-def _per_bar(bars: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
+def at_bars(features: SymbolFeatures, rows: pl.Series, cfg: DetectorConfig) -> pl.DataFrame:
+    """The bars at ``rows`` (row numbers, ascending) with every feature but the sparse ones:
+    those of every bar, and VWAP, the previous bar's close, VWAP, high and low, the close
+    N bars back, the red run, ATR% and the opening range, looked up for these bars only.
+    """
     _, rth_start, _, _ = session_bounds(cfg)
-    vs = cfg.volume_spike
-    volume = pl.col("volume").cast(pl.Float64)
-    high, low, close, open_ = pl.col("high"), pl.col("low"), pl.col("close"), pl.col("open")
-    in_vwap = pl.col("minute") >= rth_start
-    first_of_day = pl.col(POS) == 0
-    rth_volume = pl.when(in_vwap).then(pl.col("volume")).otherwise(0)
-    bars = bars.with_columns(
-        volume_cum=pl.col("volume").cum_sum(),
-        rth_volume_cum=rth_volume.cum_sum(),
-    ).with_columns(
-        # The running sums just before each day's first bar, carried through the day.
-        volume_before_day=pl.when(first_of_day)
-        .then(pl.col("volume_cum") - pl.col("volume"))
-        .forward_fill(),
-        rth_volume_before_day=pl.when(first_of_day)
-        .then(pl.col("rth_volume_cum") - rth_volume)
-        .forward_fill(),
-    )
-    typical = (high + low + close) / 3
-    cum_pv = per_day(pl.when(in_vwap).then(typical * volume).otherwise(0.0).cum_sum())
-    cum_v = (pl.col("rth_volume_cum") - pl.col("rth_volume_before_day")).cast(pl.Float64)
-    base_n = cfg.consolidation_break.consolidation_window_minutes
-    red_n = cfg.flush_detection.min_consecutive_red_bars
+    bars = features.bars
     back_n = cfg.price_momentum.window_minutes
-    columns = {
-        "range_pct": ratio(high - low, open_) * 100,
-        "dollar_volume": volume * close,
-        "vol_avg20": volume_mean(VOLUME_AVG_WINDOW),
-        "vwap": pl.when(in_vwap).then(ratio(cum_pv, cum_v)).otherwise(None),
-        "close_back": from_pos(back_n, close.shift(back_n)),
-        "base_high": from_pos(base_n, high.shift(1).rolling_max(base_n, min_samples=base_n)),
-        "base_low": from_pos(base_n, low.shift(1).rolling_min(base_n, min_samples=base_n)),
-        "day_high_so_far": per_day(high.cum_max()),
-        "red_run": from_pos(
-            red_n - 1,
-            (close < open_).cast(pl.Int32).rolling_sum(red_n, min_samples=red_n),
+    red_n = cfg.flush_detection.min_consecutive_red_bars
+    rows = rows.cast(pl.Int64)
+    # Row numbers n bars back (clipped at 0: such values are masked below by ``pos``).
+    back = {n: pl.lit((rows - n).clip(lower_bound=0)) for n in {0, 1, back_n, *range(red_n)}}
+    # A few polars calls in all: on a few thousand bars their fixed cost is what counts.
+    at = bars.select(
+        *(pl.col(c).gather(back[0]) for c in bars.columns),
+        *(pl.col(c).gather(back[1]).alias(f"{c}_1") for c in _PREVIOUS),
+        close_n=pl.col("close").gather(back[back_n]),
+        red_run=pl.sum_horizontal(
+            (pl.col("close").gather(back[j]) < pl.col("open").gather(back[j])).cast(pl.Int32)
+            for j in range(red_n)
         ),
-    }
-    if vs.rolling_method == "mean":
-        columns["vol_ref"] = volume_mean(vs.rolling_window_minutes)
-    bars = bars.with_columns(**columns)
-    return bars.with_columns(
-        vol_mult=ratio(volume, pl.col("vol_avg20")),
-        prev_close=from_pos(1, close.shift(1)),
-        prev_vwap=from_pos(1, pl.col("vwap").shift(1)),
     )
+    day_no = pl.lit(at.get_column("day_no"))
+    days = features.days.select(pl.col(c).gather(day_no) for c in (*_DAY_COLUMNS, _BEFORE_RTH))
+
+    def vwap(suffix: str) -> pl.Expr:
+        cum_v = (pl.col(f"volume_cum{suffix}") - pl.col(_BEFORE_RTH)).cast(pl.Float64)
+        in_vwap = pl.col(f"minute{suffix}") >= rth_start
+        return pl.when(in_vwap).then(ratio(pl.col(f"cum_pv{suffix}"), cum_v))
+
+    return pl.concat([at, days], how="horizontal").select(
+        *(c for c in bars.columns if c not in _RUNNING),
+        *_DAY_COLUMNS,
+        vwap=vwap(""),
+        prev_vwap=from_pos(1, vwap("_1")),
+        prev_close=from_pos(1, pl.col("close_1")),
+        prev_high=from_pos(1, pl.col("high_1")),
+        prev_low=from_pos(1, pl.col("low_1")),
+        close_back=from_pos(back_n, pl.col("close_n")),
+        # A run that would reach into the previous day is null, as a per-day window.
+        red_run=from_pos(red_n - 1, pl.col("red_run")),
+    )
+
+
+_DAY_COLUMNS = ("atr14_pct", "or_high", "or_low")
+# Columns read one bar back from a screened bar.
+_PREVIOUS = ("close", "high", "low", "minute", "cum_pv", "volume_cum")
+# Running values only VWAP is built from.
+_RUNNING = ("volume_cum", "cum_pv")
+_BEFORE_RTH = "volume_before_rth"

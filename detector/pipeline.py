@@ -12,7 +12,7 @@ from detector.candidates import candidates
 from detector.cleaning import CleaningStats, clean_bars, normalize_types
 from detector.config import AppConfig, DetectorConfig
 from detector.config_load import minutes_of
-from detector.features import bar_features
+from detector.features import symbol_features
 from detector.schema import empty_events, to_event_schema
 from detector.symbols import validate_symbol
 from detector.thinning import score_expr, thin
@@ -49,7 +49,7 @@ def events_from_clean_bars(
     if bars.is_empty():
         return empty_events()
     found = (
-        candidates(bar_features(bars, cfg), cfg)
+        candidates(symbol_features(bars, cfg), cfg)
         .with_columns(symbol=pl.lit(symbol), score=score_expr(cfg))
         .filter(pl.col("score").is_finite())
     )

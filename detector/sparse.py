@@ -28,11 +28,12 @@ Reduce = Literal["median", "max", "min"]
 
 @dataclass(frozen=True)
 class WindowFeature:
-    """``reduce`` of ``values`` over the bars ``first``..``last`` bars back (0 = this bar)
-    of the same day, null when fewer than ``min_samples`` exist; only where ``screen``."""
+    """``reduce`` of ``column`` (as Float64) over the bars ``first``..``last`` bars back
+    (0 = this bar) of the same day, null when fewer than ``min_samples`` exist. Needed
+    only where ``screen`` holds."""
 
     name: str
-    values: pl.Expr
+    column: str
     first: int
     last: int
     min_samples: int
@@ -41,51 +42,63 @@ class WindowFeature:
 
     def per_day_rolling(self) -> pl.Expr:
         """The same feature on every bar, as a per-day rolling window."""
-        size = self.last - self.first + 1
-        shifted = self.values.shift(self.first) if self.first else self.values
+        values = pl.col(self.column).cast(pl.Float64)
+        shifted = values.shift(self.first) if self.first else values
         rolling = {
             "median": shifted.rolling_median,
             "max": shifted.rolling_max,
             "min": shifted.rolling_min,
         }[self.reduce]
-        return per_day(rolling(size, min_samples=self.min_samples))
+        return per_day(rolling(self.last - self.first + 1, min_samples=self.min_samples))
 
 
 def add_window_features(
-    frame: pl.DataFrame, screened: pl.DataFrame, features: list[WindowFeature]
+    bars: pl.DataFrame, screened: pl.DataFrame, features: list[WindowFeature]
 ) -> pl.DataFrame:
-    """``screened`` (rows of ``frame``, with their ``row`` and ``pos``) with each feature as
-    a column, null off the feature's screen."""
-    for feature in features:
-        on = screened.select(pl.arg_where(feature.screen.fill_null(False))).to_series()
-        rows = screened["row"].gather(on)
-        size = feature.last - feature.first + 1
-        if rows.len() * size > frame.height:
-            dense = frame.select(feature.per_day_rolling().alias(feature.name)).to_series()
-            values = dense.gather(rows)
-        else:
-            values = _window_at(frame, rows, feature)
-        column = pl.Series(feature.name, [], dtype=pl.Float64)
-        column = column.extend_constant(None, screened.height).scatter(on, values)
-        screened = screened.with_columns(column)
-    return screened
+    """``screened`` (some rows of ``bars``, with their ``row`` and ``pos``) with each feature
+    as a column: exact where any feature's screen holds, null elsewhere.
+
+    All features share one gathered window (0..the longest ``last`` bars back) per bar,
+    so the work is a fixed, small number of polars calls: on a few hundred bars the
+    fixed cost of each call is what counts.
+    """
+    if not features:
+        return screened
+    span = max(f.last for f in features) + 1
+    needed = pl.any_horizontal(f.screen.fill_null(False) for f in features)
+    at = screened.select(pl.arg_where(needed)).to_series()
+    if at.len() * span > bars.height:
+        # So many bars that the windows would outweigh the per-day rolling windows.
+        rows = pl.lit(screened.get_column("row"))
+        return screened.with_columns(
+            bars.select(f.per_day_rolling().gather(rows).alias(f.name) for f in features)
+        )
+    # Cell i * span + j is bar j bars back from the i-th needed bar; it counts only if
+    # that bar is in the same day (at most pos bars back).
+    cell = pl.int_range(0, at.len() * span, dtype=pl.Int64, eager=True)
+    which = at.gather(cell // span)
+    back = cell % span
+    source = (screened.get_column("row").gather(which) - back).clip(lower_bound=0)
+    cells = pl.DataFrame(
+        [
+            back.alias("back"),
+            (back <= screened.get_column(POS).gather(which)).alias("same_day"),
+            *(bars.get_column(c).gather(source) for c in {f.column for f in features}),
+        ]
+    )
+    values = cells.select(_reduced(f, span) for f in features)
+    return screened.with_columns(
+        pl.Series(f.name, [], dtype=pl.Float64)
+        .extend_constant(None, screened.height)
+        .scatter(at, values.get_column(f.name))
+        for f in features
+    )
 
 
-def _window_at(frame: pl.DataFrame, rows: pl.Series, feature: WindowFeature) -> pl.Series:
-    """The feature at each of ``rows`` (row numbers of ``frame``)."""
-    size = feature.last - feature.first + 1
-    n = rows.len()
-    # Row i * size + j of the window frame is bar j + first bars back from rows[i]; it
-    # counts only if that bar lies in the same day (at most pos bars back).
-    cell = pl.int_range(0, n * size, dtype=pl.Int64, eager=True)
-    at = cell // size
-    back = cell % size + feature.first
-    source = rows.cast(pl.Int64).gather(at) - back
-    same_day = back <= frame[POS].gather(rows).gather(at)
-    values = frame.select(feature.values.cast(pl.Float64)).to_series()
-    gathered = values.gather(source.clip(lower_bound=0))
-    window = pl.select(pl.when(same_day).then(gathered)).to_series().reshape((n, size))
-    result = getattr(window.arr, feature.reduce)()
-    count = same_day.cast(pl.UInt32).reshape((n, size)).arr.sum()
-    kept = pl.select(pl.when(count >= feature.min_samples).then(result)).to_series()
-    return kept.alias(feature.name)
+def _reduced(feature: WindowFeature, span: int) -> pl.Expr:
+    """The feature per needed bar, from the cells of its windows."""
+    counts = pl.col("same_day") & pl.col("back").is_between(feature.first, feature.last)
+    values = pl.when(counts).then(pl.col(feature.column).cast(pl.Float64))
+    reduced = getattr(values.reshape((-1, span)).arr, feature.reduce)()
+    enough = counts.cast(pl.UInt32).reshape((-1, span)).arr.sum() >= feature.min_samples
+    return pl.when(enough).then(reduced).alias(feature.name)

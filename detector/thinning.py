@@ -50,49 +50,50 @@ def thin(candidates: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
     """
     if candidates.is_empty() or not cfg.deduplication.enable:
         return candidates
-    ordered = candidates.sort(["date", "event_type", "direction", "timestamp"])
-    kept = ordered.filter(_cooldown_mask(ordered, cfg))
-    caps = {t: daily_cap(cfg, t) for t in kept["event_type"].unique().to_list()}
-    caps = {t: cap for t, cap in caps.items() if cap is not None}
-    if not caps:
-        return kept
-    capped = pl.col("event_type").is_in(list(caps))
-    # Rank within (day, event_type) by (timestamp, direction): the cap keeps the earliest.
-    limited = kept.filter(capped).sort(["date", "event_type", "timestamp", "direction"])
-    first = (
-        (pl.col("date") != pl.col("date").shift(1))
-        | (pl.col("event_type") != pl.col("event_type").shift(1))
-    ).fill_null(True)
-    row = pl.int_range(pl.len())
-    rank = row - pl.when(first).then(row).otherwise(None).forward_fill()
-    cap = pl.col("event_type").replace_strict(caps, return_dtype=pl.Int64)
-    return pl.concat([kept.filter(~capped), limited.filter(rank < cap)])
+    # In (day, event_type) groups, by (timestamp, direction): the order the cap counts
+    # in, and each direction's candidates in time order for its cooldown.
+    ordered = candidates.sort(["event_type", "date", "timestamp", "direction"])
+    return ordered.filter(_keep(ordered, cfg))
 
 
-def _cooldown_mask(ordered: pl.DataFrame, cfg: DetectorConfig) -> pl.Series:
-    """The greedy cooldown walk over candidates sorted by group, then time.
+def _keep(ordered: pl.DataFrame, cfg: DetectorConfig) -> pl.Series:
+    """The greedy cooldown walk per direction, and the daily cap on what it emits.
 
     Sequential by nature (whether a candidate is kept depends on the last *kept* one),
-    so it is a plain loop over Python ints, one step per candidate, never per bar.
+    so it is one plain loop over Python values, one step per candidate, never per bar.
     """
-    cooldown_ms = {
-        t: cooldown_minutes(cfg, t) * _MS_PER_MINUTE
-        for t in ordered["event_type"].unique().to_list()
-    }
+    types = ordered.get_column("event_type").unique().to_list()
+    cooldown_ms = {t: cooldown_minutes(cfg, t) * _MS_PER_MINUTE for t in types}
+    caps = {t: daily_cap(cfg, t) for t in types}
+    # No cap: more than any day can hold.
+    caps = {t: ordered.height if cap is None else cap for t, cap in caps.items()}
+    event_type = pl.col("event_type")
     columns = ordered.select(
-        starts=pl.any_horizontal(
-            pl.col(c) != pl.col(c).shift(1) for c in ("date", "event_type", "direction")
+        starts=(
+            (pl.col("date") != pl.col("date").shift(1)) | (event_type != event_type.shift(1))
         ).fill_null(True),
+        up=pl.col("direction") == "up",
         times=pl.col("timestamp").dt.epoch("ms"),
-        cooldowns=pl.col("event_type").replace_strict(cooldown_ms, return_dtype=pl.Float64),
+        cooldowns=event_type.replace_strict(cooldown_ms, return_dtype=pl.Float64),
+        caps=event_type.replace_strict(caps, return_dtype=pl.Int64),
     )
-    starts = columns["starts"].to_list()
-    times = columns["times"].to_list()
-    cooldowns = columns["cooldowns"].to_list()
-    keep = [False] * len(times)
-    last_emitted = 0
-    for i, t in enumerate(times):
-        if starts[i] or t - last_emitted >= cooldowns[i]:
-            keep[i] = True
-            last_emitted = t
+    keep: list[bool] = []
+    emit = keep.append
+    last_up: int | None = None
+    last_down: int | None = None
+    emitted = 0  # in this (day, event_type), after cooldowns
+    for start, up, t, cooldown, cap in zip(*(c.to_list() for c in columns), strict=True):
+        if start:
+            last_up = last_down = None
+            emitted = 0
+        last = last_up if up else last_down
+        if last is None or t - last >= cooldown:
+            if up:
+                last_up = t
+            else:
+                last_down = t
+            emitted += 1
+            emit(emitted <= cap)
+        else:
+            emit(False)
     return pl.Series(keep, dtype=pl.Boolean)

@@ -73,32 +73,40 @@ def add_window_features(
         return screened.with_columns(
             bars.select(f.per_day_rolling().gather(rows).alias(f.name) for f in features)
         )
+    n = at.len()
+    if n == 0:
+        return screened.with_columns(pl.lit(None, pl.Float64).alias(f.name) for f in features)
     # Cell i * span + j is bar j bars back from the i-th needed bar; it counts only if
-    # that bar is in the same day (at most pos bars back).
-    cell = pl.int_range(0, at.len() * span, dtype=pl.Int64, eager=True)
-    which = at.gather(cell // span)
-    back = cell % span
-    source = (screened.get_column("row").gather(which) - back).clip(lower_bound=0)
-    cells = pl.DataFrame(
-        [
-            back.alias("back"),
-            (back <= screened.get_column(POS).gather(which)).alias("same_day"),
-            *(bars.get_column(c).gather(source) for c in {f.column for f in features}),
-        ]
+    # that bar is in the same day (at most pos bars back). Few polars calls in all: each
+    # eager call has a fixed cost, and there are few cells.
+    cell = pl.int_range(0, n * span, dtype=pl.Int64)
+    which = cell // span
+    cells = pl.select(
+        back=cell % span,
+        pos=pl.lit(screened.get_column(POS).gather(at)).gather(which),
+        source=pl.lit(screened.get_column("row").gather(at)).gather(which) - cell % span,
     )
-    values = cells.select(_reduced(f, span) for f in features)
-    return screened.with_columns(
-        pl.Series(f.name, [], dtype=pl.Float64)
-        .extend_constant(None, screened.height)
-        .scatter(at, values.get_column(f.name))
-        for f in features
+    source = pl.col("source").clip(0)
+    cells = cells.with_columns(
+        pl.lit(bars.get_column(c)).gather(source) for c in {f.column for f in features}
     )
+    values = cells.select(_reduced(f, n, span) for f in features)
+    # Back to one row per screened bar: the i-th needed bar takes row i of ``values``.
+    slot = pl.Series("slot", [], dtype=pl.UInt32).extend_constant(None, screened.height)
+    slot = slot.scatter(at, pl.int_range(0, n, dtype=pl.UInt32, eager=True))
+    return pl.concat([screened, values.select(pl.all().gather(pl.lit(slot)))], how="horizontal")
 
 
-def _reduced(feature: WindowFeature, span: int) -> pl.Expr:
-    """The feature per needed bar, from the cells of its windows."""
-    counts = pl.col("same_day") & pl.col("back").is_between(feature.first, feature.last)
-    values = pl.when(counts).then(pl.col(feature.column).cast(pl.Float64))
-    reduced = getattr(values.reshape((-1, span)).arr, feature.reduce)()
-    enough = counts.cast(pl.UInt32).reshape((-1, span)).arr.sum() >= feature.min_samples
+def _reduced(feature: WindowFeature, n: int, span: int) -> pl.Expr:
+    """The feature per needed bar, from the cells of the ``n`` windows."""
+    back = pl.col("back")
+    counts = (back <= pl.col(POS)) & back.is_between(feature.first, feature.last)
+    values = pl.col(feature.column).cast(pl.Float64)
+    window = pl.when(counts).then(values).reshape((n, span))
+    if feature.reduce == "median":
+        # (A median over an array or list holding nulls takes a slow path, 20x slower.)
+        reduced = window.arr.to_list().list.drop_nulls().list.median()
+    else:
+        reduced = getattr(window.arr, feature.reduce)()
+    enough = counts.cast(pl.UInt32).reshape((n, span)).arr.sum() >= feature.min_samples
     return pl.when(enough).then(reduced).alias(feature.name)

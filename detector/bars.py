@@ -22,7 +22,6 @@ from detector.cleaning import (
     REQUIRED_COLUMNS,
     CleaningStats,
     clean_bars,
-    normalize_exprs,
     normalize_types,
 )
 from detector.errors import BarsSchemaError, NoBarsError
@@ -89,14 +88,12 @@ def read_bar_files(files: list[Path], naive_timezone: str) -> tuple[pl.DataFrame
         # be shifted by the naive zone's offset. Only matters when naive is not UTC.
         return _read_one_by_one(files, naive_timezone)
     try:
-        # The type conversion is part of the scan, so the rows are materialised once.
-        # The schema is the first file's; a file that disagrees fails the collect.
-        scan = pl.scan_parquet(files).select(REQUIRED_COLUMNS)
-        schema = scan.collect_schema()
-        if _usable_schema(schema) is None:
-            frame = scan.select(normalize_exprs(schema, naive_timezone)).collect()
-            # One chunk per file otherwise: every later step is several times slower.
-            return frame.rechunk(), CleaningStats(files_read=len(files))
+        frame = pl.scan_parquet(files).select(REQUIRED_COLUMNS).collect()
+        if _usable_schema(frame.schema) is None:
+            # One chunk per file otherwise, and every later step is several times slower.
+            # (Converting inside the scan needs its schema first, which costs more.)
+            frame = normalize_types(frame.rechunk(), naive_timezone)
+            return frame, CleaningStats(files_read=len(files))
     except Exception as exc:  # fall back to file-by-file to find the culprit
         log.debug("one-pass read of %d files failed (%s); reading one by one", len(files), exc)
     return _read_one_by_one(files, naive_timezone)

@@ -190,27 +190,26 @@ def at_bars(features: SymbolFeatures, rows: pl.Series, cfg: DetectorConfig) -> p
     back_n = cfg.price_momentum.window_minutes
     red_n = cfg.flush_detection.min_consecutive_red_bars
     rows = rows.cast(pl.Int64)
-    # Row numbers n bars back (clipped at 0: such values are masked below by ``pos``).
-    back = {n: pl.lit((rows - n).clip(lower_bound=0)) for n in {0, 1, back_n, *range(red_n)}}
-    # A few polars calls in all: on a few thousand bars their fixed cost is what counts.
-    at = bars.select(
-        *(pl.col(c).gather(back[0]) for c in bars.columns),
+    # Each expression node costs about as much to plan as to run on a few thousand rows:
+    # the bars' own columns come from one plain frame gather, the looked-back ones from
+    # one select.
+    at = bars[rows]
+    back = {n: pl.lit(rows - n).clip(lower_bound=0) for n in {1, back_n, *range(1, red_n)}}
+    close, open_ = pl.col("close"), pl.col("open")
+    red = [(close.gather(back[j]) < open_.gather(back[j])) for j in range(1, red_n)]
+    looked_up = bars.select(
         *(pl.col(c).gather(back[1]).alias(f"{c}_1") for c in _PREVIOUS),
-        close_n=pl.col("close").gather(back[back_n]),
-        red_run=pl.sum_horizontal(
-            (pl.col("close").gather(back[j]) < pl.col("open").gather(back[j])).cast(pl.Int32)
-            for j in range(red_n)
-        ),
+        close_n=close.gather(back[back_n]),
+        red_before=pl.sum_horizontal(r.cast(pl.Int32) for r in red) if red else pl.lit(0),
     )
-    day_no = pl.lit(at.get_column("day_no"))
-    days = features.days.select(pl.col(c).gather(day_no) for c in (*_DAY_COLUMNS, _BEFORE_RTH))
+    days = features.days.select(*_DAY_COLUMNS, _BEFORE_RTH)[at.get_column("day_no")]
 
     def vwap(suffix: str) -> pl.Expr:
         cum_v = (pl.col(f"volume_cum{suffix}") - pl.col(_BEFORE_RTH)).cast(pl.Float64)
         in_vwap = pl.col(f"minute{suffix}") >= rth_start
         return pl.when(in_vwap).then(ratio(pl.col(f"cum_pv{suffix}"), cum_v))
 
-    return pl.concat([at, days], how="horizontal").select(
+    return pl.concat([at, looked_up, days], how="horizontal").select(
         *(c for c in bars.columns if c not in _RUNNING),
         *_DAY_COLUMNS,
         vwap=vwap(""),
@@ -220,7 +219,9 @@ def at_bars(features: SymbolFeatures, rows: pl.Series, cfg: DetectorConfig) -> p
         prev_low=from_pos(1, pl.col("low_1")),
         close_back=from_pos(back_n, pl.col("close_n")),
         # A run that would reach into the previous day is null, as a per-day window.
-        red_run=from_pos(red_n - 1, pl.col("red_run")),
+        red_run=from_pos(
+            red_n - 1, (close < open_).cast(pl.Int32) + pl.col("red_before").cast(pl.Int32)
+        ),
     )
 
 

@@ -111,34 +111,33 @@ def _breaking_out(cfg: DetectorConfig) -> pl.Expr:
     return (pl.col("vol_mult") >= cb.min_volume_spike) & (up | down)
 
 
-def window_features(cfg: DetectorConfig) -> list[WindowFeature]:
-    """The sparse features of the enabled rules, each where the other conditions of its
-    detector hold (on screened bars): elsewhere the detector cannot fire."""
+def window_features(cfg: DetectorConfig) -> tuple[list[WindowFeature], pl.Expr]:
+    """The sparse features of the enabled rules, and where (on screened bars) one of them
+    may be read: where the other conditions of its detector hold."""
     features: list[WindowFeature] = []
+    needed: list[pl.Expr] = []
     vs = cfg.volume_spike
     if vs.enable and vs.rolling_method == "median":
         last = vs.rolling_window_minutes - 1
-        features.append(
-            WindowFeature("vol_ref", "volume", 0, last, 1, "median", _spike_screen(cfg))
-        )
+        features.append(WindowFeature("vol_ref", "volume", 0, last, 1, "median"))
+        needed.append(_spike_screen(cfg))
     pm = cfg.price_momentum
-    if pm.enable:
-        ret = (ratio(pl.col("close"), pl.col("close_back")) - 1) * 100
-        moving = pl.col("vol_mult") >= pm.min_volume_multiplier
+    if pm.enable and (pm.bullish.require_breakout or pm.bearish.require_breakdown):
         n = PRIOR_EXTREME_WINDOW
         if pm.bullish.require_breakout:
-            up = moving & (ret >= pm.bullish.min_change_pct)
-            features.append(WindowFeature("prior_high_20", "high", 1, n, 1, "max", up))
+            features.append(WindowFeature("prior_high_20", "high", 1, n, 1, "max"))
         if pm.bearish.require_breakdown:
-            down = moving & (ret <= -pm.bearish.min_change_pct)
-            features.append(WindowFeature("prior_low_20", "low", 1, n, 1, "min", down))
+            features.append(WindowFeature("prior_low_20", "low", 1, n, 1, "min"))
+        ret = (ratio(pl.col("close"), pl.col("close_back")) - 1) * 100
+        moving = (ret >= pm.bullish.min_change_pct) | (ret <= -pm.bearish.min_change_pct)
+        needed.append((pl.col("vol_mult") >= pm.min_volume_multiplier) & moving)
     cb = cfg.consolidation_break
     if cb.enable:
         n = cb.consolidation_window_minutes
-        breaking = _breaking_out(cfg)
-        features.append(WindowFeature("base_high", "high", 1, n, n, "max", breaking))
-        features.append(WindowFeature("base_low", "low", 1, n, n, "min", breaking))
-    return features
+        features.append(WindowFeature("base_high", "high", 1, n, n, "max"))
+        features.append(WindowFeature("base_low", "low", 1, n, n, "min"))
+        needed.append(_breaking_out(cfg))
+    return features, pl.any_horizontal(needed) if needed else pl.lit(False)
 
 
 def candidates(features: SymbolFeatures, cfg: DetectorConfig) -> pl.DataFrame:
@@ -162,7 +161,7 @@ def candidates(features: SymbolFeatures, cfg: DetectorConfig) -> pl.DataFrame:
                 pl.lit(None, dtype).alias(name) for name, dtype in _CANDIDATE_COLUMNS.items()
             )
         )
-    screened = add_window_features(bars, at_bars(features, rows, cfg), window_features(cfg))
+    screened = add_window_features(bars, at_bars(features, rows, cfg), *window_features(cfg))
     # Per rule, the screened bars where it fired, its number and its metric there; all
     # rules one after the other, each column as one list (indexing a list column gives
     # the inner Series, possibly empty).

@@ -146,7 +146,8 @@ def candidates(features: SymbolFeatures, cfg: DetectorConfig) -> pl.DataFrame:
     Returns the bar columns the events need with ``event_type``, ``direction``,
     ``spike_x`` and ``session``; rows whose metric is not finite are dropped.
     """
-    rules, metrics = detector_rules(cfg)
+    detection = detector_rules(cfg)
+    rules, metrics = detection.rules, detection.metrics
     bars = features.bars
     rows = pl.Series(dtype=pl.Int64)
     if rules:
@@ -162,6 +163,8 @@ def candidates(features: SymbolFeatures, cfg: DetectorConfig) -> pl.DataFrame:
             )
         )
     screened = add_window_features(bars, at_bars(features, rows, cfg), *window_features(cfg))
+    for stage in detection.stages:
+        screened = screened.with_columns(**stage)
     # Per rule, the screened bars where it fired, its number and its metric there; all
     # rules one after the other, each column as one list (indexing a list column gives
     # the inner Series, possibly empty).

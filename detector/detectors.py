@@ -31,14 +31,31 @@ class Rule:
     condition: pl.Expr
 
 
+@dataclass(frozen=True)
+class Detection:
+    """The enabled detectors: ``stages`` of intermediate columns (each stage may read the
+    ones before), the rules over them and, per event type, its ``spike_x`` metric.
+
+    A value that both directions (or a rule and its metric) read is computed once, in a
+    stage: each polars expression node costs about as much to plan as to run on the
+    few thousand bars the rules are evaluated on.
+    """
+
+    stages: list[dict[str, pl.Expr]]
+    rules: list[Rule]
+    metrics: dict[str, pl.Expr]
+
+
 def _directions(direction_setting: str) -> set[str]:
     return {"both": {"up", "down"}, "up": {"up"}, "down": {"down"}}[direction_setting]
 
 
-def detector_rules(cfg: DetectorConfig) -> tuple[list[Rule], dict[str, pl.Expr]]:
-    """The enabled rules and, per event type, its ``spike_x`` metric expression."""
+def detector_rules(cfg: DetectorConfig) -> Detection:
+    """The enabled rules, their intermediate columns and their metrics."""
     c, o, v = pl.col("close"), pl.col("open"), pl.col("volume")
     vol_mult = pl.col("vol_mult")
+    first: dict[str, pl.Expr] = {}  # read by the second stage or the rules
+    second: dict[str, pl.Expr] = {}
     rules: list[Rule] = []
     metrics: dict[str, pl.Expr] = {}
 
@@ -55,20 +72,22 @@ def detector_rules(cfg: DetectorConfig) -> tuple[list[Rule], dict[str, pl.Expr]]
         def threshold(name: str) -> pl.Expr:
             return pl.when(is_rth).then(getattr(vs.rth, name)).otherwise(getattr(vs.pm_ah, name))
 
-        spike = ratio(v.cast(pl.Float64), pl.col("vol_ref"))
-        fired = (
+        first["vs_spike"] = ratio(v.cast(pl.Float64), pl.col("vol_ref"))
+        second["vs_fired"] = (
             (pl.col("range_pct") >= vs.min_range_1m_pct)
-            & (spike >= threshold("min_spike"))
+            & (pl.col("vs_spike") >= threshold("min_spike"))
             & (v >= threshold("min_absolute_volume"))
             & (pl.col("dollar_volume") >= threshold("min_dollar_volume"))
         )
-        metrics["volume_spike"] = spike
+        fired = pl.col("vs_fired")
+        metrics["volume_spike"] = pl.col("vs_spike")
         add("volume_spike", vs.direction, fired & (c > o), fired & ~(c > o))
 
     vb = cfg.vwap_break
     if vb.enable:
         vwap = pl.col("vwap")
-        dist = ratio(c - vwap, vwap) * 100
+        first["vb_dist"] = ratio(c - vwap, vwap) * 100
+        dist = pl.col("vb_dist")
         prev_close, prev_vwap = pl.col("prev_close"), pl.col("prev_vwap")
         up = (
             (prev_close <= prev_vwap)
@@ -85,7 +104,8 @@ def detector_rules(cfg: DetectorConfig) -> tuple[list[Rule], dict[str, pl.Expr]]
 
     pm = cfg.price_momentum
     if pm.enable:
-        ret = (ratio(c, pl.col("close_back")) - 1) * 100
+        first["pm_ret"] = (ratio(c, pl.col("close_back")) - 1) * 100
+        ret = pl.col("pm_ret")
         volume_ok = vol_mult >= pm.min_volume_multiplier
         up = (ret >= pm.bullish.min_change_pct) & volume_ok
         if pm.bullish.require_breakout:
@@ -100,10 +120,12 @@ def detector_rules(cfg: DetectorConfig) -> tuple[list[Rule], dict[str, pl.Expr]]
     if cb.enable:
         base_high, base_low = pl.col("base_high"), pl.col("base_low")
         base_range_pct = ratio(base_high - base_low, base_low) * 100
-        consolidating = base_range_pct <= cb.max_range_atr_multiple * pl.col("atr14_pct")
-        volume_ok = vol_mult >= cb.min_volume_spike
-        up = consolidating & (c >= base_high * (1 + cb.min_breakout_pct / 100)) & volume_ok
-        down = consolidating & (c <= base_low * (1 - cb.min_breakout_pct / 100)) & volume_ok
+        first["cb_quiet"] = (base_range_pct <= cb.max_range_atr_multiple * pl.col("atr14_pct")) & (
+            vol_mult >= cb.min_volume_spike
+        )
+        quiet = pl.col("cb_quiet")
+        up = quiet & (c >= base_high * (1 + cb.min_breakout_pct / 100))
+        down = quiet & (c <= base_low * (1 - cb.min_breakout_pct / 100))
         metrics["consolidation_break"] = vol_mult
         add("consolidation_break", cb.direction, up, down)
 
@@ -111,21 +133,23 @@ def detector_rules(cfg: DetectorConfig) -> tuple[list[Rule], dict[str, pl.Expr]]
     if ob.enable:
         rth_start, rth_end = (minutes_of(t) for t in cfg.session_bounds.rth)
         minute = pl.col("minute")
-        may_fire = (
+        first["orb_open"] = (
             (minute >= rth_start + ob.or_duration_minutes)
             & (minute < rth_end)
             & pl.col("or_high").is_not_null()
+            & (vol_mult >= ob.min_volume_confirm)
         )
-        volume_ok = vol_mult >= ob.min_volume_confirm
-        up = may_fire & (c >= pl.col("or_high") * (1 + ob.min_breakout_pct / 100)) & volume_ok
-        down = may_fire & (c <= pl.col("or_low") * (1 - ob.min_breakout_pct / 100)) & volume_ok
+        may_fire = pl.col("orb_open")
+        up = may_fire & (c >= pl.col("or_high") * (1 + ob.min_breakout_pct / 100))
+        down = may_fire & (c <= pl.col("or_low") * (1 - ob.min_breakout_pct / 100))
         metrics["opening_range_break"] = vol_mult
         add("opening_range_break", ob.direction, up, down)
 
     fd = cfg.flush_detection
     if fd.enable:
         day_high = pl.col("day_high_so_far")
-        drop = ratio(day_high - c, day_high) * 100
+        first["fd_drop"] = ratio(day_high - c, day_high) * 100
+        drop = pl.col("fd_drop")
         down = (
             (drop >= fd.min_drop_pct)
             & (vol_mult >= fd.min_volume_spike)
@@ -134,7 +158,7 @@ def detector_rules(cfg: DetectorConfig) -> tuple[list[Rule], dict[str, pl.Expr]]
         metrics["flush"] = drop
         add("flush", "down", None, down)
 
-    return rules, metrics
+    return Detection([stage for stage in (first, second) if stage], rules, metrics)
 
 
 def bar_filter(cfg: DetectorConfig) -> pl.Expr:

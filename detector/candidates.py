@@ -9,10 +9,13 @@ on the screened bars only, and each bar is taken once per rule that fired.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 from detector.config import DetectorConfig
-from detector.detectors import bar_filter, day_filter, detector_rules
+from detector.detectors import Detection, bar_filter, day_filter, detector_rules
+from detector.expr_cache import per_config
 from detector.features import (
     PRIOR_EXTREME_WINDOW,
     SymbolFeatures,
@@ -140,20 +143,75 @@ def window_features(cfg: DetectorConfig) -> tuple[list[WindowFeature], pl.Expr]:
     return features, pl.any_horizontal(needed) if needed else pl.lit(False)
 
 
+@dataclass(frozen=True)
+class _Expressions:
+    """Everything :func:`candidates` evaluates that depends on the config only."""
+
+    detection: Detection
+    windows: list[WindowFeature]
+    needed: pl.Expr
+    screen: pl.Expr
+    day_filter: pl.Expr
+    flags: list[pl.Expr]
+    hits: list[pl.Expr]
+    labels: list[pl.Expr]
+
+
+def _build(cfg: DetectorConfig) -> _Expressions:
+    detection = detector_rules(cfg)
+    rules, metrics = detection.rules, detection.metrics
+    windows, needed = window_features(cfg)
+    fired = [f"fired_{i}" for i in range(len(rules))]
+    metric = [metrics[r.event_type].cast(pl.Float64) for r in rules]
+    # Per rule, the screened bars where it fired, its number and its metric there; all
+    # rules one after the other, each column as one list.
+    hits = (
+        [
+            pl.concat_list(pl.arg_where(f).implode() for f in fired).alias("at"),
+            pl.concat_list(
+                pl.repeat(i, pl.col(f).sum(), dtype=pl.Int64).implode() for i, f in enumerate(fired)
+            ).alias("rule"),
+            pl.concat_list(
+                m.filter(pl.col(f)).implode() for m, f in zip(metric, fired, strict=True)
+            ).alias("spike_x"),
+        ]
+        if rules
+        else []
+    )
+    rule = pl.col("rule")
+    labels = [
+        pl.lit(pl.Series([r.event_type for r in rules])).gather(rule).alias("event_type"),
+        pl.lit(pl.Series([r.direction for r in rules])).gather(rule).alias("direction"),
+        pl.col("spike_x"),
+        session_label(cfg).alias("session"),
+    ]
+    return _Expressions(
+        detection,
+        windows,
+        needed,
+        screen(cfg),
+        day_filter(cfg),
+        [r.condition.alias(f) for r, f in zip(rules, fired, strict=True)],
+        hits,
+        labels,
+    )
+
+
 def candidates(features: SymbolFeatures, cfg: DetectorConfig) -> pl.DataFrame:
     """One row per (bar, event_type, direction) that fires and passes the global filters.
 
     Returns the bar columns the events need with ``event_type``, ``direction``,
     ``spike_x`` and ``session``; rows whose metric is not finite are dropped.
     """
-    detection = detector_rules(cfg)
-    rules, metrics = detection.rules, detection.metrics
+    exprs = per_config(cfg, "candidates", lambda: _build(cfg))
+    detection = exprs.detection
+    rules = detection.rules
     bars = features.bars
     rows = pl.Series(dtype=pl.Int64)
     if rules:
-        day_ok = features.days.select(day_filter(cfg)).to_series()
+        day_ok = features.days.select(exprs.day_filter).to_series()
         on_good_day = pl.lit(day_ok).gather(pl.col("day_no"))
-        rows = bars.select(pl.arg_where(screen(cfg) & on_good_day)).to_series()
+        rows = bars.select(pl.arg_where(exprs.screen & on_good_day)).to_series()
     if rows.is_empty():
         return (
             bars.select(_BAR_COLUMNS)
@@ -162,30 +220,17 @@ def candidates(features: SymbolFeatures, cfg: DetectorConfig) -> pl.DataFrame:
                 pl.lit(None, dtype).alias(name) for name, dtype in _CANDIDATE_COLUMNS.items()
             )
         )
-    screened = add_window_features(bars, at_bars(features, rows, cfg), *window_features(cfg))
+    screened = at_bars(features, rows, cfg)
+    screened = add_window_features(bars, screened, exprs.windows, exprs.needed)
     for stage in detection.stages:
         screened = screened.with_columns(**stage)
-    # Per rule, the screened bars where it fired, its number and its metric there; all
-    # rules one after the other, each column as one list (indexing a list column gives
-    # the inner Series, possibly empty).
-    fired = [f"fired_{i}" for i in range(len(rules))]
-    flags = screened.with_columns(r.condition.alias(f) for r, f in zip(rules, fired, strict=True))
-    metric = [metrics[r.event_type].cast(pl.Float64) for r in rules]
-    hits = flags.select(
-        at=pl.concat_list(pl.arg_where(f).implode() for f in fired),
-        rule=pl.concat_list(
-            pl.repeat(i, pl.col(f).sum(), dtype=pl.Int64).implode() for i, f in enumerate(fired)
-        ),
-        spike_x=pl.concat_list(
-            m.filter(pl.col(f)).implode() for m, f in zip(metric, fired, strict=True)
-        ),
+    hits = screened.with_columns(exprs.flags).select(exprs.hits)
+    # (Indexing a list column gives the inner Series, possibly empty.)
+    found = pl.concat(
+        [
+            screened.select(_BAR_COLUMNS).gather(hits.get_column("at")[0]),
+            pl.DataFrame([hits.get_column(c)[0].alias(c) for c in ("rule", "spike_x")]),
+        ],
+        how="horizontal",
     )
-    rule = hits.get_column("rule")[0]
-    found = screened.select(_BAR_COLUMNS).gather(hits.get_column("at")[0])
-    found = found.with_columns(
-        pl.Series("event_type", [r.event_type for r in rules]).gather(rule),
-        pl.Series("direction", [r.direction for r in rules]).gather(rule),
-        hits.get_column("spike_x")[0].alias("spike_x"),
-        session=session_label(cfg),
-    )
-    return found.filter(pl.col("spike_x").is_finite())
+    return found.select(*_BAR_COLUMNS, *exprs.labels).filter(pl.col("spike_x").is_finite())

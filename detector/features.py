@@ -27,6 +27,7 @@ import polars as pl
 
 from detector.config import DetectorConfig
 from detector.config_load import minutes_of
+from detector.expr_cache import per_config
 
 DAY = "date"
 VOLUME_AVG_WINDOW = 20  # vol_avg20
@@ -95,37 +96,40 @@ def daily_context(bars: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
     opening range, and where the day starts: its first row and the running volumes just
     before it and before its RTH open. ``bars`` has ``date`` flagged sorted, so the days
     are slices."""
+    aggregates, context = per_config(cfg, "daily_context", lambda: _daily_exprs(cfg))
+    return bars.group_by(DAY, maintain_order=True).agg(aggregates).select(context)
+
+
+def _daily_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[pl.Expr]]:
     _, rth_start, _, _ = session_bounds(cfg)
     orb_end = rth_start + cfg.opening_range_break.or_duration_minutes
     in_or = pl.col("minute").is_between(rth_start, orb_end, "left")
-    days = bars.group_by(DAY, maintain_order=True).agg(
-        day_bars=pl.len(),
-        day_dollar_volume=(pl.col("volume").cast(pl.Float64) * pl.col("close")).sum(),
-        day_high=pl.col("high").max(),
-        day_low=pl.col("low").min(),
-        day_close=pl.col("close").last(),
-        or_high=pl.col("high").filter(in_or).max(),
-        or_low=pl.col("low").filter(in_or).min(),
-        day_volume=pl.col("volume").sum(),
-        pm_volume=pl.col("volume").filter(pl.col("minute") < rth_start).sum(),
-    )
+    aggregates = [
+        pl.len().alias("day_bars"),
+        (pl.col("volume").cast(pl.Float64) * pl.col("close")).sum().alias("day_dollar_volume"),
+        pl.col("high").max().alias("day_high"),
+        pl.col("low").min().alias("day_low"),
+        pl.col("close").last().alias("day_close"),
+        pl.col("high").filter(in_or).max().alias("or_high"),
+        pl.col("low").filter(in_or).min().alias("or_low"),
+        pl.col("volume").sum().alias("day_volume"),
+        pl.col("volume").filter(pl.col("minute") < rth_start).sum().alias("pm_volume"),
+    ]
     prev_close = pl.col("day_close").shift(1)
     true_range = pl.max_horizontal("day_high", prev_close) - pl.min_horizontal(
         "day_low", prev_close
     )
     atr14 = true_range.shift(1).rolling_mean(ATR_DAYS, min_samples=1)
     before_day = pl.col("day_volume").cum_sum() - pl.col("day_volume")
-    return days.select(
-        "day_bars",
-        "day_dollar_volume",
-        "or_high",
-        "or_low",
-        atr14_pct=ratio(atr14, prev_close) * 100,
-        day_start=(pl.col("day_bars").cum_sum() - pl.col("day_bars")).cast(pl.Int64),
-        volume_before_day=before_day,
+    context = [
+        pl.col("day_bars", "day_dollar_volume", "or_high", "or_low"),
+        (ratio(atr14, prev_close) * 100).alias("atr14_pct"),
+        (pl.col("day_bars").cum_sum() - pl.col("day_bars")).cast(pl.Int64).alias("day_start"),
+        before_day.alias("volume_before_day"),
         # VWAP's volume runs from the first bar at or after the RTH open.
-        volume_before_rth=before_day + pl.col("pm_volume"),
-    )
+        (before_day + pl.col("pm_volume")).alias("volume_before_rth"),
+    ]
+    return aggregates, context
 
 
 @dataclass(frozen=True)
@@ -140,12 +144,9 @@ class SymbolFeatures:
 def symbol_features(bars: pl.DataFrame, cfg: DetectorConfig) -> SymbolFeatures:
     """The features of every bar of ``bars`` (sorted clean bars): those the screen of
     :mod:`detector.candidates` reads, and the running values :func:`at_bars` needs."""
-    _, rth_start, _, _ = session_bounds(cfg)
+    running, derived = per_config(cfg, "symbol_features", lambda: _bar_exprs(cfg))
     bars = bars.with_columns(pl.col(DAY).set_sorted())
     days = daily_context(bars, cfg)
-    volume = pl.col("volume").cast(pl.Float64)
-    high, low, close = pl.col("high"), pl.col("low"), pl.col("close")
-    in_vwap = pl.col("minute") >= rth_start
     # Running scans (cumulative sums, forward fills, windows) cost ten times an
     # element-wise operation: day-level values are looked up from the day table instead.
     day_no = bars.select(pl.col(DAY).rle_id().cast(pl.Int64)).to_series().alias("day_no")
@@ -153,21 +154,32 @@ def symbol_features(bars: pl.DataFrame, cfg: DetectorConfig) -> SymbolFeatures:
         day_no,
         days.get_column("day_start").gather(day_no).alias("day_start"),
         days.get_column("volume_before_day").gather(day_no),
-        row=pl.int_range(pl.len(), dtype=pl.Int64),
-        volume_cum=pl.col("volume").cum_sum(),
-        range_pct=ratio(high - low, pl.col("open")) * 100,
-        dollar_volume=volume * close,
-        cum_pv=per_day(
-            pl.when(in_vwap).then((high + low + close) / 3 * volume).otherwise(0.0).cum_sum()
-        ),
-        day_high_so_far=per_day(high.cum_max()),
+        *running,
     ).with_columns(pos=pl.col("row") - pl.col("day_start"))
-    vs = cfg.volume_spike
-    means = {"vol_avg20": volume_mean(VOLUME_AVG_WINDOW)}
-    if vs.rolling_method == "mean":
-        means["vol_ref"] = volume_mean(vs.rolling_window_minutes)
-    bars = bars.with_columns(**means).with_columns(vol_mult=ratio(volume, pl.col("vol_avg20")))
+    bars = bars.with_columns(derived[0]).with_columns(derived[1])
     return SymbolFeatures(bars.drop("day_start", "volume_before_day", "vol_avg20"), days)
+
+
+def _bar_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[list[pl.Expr]]]:
+    _, rth_start, _, _ = session_bounds(cfg)
+    volume = pl.col("volume").cast(pl.Float64)
+    high, low, close = pl.col("high"), pl.col("low"), pl.col("close")
+    in_vwap = pl.col("minute") >= rth_start
+    running = [
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
+        pl.col("volume").cum_sum().alias("volume_cum"),
+        (ratio(high - low, pl.col("open")) * 100).alias("range_pct"),
+        (volume * close).alias("dollar_volume"),
+        per_day(
+            pl.when(in_vwap).then((high + low + close) / 3 * volume).otherwise(0.0).cum_sum()
+        ).alias("cum_pv"),
+        per_day(high.cum_max()).alias("day_high_so_far"),
+    ]
+    vs = cfg.volume_spike
+    means = [volume_mean(VOLUME_AVG_WINDOW).alias("vol_avg20")]
+    if vs.rolling_method == "mean":
+        means.append(volume_mean(vs.rolling_window_minutes).alias("vol_ref"))
+    return running, [means, [ratio(volume, pl.col("vol_avg20")).alias("vol_mult")]]
 
 
 def volume_mean(window: int) -> pl.Expr:
@@ -185,7 +197,6 @@ def at_bars(features: SymbolFeatures, rows: pl.Series, cfg: DetectorConfig) -> p
     those of every bar, and VWAP, the previous bar's close, VWAP, high and low, the close
     N bars back, the red run, ATR% and the opening range, looked up for these bars only.
     """
-    _, rth_start, _, _ = session_bounds(cfg)
     bars = features.bars
     back_n = cfg.price_momentum.window_minutes
     red_n = cfg.flush_detection.min_consecutive_red_bars
@@ -203,26 +214,37 @@ def at_bars(features: SymbolFeatures, rows: pl.Series, cfg: DetectorConfig) -> p
         red_before=pl.sum_horizontal(r.cast(pl.Int32) for r in red) if red else pl.lit(0),
     )
     days = features.days.select(*_DAY_COLUMNS, _BEFORE_RTH)[at.get_column("day_no")]
+    derived = per_config(cfg, "at_bars", lambda: _looked_back_exprs(cfg))
+    return (
+        pl.concat([at, looked_up, days], how="horizontal")
+        .with_columns(derived)
+        .drop(*_RUNNING, *looked_up.columns, _BEFORE_RTH)
+    )
+
+
+def _looked_back_exprs(cfg: DetectorConfig) -> list[pl.Expr]:
+    _, rth_start, _, _ = session_bounds(cfg)
+    back_n = cfg.price_momentum.window_minutes
+    red_n = cfg.flush_detection.min_consecutive_red_bars
 
     def vwap(suffix: str) -> pl.Expr:
         cum_v = (pl.col(f"volume_cum{suffix}") - pl.col(_BEFORE_RTH)).cast(pl.Float64)
         in_vwap = pl.col(f"minute{suffix}") >= rth_start
         return pl.when(in_vwap).then(ratio(pl.col(f"cum_pv{suffix}"), cum_v))
 
-    return pl.concat([at, looked_up, days], how="horizontal").select(
-        *(c for c in bars.columns if c not in _RUNNING),
-        *_DAY_COLUMNS,
-        vwap=vwap(""),
-        prev_vwap=from_pos(1, vwap("_1")),
-        prev_close=from_pos(1, pl.col("close_1")),
-        prev_high=from_pos(1, pl.col("high_1")),
-        prev_low=from_pos(1, pl.col("low_1")),
-        close_back=from_pos(back_n, pl.col("close_n")),
-        # A run that would reach into the previous day is null, as a per-day window.
-        red_run=from_pos(
-            red_n - 1, (close < open_).cast(pl.Int32) + pl.col("red_before").cast(pl.Int32)
-        ),
+    red_run = (pl.col("close") < pl.col("open")).cast(pl.Int32) + pl.col("red_before").cast(
+        pl.Int32
     )
+    return [
+        vwap("").alias("vwap"),
+        from_pos(1, vwap("_1")).alias("prev_vwap"),
+        from_pos(1, pl.col("close_1")).alias("prev_close"),
+        from_pos(1, pl.col("high_1")).alias("prev_high"),
+        from_pos(1, pl.col("low_1")).alias("prev_low"),
+        from_pos(back_n, pl.col("close_n")).alias("close_back"),
+        # A run that would reach into the previous day is null, as a per-day window.
+        from_pos(red_n - 1, red_run).alias("red_run"),
+    ]
 
 
 _DAY_COLUMNS = ("atr14_pct", "or_high", "or_low")

@@ -24,7 +24,7 @@ from detector.features import (
     ratio,
     session_label,
 )
-from detector.sparse import WindowFeature, add_window_features
+from detector.sparse import WindowFeature, Windows, add_window_features
 
 # What the event rows carry from their bar (EVENTS.md §6), and what candidates add.
 _BAR_COLUMNS = (
@@ -148,7 +148,7 @@ class _Expressions:
     """Everything :func:`candidates` evaluates that depends on the config only."""
 
     detection: Detection
-    windows: list[WindowFeature]
+    windows: Windows
     needed: pl.Expr
     screen: pl.Expr
     day_filter: pl.Expr
@@ -187,7 +187,7 @@ def _build(cfg: DetectorConfig) -> _Expressions:
     ]
     return _Expressions(
         detection,
-        windows,
+        Windows.of(windows),
         needed,
         screen(cfg),
         day_filter(cfg),

@@ -77,15 +77,7 @@ def clean_bars(
     base = stats or CleaningStats()
     rows_read = frame.height
     ts = pl.col("timestamp")
-    # Reductions only (fast): is any row bad, are the times strictly increasing?
-    prices = [pl.col(c) for c in PRICE_COLUMNS]
-    checks = frame.select(
-        nulls=pl.sum_horizontal(pl.col(c).null_count() for c in REQUIRED_COLUMNS),
-        low_price=pl.min_horizontal(p.min() for p in prices) <= 0,
-        high_low=(pl.col("high") < pl.col("low")).any(),
-        low_volume=pl.col("volume").min() < 0,
-        step=ts.to_physical().diff().min(),
-    ).row(0, named=True)
+    checks = frame.select(_CHECKS).row(0, named=True)
     n_bad_ts = n_bad_price = n_high_low = n_bad_volume = 0
     if checks["nulls"] or checks["low_price"] or checks["high_low"] or checks["low_volume"]:
         n_bad_ts, n_bad_price, n_high_low, n_bad_volume, frame = _drop_bad_rows(frame)
@@ -123,6 +115,16 @@ def clean_bars(
         rows_kept=frame.height,
     )
     return frame, result
+
+
+# Reductions only (fast): is any row bad, are the times strictly increasing? Built once.
+_CHECKS = [
+    pl.sum_horizontal(pl.col(c).null_count() for c in REQUIRED_COLUMNS).alias("nulls"),
+    (pl.min_horizontal(pl.col(c).min() for c in PRICE_COLUMNS) <= 0).alias("low_price"),
+    (pl.col("high") < pl.col("low")).any().alias("high_low"),
+    (pl.col("volume").min() < 0).alias("low_volume"),
+    pl.col("timestamp").to_physical().diff().min().alias("step"),
+]
 
 
 def _drop_bad_rows(frame: pl.DataFrame) -> tuple[int, int, int, int, pl.DataFrame]:

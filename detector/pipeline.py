@@ -12,8 +12,9 @@ from detector.candidates import candidates
 from detector.cleaning import CleaningStats, clean_bars, normalize_types
 from detector.config import AppConfig, DetectorConfig
 from detector.config_load import minutes_of
+from detector.expr_cache import per_config
 from detector.features import symbol_features
-from detector.schema import empty_events, to_event_schema
+from detector.schema import EVENT_KEY, EVENT_SCHEMA, empty_events
 from detector.symbols import validate_symbol
 from detector.thinning import score_expr, thin
 
@@ -48,24 +49,31 @@ def events_from_clean_bars(
     """
     if bars.is_empty():
         return empty_events()
-    found = (
-        candidates(symbol_features(bars, cfg), cfg)
-        .with_columns(symbol=pl.lit(symbol), score=score_expr(cfg))
-        .filter(pl.col("score").is_finite())
-    )
+    found = candidates(symbol_features(bars, cfg), cfg)
+    score = per_config(cfg, "score", lambda: score_expr(cfg))
+    found = found.with_columns(score=score).filter(pl.col("score").is_finite())
     if not raw:
         found = thin(found, cfg)
-    found = found.with_columns(
-        timestamp_et=pl.col("ts_et"),
-        event_bias=pl.when(pl.col("direction") == "up")
+    return found.select(_output(symbol)).sort(EVENT_KEY)
+
+
+def _output(symbol: str) -> list[pl.Expr]:
+    """The output columns (EVENTS.md §6) from a candidate row."""
+    derived = {
+        "symbol": pl.lit(symbol),
+        "timestamp_et": pl.col("ts_et"),
+        "event_bias": pl.when(pl.col("direction") == "up")
         .then(pl.lit("bullish"))
         .otherwise(pl.lit("bearish")),
-        close_vs_open=pl.when(pl.col("close") > pl.col("open"))
+        "close_vs_open": pl.when(pl.col("close") > pl.col("open"))
         .then(pl.lit("green"))
         .otherwise(pl.lit("red")),
-        tier=pl.lit(1, pl.Int32),
-    )
-    return to_event_schema(found)
+        "tier": pl.lit(1, pl.Int32),
+    }
+    return [
+        derived.get(name, pl.col(name)).cast(dtype).alias(name)
+        for name, dtype in EVENT_SCHEMA.items()
+    ]
 
 
 def detect_bars(

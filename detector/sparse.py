@@ -54,16 +54,31 @@ class WindowFeature:
         return per_day(rolling(self.last - self.first + 1, min_samples=self.min_samples))
 
 
+@dataclass(frozen=True)
+class Windows:
+    """Window features and the expressions that reduce their gathered cells (built once
+    per config: they do not depend on the bars)."""
+
+    features: list[WindowFeature]
+    span: int  # cells per window: 0..the longest ``last`` bars back
+    reductions: list[pl.Expr]
+
+    @classmethod
+    def of(cls, features: list[WindowFeature]) -> Windows:
+        span = max((f.last for f in features), default=0) + 1
+        return cls(features, span, [_reduced(f, span) for f in features])
+
+
 def add_window_features(
-    bars: pl.DataFrame, screened: pl.DataFrame, features: list[WindowFeature], needed: pl.Expr
+    bars: pl.DataFrame, screened: pl.DataFrame, windows: Windows, needed: pl.Expr
 ) -> pl.DataFrame:
     """``screened`` (some rows of ``bars``, with their ``row`` and ``pos``) with each feature
     as a column: exact where ``needed`` holds, null elsewhere."""
+    features, span = windows.features, windows.span
     if not features:
         return screened
     at = screened.select(pl.arg_where(needed.fill_null(False))).to_series()
     n = at.len()
-    span = max(f.last for f in features) + 1
     if n * span > bars.height:
         # So many bars that the windows would outweigh the per-day rolling windows.
         rows = pl.lit(screened.get_column("row"))
@@ -74,7 +89,6 @@ def add_window_features(
         return screened.with_columns(pl.lit(None, pl.Float64).alias(f.name) for f in features)
     # Cell i * span + j is bar j bars back from the i-th needed bar; it counts only if
     # that bar is in the same day (at most pos bars back).
-    pos = screened.get_column(POS).gather(at)
     cell = pl.int_range(0, n * span, dtype=pl.Int64)
     back = cell % span
     which = cell // span
@@ -85,22 +99,22 @@ def add_window_features(
             for c in {f.column for f in features}
         ),
         back=back,
-        same_day=back <= pl.lit(pos).gather(which),
+        pos=pl.lit(screened.get_column(POS).gather(at)).gather(which),
     )
-    values = cells.select(_reduced(f, n, span, pos) for f in features)
+    values = cells.select(windows.reductions)
     # Back to one row per screened bar: the i-th needed bar takes row i of ``values``.
     slot = pl.Series("slot", [], dtype=pl.UInt32).extend_constant(None, screened.height)
     slot = slot.scatter(at, pl.int_range(0, n, dtype=pl.UInt32, eager=True))
     return pl.concat([screened, values.select(pl.all().gather(pl.lit(slot)))], how="horizontal")
 
 
-def _reduced(feature: WindowFeature, n: int, span: int, pos: pl.Series) -> pl.Expr:
-    """The feature per needed bar (``pos``: their positions in their days), from the
-    cells of the ``n`` windows."""
-    in_window = pl.col("same_day")
+def _reduced(feature: WindowFeature, span: int) -> pl.Expr:
+    """The feature per window, from the cells of all windows (``span`` cells each)."""
+    back = pl.col("back")
+    in_window = back <= pl.col(POS)  # in the bar's day
     if feature.first > 0 or feature.last < span - 1:
-        in_window = in_window & pl.col("back").is_between(feature.first, feature.last)
-    window = pl.when(in_window).then(pl.col(feature.column)).reshape((n, span))
+        in_window = in_window & back.is_between(feature.first, feature.last)
+    window = pl.when(in_window).then(pl.col(feature.column)).reshape((-1, span))
     if feature.reduce == "median":
         # (A median over an array or list holding nulls takes a slow path, 20x slower.)
         reduced = window.arr.to_list().list.drop_nulls().list.median()
@@ -109,5 +123,5 @@ def _reduced(feature: WindowFeature, n: int, span: int, pos: pl.Series) -> pl.Ex
     # A window holds min(last, pos) - first + 1 bars of the day.
     enough = feature.first + feature.min_samples - 1
     if enough > 0:
-        reduced = pl.when(pl.lit(pos >= enough)).then(reduced)
+        reduced = pl.when(pl.col(POS).gather_every(span) >= enough).then(reduced)
     return reduced.alias(feature.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from detector.config import DetectorConfig
+from detector.expr_cache import per_config
 
 _CONFIG_KEY = {
     "volume_spike": "volume_spike",
@@ -62,21 +63,7 @@ def _keep(ordered: pl.DataFrame, cfg: DetectorConfig) -> pl.Series:
     Sequential by nature (whether a candidate is kept depends on the last *kept* one),
     so it is one plain loop over Python values, one step per candidate, never per bar.
     """
-    types = ordered.get_column("event_type").unique().to_list()
-    cooldown_ms = {t: cooldown_minutes(cfg, t) * _MS_PER_MINUTE for t in types}
-    caps = {t: daily_cap(cfg, t) for t in types}
-    # No cap: more than any day can hold.
-    caps = {t: ordered.height if cap is None else cap for t, cap in caps.items()}
-    event_type = pl.col("event_type")
-    columns = ordered.select(
-        starts=(
-            (pl.col("date") != pl.col("date").shift(1)) | (event_type != event_type.shift(1))
-        ).fill_null(True),
-        up=pl.col("direction") == "up",
-        times=pl.col("timestamp").dt.epoch("ms"),
-        cooldowns=event_type.replace_strict(cooldown_ms, return_dtype=pl.Float64),
-        caps=event_type.replace_strict(caps, return_dtype=pl.Int64),
-    )
+    columns = ordered.select(per_config(cfg, "thinning", lambda: _walk_columns(cfg)))
     keep: list[bool] = []
     emit = keep.append
     last_up: int | None = None
@@ -97,3 +84,25 @@ def _keep(ordered: pl.DataFrame, cfg: DetectorConfig) -> pl.Series:
         else:
             emit(False)
     return pl.Series(keep, dtype=pl.Boolean)
+
+
+_NO_CAP = 2**62  # more than any day can hold
+
+
+def _walk_columns(cfg: DetectorConfig) -> list[pl.Expr]:
+    """What the walk reads per candidate: group start, direction, time, cooldown, cap."""
+    cooldown_ms = {t: cooldown_minutes(cfg, t) * _MS_PER_MINUTE for t in _CONFIG_KEY}
+    caps = {t: daily_cap(cfg, t) for t in _CONFIG_KEY}
+    event_type = pl.col("event_type")
+    return [
+        ((pl.col("date") != pl.col("date").shift(1)) | (event_type != event_type.shift(1)))
+        .fill_null(True)
+        .alias("starts"),
+        (pl.col("direction") == "up").alias("up"),
+        pl.col("timestamp").dt.epoch("ms").alias("times"),
+        event_type.replace_strict(cooldown_ms, return_dtype=pl.Float64).alias("cooldowns"),
+        event_type.replace_strict(
+            {t: _NO_CAP if cap is None else cap for t, cap in caps.items()},
+            return_dtype=pl.Int64,
+        ).alias("caps"),
+    ]

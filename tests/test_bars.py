@@ -199,3 +199,120 @@ def test_naive_and_zone_aware_files_of_one_symbol_are_each_read_right(
     loaded = load_symbol_bars("ABC", tmp_path, naive_timezone="America/New_York")
     got = loaded.bars.get_column("timestamp")
     assert got.to_list() == expected.dt.cast_time_unit("ms").dt.convert_time_zone("UTC").to_list()
+
+
+# -- cleaning's fast paths against its definition -------------------------------------------
+
+
+def reference_clean(frame: pl.DataFrame) -> tuple[pl.DataFrame, tuple[int, ...]]:
+    """The cleaning steps written plainly: stable sort, flags, keep the last repeat, ET clock."""
+    frame = frame.sort("timestamp", maintain_order=True)
+    prices = ("open", "high", "low", "close")
+    flags = frame.select(
+        bad_ts=pl.col("timestamp").is_null(),
+        bad_price=~pl.all_horizontal([pl.col(c).is_not_null() & (pl.col(c) > 0) for c in prices]),
+        high_low=(pl.col("high") < pl.col("low")).fill_null(False),
+        bad_volume=pl.col("volume").is_null() | (pl.col("volume") < 0),
+    )
+    bad_ts = flags["bad_ts"]
+    bad_price = ~bad_ts & flags["bad_price"]
+    high_low = ~bad_ts & ~bad_price & flags["high_low"]
+    bad_volume = ~bad_ts & ~bad_price & ~high_low & flags["bad_volume"]
+    valid = frame.filter(~(bad_ts | bad_price | high_low | bad_volume))
+    deduped = valid.unique("timestamp", keep="last", maintain_order=True)
+    et = pl.col("timestamp").dt.convert_time_zone("America/New_York")
+    clocked = deduped.with_columns(
+        ts_et=et, date=et.dt.date(), minute=et.dt.hour().cast(pl.Int32) * 60 + et.dt.minute()
+    )
+    kept = clocked.filter(pl.col("minute").is_between(240, 1200, "left"))
+    counts = (
+        int(bad_ts.sum()),
+        int(bad_price.sum()),
+        int(high_low.sum()),
+        int(bad_volume.sum()),
+        valid.height - deduped.height,
+        clocked.height - kept.height,
+    )
+    return kept, counts
+
+
+def dirty_frame(seed: int, *, shuffle: bool, dirty: bool) -> pl.DataFrame:
+    """Two days of bars as two files would give them: repeats within and across the
+    files (the second file's rows later), bad rows, bars outside 04:00-20:00 ET."""
+    import random
+
+    rng = random.Random(seed)
+    first = busy_days(2, start="2026-03-06").select(
+        "timestamp",
+        *(pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close")),
+        "volume",
+    )
+    again = first.sample(300, seed=seed).with_columns(volume=pl.col("volume") + 1)
+    frame = pl.concat([first, again])
+    if dirty:
+        n = frame.height
+        picks = {k: set(rng.sample(range(n), 25)) for k in ("ts", "price", "hl", "vol", "nan")}
+        index = pl.int_range(pl.len())
+
+        def where(k: str) -> pl.Expr:
+            return index.is_in(sorted(picks[k]))
+
+        frame = frame.with_columns(
+            timestamp=pl.when(where("ts")).then(None).otherwise(pl.col("timestamp")),
+            open=pl.when(where("price")).then(0.0).otherwise(pl.col("open")),
+            low=pl.when(where("hl")).then(pl.col("high") + 1).otherwise(pl.col("low")),
+            volume=pl.when(where("vol")).then(-3).otherwise(pl.col("volume")),
+            close=pl.when(where("nan")).then(float("nan")).otherwise(pl.col("close")),
+        )
+        frame = pl.concat(
+            [frame, first.head(5).with_columns(pl.col("timestamp").dt.offset_by("-9h"))]
+        )
+    if shuffle:
+        frame = frame.sample(fraction=1.0, shuffle=True, seed=seed)
+    return normalize_types(frame, "UTC")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("dirty", [False, True])
+def test_cleaning_equals_its_plain_definition(seed: int, shuffle: bool, dirty: bool) -> None:
+    frame = dirty_frame(seed, shuffle=shuffle, dirty=dirty)
+    expected, counts = reference_clean(frame)
+    clean, stats = clean_bars(frame, day_start_minute=240, day_end_minute=1200)
+    assert clean.equals(expected)
+    assert (
+        stats.dropped_bad_timestamp,
+        stats.dropped_bad_price,
+        stats.dropped_high_below_low,
+        stats.dropped_bad_volume,
+        stats.dropped_duplicate_timestamp,
+        stats.dropped_outside_hours,
+    ) == counts
+    assert stats.rows_read == frame.height
+    assert stats.rows_kept + sum(counts) == frame.height
+    assert clean["timestamp"].is_sorted()
+
+
+def test_sorted_clean_bars_go_through_unchanged() -> None:
+    frame = normalize_types(busy_days(2), "UTC")
+    clean, stats = clean_bars(frame, day_start_minute=240, day_end_minute=1200)
+    assert stats.rows_kept == stats.rows_read == frame.height
+    assert clean.select(frame.columns).equals(frame)
+
+
+def test_repeated_timestamps_across_daily_files_keep_the_later_file(tmp_path: Path) -> None:
+    frame = busy_days(2)
+    files = write_daily(tmp_path, "ABC", frame)
+    # The second day's file repeats the first day's last 30 bars with other volumes:
+    # the later file wins, however the rows lie within it.
+    first = pl.read_parquet(files[0])
+    repeat = first.tail(30).with_columns(volume=pl.lit(7, pl.Int64))
+    second = pl.concat([pl.read_parquet(files[1]), repeat]).sample(
+        fraction=1.0, seed=3, shuffle=True
+    )
+    second.write_parquet(files[1])
+    loaded = load_symbol_bars("ABC", tmp_path)
+    assert loaded.stats.dropped_duplicate_timestamp == 30
+    repeated = loaded.bars.filter(pl.col("timestamp").is_in(repeat["timestamp"].implode()))
+    assert repeated["volume"].to_list() == [7] * 30
+    assert loaded.bars["timestamp"].is_sorted()

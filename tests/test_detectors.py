@@ -956,3 +956,263 @@ def test_nan_inf_or_negative_volume_bar_is_dropped(bad_volume: float) -> None:
     assert result.events.is_empty()
     assert result.stats.dropped_bad_volume == 1
     assert result.bars == 19
+
+
+# -- the fast paths against the definitions ------------------------------------------------
+# candidates() evaluates the rules on screened bars only, with per-day windows computed
+# from running sums, look-backs and sparse gathered windows. Here the same rules run on
+# every bar with each feature written as its plain per-day definition (.over the date),
+# and the candidates must be the same, bit for bit.
+
+
+def reference_candidates(bars: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
+    from detector.detectors import bar_filter, day_filter, detector_rules
+    from detector.features import ratio
+
+    sb = cfg.session_bounds
+    h, m = (int(x) for x in sb.rth[0].split(":"))
+    rth_start = h * 60 + m
+    orb_end = rth_start + cfg.opening_range_break.or_duration_minutes
+    vs, pm = cfg.volume_spike, cfg.price_momentum
+    base_n = cfg.consolidation_break.consolidation_window_minutes
+    red_n = cfg.flush_detection.min_consecutive_red_bars
+    volume = pl.col("volume").cast(pl.Float64)
+    high, low, close, open_ = pl.col("high"), pl.col("low"), pl.col("close"), pl.col("open")
+    minute = pl.col("minute")
+
+    def day(e: pl.Expr) -> pl.Expr:
+        return e.over("date")
+
+    in_vwap = minute >= rth_start
+    in_or = (minute >= rth_start) & (minute < orb_end)
+    cum_pv = day(pl.when(in_vwap).then((high + low + close) / 3 * volume).otherwise(0.0).cum_sum())
+    cum_v = day(pl.when(in_vwap).then(volume).otherwise(0.0).cum_sum())
+    vol_ref = (
+        volume.rolling_median(vs.rolling_window_minutes, min_samples=1)
+        if vs.rolling_method == "median"
+        else volume.rolling_mean(vs.rolling_window_minutes, min_samples=1)
+    )
+    daily = (
+        bars.group_by("date")
+        .agg(
+            day_bars=pl.len(),
+            day_dollar_volume=(volume * close).sum(),
+            day_high=high.max(),
+            day_low=low.min(),
+            day_close=close.last(),
+        )
+        .sort("date")
+        .with_columns(prev_close=pl.col("day_close").shift(1))
+        .with_columns(
+            tr=pl.max_horizontal("day_high", "prev_close")
+            - pl.min_horizontal("day_low", "prev_close")
+        )
+        .with_columns(atr=pl.col("tr").shift(1).rolling_mean(14, min_samples=1))
+        .with_columns(atr14_pct=ratio(pl.col("atr"), pl.col("prev_close")) * 100)
+        .with_columns(day_ok=day_filter(cfg))
+        .select("date", "day_bars", "day_dollar_volume", "atr14_pct", "day_ok")
+    )
+    frame = bars.join(daily, on="date", how="left", maintain_order="left").with_columns(
+        range_pct=ratio(high - low, open_) * 100,
+        dollar_volume=volume * close,
+        vol_ref=day(vol_ref),
+        vol_avg20=day(volume.rolling_mean(20, min_samples=1)),
+        vwap=pl.when(in_vwap).then(ratio(cum_pv, cum_v)),
+        prior_high_20=day(high.shift(1).rolling_max(20, min_samples=1)),
+        prior_low_20=day(low.shift(1).rolling_min(20, min_samples=1)),
+        close_back=day(close.shift(pm.window_minutes)),
+        base_high=day(high.shift(1).rolling_max(base_n, min_samples=base_n)),
+        base_low=day(low.shift(1).rolling_min(base_n, min_samples=base_n)),
+        or_high=day(high.filter(in_or).max()),
+        or_low=day(low.filter(in_or).min()),
+        day_high_so_far=day(high.cum_max()),
+        red_run=day((close < open_).cast(pl.Int32).rolling_sum(red_n, min_samples=red_n)),
+    )
+    frame = frame.with_columns(
+        vol_mult=ratio(volume, pl.col("vol_avg20")),
+        prev_close=day(close.shift(1)),
+        prev_vwap=day(pl.col("vwap").shift(1)),
+    )
+    detection = detector_rules(cfg)
+    for stage in detection.stages:
+        frame = frame.with_columns(**stage)
+    keep = bar_filter(cfg) & pl.col("day_ok")
+    parts = [
+        frame.filter(keep & r.condition).select(
+            "timestamp",
+            event_type=pl.lit(r.event_type),
+            direction=pl.lit(r.direction),
+            spike_x=detection.metrics[r.event_type].cast(pl.Float64),
+        )
+        for r in detection.rules
+    ]
+    found = pl.concat(parts) if parts else pl.DataFrame()
+    return found.filter(pl.col("spike_x").is_finite()).sort("timestamp", "event_type", "direction")
+
+
+def fast_candidates(bars: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
+    from detector.candidates import candidates
+    from detector.features import symbol_features
+
+    found = candidates(symbol_features(bars, cfg), cfg)
+    return found.select("timestamp", "event_type", "direction", "spike_x").sort(
+        "timestamp", "event_type", "direction"
+    )
+
+
+def walk_bars(days: int, *, seed: int, zero_volume_every: int = 0) -> pl.DataFrame:
+    """Random-walk bars over ``days`` weekdays, each day starting at a different time
+    (some days before, some after the RTH open) and with gaps, in clean-bar form."""
+    from datetime import date, timedelta
+
+    from detector.cleaning import clean_bars, normalize_types
+
+    from builders import random_walk_rows
+
+    rows: list[Row] = []
+    d = date(2026, 3, 2)
+    k = 0
+    while k < days:
+        if d.weekday() < 5:
+            start = ("04:00", "06:17", "09:31", "09:45", "11:02")[(seed + k) % 5]
+            day_rows = random_walk_rows([d.isoformat()], seed=seed * 100 + k, start=start, n=400)
+            rows += [r for i, r in enumerate(day_rows) if (i * 7 + k) % 23]  # gaps
+            k += 1
+        d += timedelta(days=1)
+    frame = bars_frame(rows)
+    if zero_volume_every:
+        frame = frame.with_columns(
+            volume=pl.when(pl.int_range(pl.len()) % zero_volume_every == 0)
+            .then(0)
+            .otherwise(pl.col("volume"))
+        )
+    bars, _ = clean_bars(normalize_types(frame, "UTC"), day_start_minute=240, day_end_minute=1200)
+    return bars
+
+
+FAST_PATH_CONFIGS: dict[str, dict[str, Any]] = {
+    "defaults, loose": {},
+    "every detector at its lowest": {
+        "volume_spike.min_range_1m_pct": 0.0,
+        "volume_spike.rth.min_spike": 1.0,
+        "volume_spike.pm_ah.min_spike": 1.0,
+        "volume_spike.rth.min_absolute_volume": 0.0,
+        "volume_spike.pm_ah.min_absolute_volume": 0.0,
+        "volume_spike.rth.min_dollar_volume": 0.0,
+        "volume_spike.pm_ah.min_dollar_volume": 0.0,
+        "vwap_break.bullish.min_volume_confirm": 0.5,
+        "vwap_break.bearish.min_volume_confirm": 0.5,
+        "price_momentum.min_volume_multiplier": 0.5,
+        "price_momentum.bullish.min_change_pct": 0.3,
+        "price_momentum.bearish.min_change_pct": 0.3,
+        "consolidation_break.min_volume_spike": 0.5,
+        "consolidation_break.max_range_atr_multiple": 5.0,
+        "consolidation_break.min_breakout_pct": 0.1,
+        "opening_range_break.min_volume_confirm": 0.5,
+        "flush_detection.min_volume_spike": 0.5,
+        "flush_detection.min_drop_pct": 0.5,
+    },
+    "other windows": {
+        "volume_spike.rolling_window_minutes": 7,
+        "volume_spike.rolling_method": "mean",
+        "price_momentum.window_minutes": 12,
+        "price_momentum.bullish.min_change_pct": 1.0,
+        "price_momentum.bearish.min_change_pct": 1.0,
+        "consolidation_break.consolidation_window_minutes": 5,
+        "consolidation_break.max_range_atr_multiple": 3.0,
+        "flush_detection.min_consecutive_red_bars": 1,
+        "flush_detection.min_drop_pct": 2.0,
+        "opening_range_break.or_duration_minutes": 45,
+    },
+    "longer windows, no breakout tests": {
+        "volume_spike.rolling_window_minutes": 45,
+        "price_momentum.window_minutes": 1,
+        "price_momentum.bullish.require_breakout": False,
+        "price_momentum.bearish.require_breakdown": False,
+        "consolidation_break.consolidation_window_minutes": 60,
+        "flush_detection.min_consecutive_red_bars": 5,
+    },
+    "global filters and one direction": {
+        "global_filters.min_price": 19.0,
+        "global_filters.max_price": 21.5,
+        "global_filters.min_dollar_volume_day": 4_000_000.0,
+        "global_filters.exclude_afterhours": True,
+        "min_bars_per_day": 200,
+        "vwap_break.direction": "up",
+        "opening_range_break.direction": "down",
+    },
+}
+
+
+@pytest.mark.parametrize("name", FAST_PATH_CONFIGS)
+@pytest.mark.parametrize(("days", "seed", "zero_every"), [(3, 1, 0), (12, 2, 17)])
+def test_screened_candidates_equal_the_per_day_definitions(
+    name: str, days: int, seed: int, zero_every: int
+) -> None:
+    cfg = loose_config(**FAST_PATH_CONFIGS[name])
+    bars = walk_bars(days, seed=seed, zero_volume_every=zero_every)
+    expected = reference_candidates(bars, cfg)
+    assert expected.height > 0
+    got = fast_candidates(bars, cfg)
+    assert got.equals(expected)
+
+
+def test_sparse_windows_give_the_per_day_rolling_values_on_both_paths() -> None:
+    from detector.features import symbol_features
+    from detector.sparse import WindowFeature, Windows, add_window_features
+
+    bars = symbol_features(walk_bars(6, seed=5, zero_volume_every=11), DetectorConfig()).bars
+    windows = Windows.of(
+        [
+            WindowFeature("med", "volume", 0, 19, 1, "median"),
+            WindowFeature("hi", "high", 1, 20, 1, "max"),
+            WindowFeature("lo", "low", 1, 30, 30, "min"),
+            WindowFeature("med3", "volume", 2, 4, 2, "median"),
+        ]
+    )
+    expected = bars.select(f.per_day_rolling().alias(f.name) for f in windows.features)
+    for every in (97, 3):  # few needed bars (gathered windows), many (rolling windows)
+        needed = pl.col("row") % every == 0
+        got = add_window_features(bars, bars, windows, needed)
+        on = bars.select(needed).to_series()
+        for f in windows.features:
+            assert got.filter(on)[f.name].equals(expected.filter(on)[f.name]), (every, f.name)
+
+
+def test_expressions_are_built_once_per_config_object() -> None:
+    import gc
+    import weakref
+
+    from detector import expr_cache
+
+    class Config:
+        pass
+
+    built: list[int] = []
+
+    def build(value: int) -> int:
+        built.append(value)
+        return value
+
+    one, two = Config(), Config()
+    assert expr_cache.per_config(one, "x", lambda: build(1)) == 1
+    assert expr_cache.per_config(one, "x", lambda: build(9)) == 1  # kept
+    assert expr_cache.per_config(two, "x", lambda: build(2)) == 2  # another object
+    assert expr_cache.per_config(one, "y", lambda: build(3)) == 3  # another name
+    # An object that reuses a dead object's id is not taken for it.
+    gone = Config()
+    dead = weakref.ref(gone)
+    del gone
+    gc.collect()
+    expr_cache._built[(id(two), "z")] = (dead, 99)
+    assert expr_cache.per_config(two, "z", lambda: build(4)) == 4
+    assert built == [1, 2, 3, 4]
+
+
+def test_configs_used_in_turn_each_give_their_own_events() -> None:
+    rows = [*spike_rows("up"), *flat(DAY, "09:50", 40)]
+    fires = loose_config("volume_spike")
+    silent = with_overrides(fires, **{"volume_spike.rth.min_spike": 7.0})
+    for _ in range(2):
+        assert len(hits(detect(rows, fires))) == 1
+        assert hits(detect(rows, silent)) == []

@@ -219,3 +219,61 @@ def test_timestamp_et_is_new_york_and_the_same_instant(day: str) -> None:
             for _, t, *_ in random_walk_rows([day], seed=3, n=120, start="09:00")
         }
         assert set(events["timestamp"].to_list()) <= built
+
+
+# -- the ET clock from per-hour offsets ------------------------------------------------------
+
+
+def per_row_clock(frame: pl.DataFrame, zone: str) -> pl.DataFrame:
+    et = pl.col("timestamp").dt.convert_time_zone(zone)
+    return frame.with_columns(
+        ts_et=et, date=et.dt.date(), minute=et.dt.hour().cast(pl.Int32) * 60 + et.dt.minute()
+    )
+
+
+def random_instants(first: str, last: str, n: int, seed: int) -> pl.DataFrame:
+    import random
+
+    rng = random.Random(seed)
+    lo = int(datetime.fromisoformat(first).replace(tzinfo=UTC).timestamp() * 1000)
+    hi = int(datetime.fromisoformat(last).replace(tzinfo=UTC).timestamp() * 1000)
+    ms = sorted(rng.randrange(lo, hi) for _ in range(n))
+    return pl.DataFrame({"timestamp": pl.Series(ms).cast(pl.Datetime("ms", "UTC"))})
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
+        ("2026-03-08 05:00", "2026-03-08 08:00"),  # spring forward at 07:00 UTC
+        ("2026-11-01 04:00", "2026-11-01 08:00"),  # fall back at 06:00 UTC
+        ("2020-01-01 00:00", "2030-01-01 00:00"),
+        ("1960-01-01 00:00", "1975-01-01 00:00"),  # before the epoch, other DST rules
+        ("1883-11-01 00:00", "1883-12-01 00:00"),  # local mean time to EST at 17:00 UTC
+    ],
+)
+def test_et_clock_from_hourly_offsets_equals_the_per_row_conversion(first: str, last: str) -> None:
+    from detector.et_clock import with_et_clock
+
+    frame = random_instants(first, last, 20_000, seed=len(first + last))
+    assert with_et_clock(frame).equals(per_row_clock(frame, NY))
+
+
+def test_et_clock_falls_back_where_an_offset_changes_inside_an_hour() -> None:
+    from detector.et_clock import _local_ms, with_et_clock
+
+    # Lord Howe Island moves its clocks by 30 minutes; in October at 15:30 UTC.
+    zone = "Australia/Lord_Howe"
+    frame = random_instants("2026-10-03 12:00", "2026-10-03 18:00", 5_000, seed=7)
+    assert _local_ms(frame["timestamp"], zone) is None
+    assert with_et_clock(frame, zone).equals(per_row_clock(frame, zone))
+
+
+def test_et_clock_of_outlying_or_no_timestamps() -> None:
+    from detector.et_clock import with_et_clock
+
+    # Bars a century apart: the hour table would be far larger than the rows.
+    frame = random_instants("2026-03-06 14:00", "2026-03-06 15:00", 10, seed=1)
+    frame = pl.concat([frame, frame.with_columns(pl.col("timestamp").dt.offset_by("100y"))])
+    assert with_et_clock(frame).equals(per_row_clock(frame, NY))
+    empty = frame.clear()
+    assert with_et_clock(empty).equals(per_row_clock(empty, NY))

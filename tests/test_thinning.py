@@ -339,3 +339,89 @@ def test_output_values_of_one_event() -> None:
     )
     assert (row["open"], row["high"], row["low"], row["close"]) == (64.0, 65.0, 64.0, 64.5)
     assert (row["volume"], row["dollar_volume"], row["tier"]) == (12000, 12000 * 64.5, 1)
+
+
+# -- the one-pass walk against the definition -----------------------------------------------
+
+
+def reference_thin(candidates: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
+    """EVENTS.md §5 written plainly: a greedy cooldown walk per (day, type, direction) in
+    time order, then per (day, type) the earliest ``cap`` by (timestamp, direction)."""
+    from detector.thinning import cooldown_minutes, daily_cap
+
+    rows = candidates.sort("date", "event_type", "direction", "timestamp").to_dicts()
+    kept: list[dict[str, Any]] = []
+    last: dict[tuple[Any, ...], Any] = {}
+    for r in rows:
+        key = (r["date"], r["event_type"], r["direction"])
+        cooldown = cooldown_minutes(cfg, r["event_type"]) * 60_000
+        t = r["timestamp"].timestamp() * 1000
+        if key not in last or t - last[key] >= cooldown:
+            last[key] = t
+            kept.append(r)
+    kept.sort(key=lambda r: (r["date"], r["event_type"], r["timestamp"], r["direction"]))
+    counts: dict[tuple[Any, ...], int] = {}
+    out = []
+    for r in kept:
+        key = (r["date"], r["event_type"])
+        counts[key] = counts.get(key, 0) + 1
+        cap = daily_cap(cfg, r["event_type"])
+        if cap is None or counts[key] <= cap:
+            out.append(r)
+    return pl.DataFrame(out, schema=candidates.schema)
+
+
+def random_candidates(seed: int, n: int = 3000) -> pl.DataFrame:
+    """Candidates as candidates() gives them, in no particular order: bursts of
+    neighbouring minutes, both directions interleaved, several types and days."""
+    import random
+
+    rng = random.Random(seed)
+    minutes: set[tuple[int, int, str, str]] = set()
+    while len(minutes) < n:
+        day = rng.randrange(4)
+        start = rng.randrange(240, 1150)
+        event_type = rng.choice(EVENT_TYPES)
+        for k in range(rng.randint(1, 25)):
+            minute = start + k * rng.choice((1, 1, 2, 7))
+            if minute < 1200:
+                minutes.add((day, minute, event_type, rng.choice(("up", "down"))))
+    frame = pl.DataFrame(
+        [
+            (et_instant(f"2026-03-{10 + day:02d}", f"{m // 60:02d}:{m % 60:02d}"), e, d)
+            for day, m, e, d in minutes
+        ],
+        schema={
+            "timestamp": pl.Datetime("us", UTC),
+            "event_type": pl.String,
+            "direction": pl.String,
+        },
+        orient="row",
+    )
+    frame = frame.with_columns(pl.col("timestamp").dt.cast_time_unit("ms"))
+    et = pl.col("timestamp").dt.convert_time_zone("America/New_York")
+    return frame.with_columns(date=et.dt.date(), spike_x=pl.lit(1.0)).sample(
+        fraction=1.0, shuffle=True, seed=seed
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"volume_spike.max_events_per_symbol_day": 3, "vwap_break.max_events_per_symbol_day": 1},
+        {"opening_range_break.cooldown_minutes": None, "deduplication.window_minutes": 4.0},
+        {"flush_detection.cooldown_minutes": 0.0, "price_momentum.cooldown_minutes": 2.0},
+    ],
+)
+def test_thinning_equals_the_walk_it_defines(seed: int, changes: dict[str, Any]) -> None:
+    from detector.thinning import thin
+
+    cfg = with_overrides(DetectorConfig(), **changes)
+    candidates = random_candidates(seed)
+    key = ["timestamp", "event_type", "direction"]
+    got = thin(candidates, cfg).sort(key)
+    expected = reference_thin(candidates, cfg).sort(key)
+    assert 0 < got.height < candidates.height
+    assert got.equals(expected)

@@ -23,6 +23,7 @@ MS_PER_DAY = 24 * MS_PER_HOUR
 # many hours per row (sparse or outlying timestamps) the per-row conversion is cheaper.
 _MAX_HOURS_PER_ROW = 8
 _MIN_HOUR_TABLE = 100_000
+_HOURS_PER_BLOCK = 32 * 24
 
 
 def with_et_clock(frame: pl.DataFrame, zone: str = NY) -> pl.DataFrame:
@@ -55,6 +56,10 @@ def _local_ms(timestamp: pl.Series, zone: str) -> pl.Series | None:
     span = last - first + 1
     if span > max(_MAX_HOURS_PER_ROW * len(timestamp), _MIN_HOUR_TABLE):
         return None
+    # Whole blocks of hours, so that symbols of one run share the table whatever the
+    # hour of their first and last bar.
+    first -= first % _HOURS_PER_BLOCK
+    last += _HOURS_PER_BLOCK - 1 - last % _HOURS_PER_BLOCK
     at_start = _hour_offsets(zone, first, last)
     if at_start is None:
         return None
@@ -64,8 +69,8 @@ def _local_ms(timestamp: pl.Series, zone: str) -> pl.Series | None:
 @functools.lru_cache(maxsize=8)
 def _hour_offsets(zone: str, first: int, last: int) -> pl.Series | None:
     """The offset at the start of each UTC hour ``first``..``last`` (hours since the epoch),
-    or None if it changes inside one of them. Symbols of one run share their span, so
-    this is computed once per span."""
+    or None if it changes inside one of them. Cached: the symbols of a run mostly cover
+    the same blocks of hours, so this is computed about once per run."""
     # One hour past the last, so that every hour of the span has a successor.
     starts = pl.int_range(first, last + 2, dtype=pl.Int64, eager=True) * MS_PER_HOUR
     at_start = _offset_ms(starts, zone)

@@ -144,7 +144,7 @@ class SymbolFeatures:
 def symbol_features(bars: pl.DataFrame, cfg: DetectorConfig) -> SymbolFeatures:
     """The features of every bar of ``bars`` (sorted clean bars): those the screen of
     :mod:`detector.candidates` reads, and the running values :func:`at_bars` needs."""
-    running, derived = per_config(cfg, "symbol_features", lambda: _bar_exprs(cfg))
+    running, means, vol_mult = per_config(cfg, "symbol_features", lambda: _bar_exprs(cfg))
     bars = bars.with_columns(pl.col(DAY).set_sorted())
     days = daily_context(bars, cfg)
     # Running scans (cumulative sums, forward fills, windows) cost ten times an
@@ -156,11 +156,12 @@ def symbol_features(bars: pl.DataFrame, cfg: DetectorConfig) -> SymbolFeatures:
         days.get_column("volume_before_day").gather(day_no),
         *running,
     ).with_columns(pos=pl.col("row") - pl.col("day_start"))
-    bars = bars.with_columns(derived[0]).with_columns(derived[1])
+    bars = bars.with_columns(means).with_columns(vol_mult)
     return SymbolFeatures(bars.drop("day_start", "volume_before_day", "vol_avg20"), days)
 
 
-def _bar_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[list[pl.Expr]]]:
+def _bar_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[pl.Expr], pl.Expr]:
+    """The per-bar columns in three steps, each reading the ones before."""
     _, rth_start, _, _ = session_bounds(cfg)
     volume = pl.col("volume").cast(pl.Float64)
     high, low, close = pl.col("high"), pl.col("low"), pl.col("close")
@@ -179,7 +180,7 @@ def _bar_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[list[pl.Expr]]]
     means = [volume_mean(VOLUME_AVG_WINDOW).alias("vol_avg20")]
     if vs.rolling_method == "mean":
         means.append(volume_mean(vs.rolling_window_minutes).alias("vol_ref"))
-    return running, [means, [ratio(volume, pl.col("vol_avg20")).alias("vol_mult")]]
+    return running, means, ratio(volume, pl.col("vol_avg20")).alias("vol_mult")
 
 
 def volume_mean(window: int) -> pl.Expr:

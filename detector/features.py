@@ -206,7 +206,7 @@ def at_bars(features: SymbolFeatures, rows: pl.Series, cfg: DetectorConfig) -> p
     # the bars' own columns come from one plain frame gather, the looked-back ones from
     # one select.
     at = bars[rows]
-    back = {n: pl.lit(rows - n).clip(lower_bound=0) for n in {1, back_n, *range(1, red_n)}}
+    back = {n: pl.lit(rows - n).clip(lower_bound=0) for n in {0, 1, back_n, *range(red_n)}}
     close, open_ = pl.col("close"), pl.col("open")
     red = [(close.gather(back[j]) < open_.gather(back[j])) for j in range(1, red_n)]
     looked_up = bars.select(

@@ -414,3 +414,17 @@ def test_bench_refuses_a_keep_dir_it_did_not_write(tmp_path: Path) -> None:
     done = bench(tmp_path, "--keep", str(keep))
     assert done.returncode == ExitCode.USAGE
     assert "did not write" in done.stderr
+
+
+def test_a_marginal_speedup_beyond_the_worker_count_is_noise_not_a_result() -> None:
+    from tools.bench_report import Fit, scaling_row
+
+    row = scaling_row(
+        2, 2.3, 3.0, 20, 2_000_000, half_wall_s=2.1, fit=Fit(0.02, 1.9), one_worker_marginal_s=0.08
+    )
+    assert row.marginal_speedup is None and row.marginal_s_per_symbol is None
+    assert row.speedup == pytest.approx(3.0 / 2.3)  # the whole run's is still reported
+    ok = scaling_row(
+        2, 2.3, 3.0, 20, 2_000_000, half_wall_s=1.9, fit=Fit(0.045, 1.4), one_worker_marginal_s=0.08
+    )
+    assert ok.marginal_speedup == pytest.approx(0.08 / 0.045)

@@ -27,7 +27,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -254,6 +254,18 @@ def machine(load_1m: float | None) -> Machine:
     )
 
 
+def best_launch(runs: list[LaunchRun]) -> LaunchRun:
+    """The fastest of ``runs``, with the largest memory any of them needed."""
+    best = min(runs, key=lambda r: r.wall_s)
+    workers = [r.peak_worker_rss for r in runs if r.peak_worker_rss is not None]
+    launchers = [r.launcher_rss for r in runs if r.launcher_rss is not None]
+    return replace(
+        best,
+        peak_worker_rss=max(workers) if workers else None,
+        launcher_rss=max(launchers) if launchers else None,
+    )
+
+
 # -- the whole benchmark -----------------------------------------------------------------
 def run_bench(
     spec: BenchSpec, config: AppConfig, config_path: Path | None, note: Note
@@ -276,15 +288,28 @@ def run_bench(
         every = write_symbols_file(scratch / f"symbols_{n}.txt", data.symbols)
         first = write_symbols_file(scratch / f"symbols_{half}.txt", data.symbols[:half])
         launches, half_launches = [], []
+        tries = [scratch / f"try{i}" for i in range(spec.repeat)]  # a fresh root each
+        for t in tries:
+            t.mkdir()
         for workers in spec.worker_counts:
-            # The two sizes one after the other: a change in the machine's load between
-            # them would bend the slope, so keep them close in time.
-            note(f"launch --workers {workers}, {n} symbols then {half}")
-            launches.append(run_launch(workers, daily, every, n, scratch, config_path))
-            half_launches.append(run_launch(workers, daily, first, half, scratch, config_path))
+            # The two sizes one after the other, each the best of `repeat` runs: a slope
+            # is a difference of two wall times, and one slow run would bend it.
+            note(f"launch --workers {workers}, {n} symbols then {half}, best of {spec.repeat}")
+            runs = [
+                (run_launch(workers, daily, every, n, t, config_path),
+                 run_launch(workers, daily, first, half, t, config_path))
+                for t in tries
+            ]  # fmt: skip
+            launches.append(best_launch([whole for whole, _ in runs]))
+            half_launches.append(best_launch([part for _, part in runs]))
         note(f"bare detect_symbol loop in a fresh process, {n} symbols then {half}")
-        bare = run_bare_loop(daily, data.symbols, config_path)
-        half_bare = run_bare_loop(daily, data.symbols[:half], config_path)
+        bares = [
+            (run_bare_loop(daily, data.symbols, config_path),
+             run_bare_loop(daily, data.symbols[:half], config_path))
+            for _ in tries
+        ]  # fmt: skip
+        bare = min((whole for whole, _ in bares), key=lambda r: r.wall_s)
+        half_bare = min((part for _, part in bares), key=lambda r: r.wall_s)
         long_data = ensure_long_bars(directory, spec, note)
         note(f"one detect worker on {spec.long_days} days of {long_data.symbols[0]}")
         long_detect = run_detect_worker(

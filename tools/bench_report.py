@@ -10,7 +10,8 @@ wall time = fixed seconds + marginal seconds per symbol × symbols. The fixed pa
 (interpreter starts, imports, planning, exits) is paid once per run and vanishes in a
 run of hours; the marginal part is what holds at the universe's size, so the speedup,
 overhead and projection targets use it. A slope <= 0 (noise larger than the half run's
-work) gives ``null`` marginal values rather than nonsense.
+work), or one that makes N workers more than N times faster than one, gives ``null``
+marginal values rather than nonsense.
 
 The ``--json`` keys are listed in :mod:`tools.bench_text`, next to the code writing them.
 """
@@ -237,6 +238,10 @@ def scaling_row(
 ) -> Scaling:
     up, slope = speedup(one_worker_wall_s, wall_s), fit.marginal_s
     m_up = marginal_ratio(one_worker_marginal_s, slope)
+    if m_up is not None and m_up > workers:
+        # Faster than perfect scaling: the slope is noise (the half and the whole run
+        # differ by less than the machine's jitter), not a measurement.
+        fit, slope, m_up = NO_FIT, None, None
     return Scaling(
         workers, wall_s, rate(symbols, wall_s), rate(bars, wall_s) / 1e6, up,
         efficiency(up, workers), _mb(peak_worker_rss), _mb(launcher_rss), half_wall_s, slope,

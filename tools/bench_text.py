@@ -125,7 +125,8 @@ def _launch_lines(report: Report) -> list[str]:
     n, half = len(report.result.data.symbols), report.half_symbols
     return [
         "2. launch on the daily layout: real processes, a fresh root each, --yes "
-        "--no-dashboard, wall time from start to exit, one run each",
+        "--no-dashboard, wall time from start to exit, each the best of "
+        f"{report.result.spec.repeat} runs (the bare loop too)",
         f"   whole runs over the {n} symbols:",
         f"   {'workers':>7} {'wall s':>8} {'symbols/s':>10} {'M bars/s':>9} {'speedup':>8} "
         f"{'efficiency':>11}",

@@ -43,7 +43,8 @@ from tools.cli.context import CliContext
     type=click.IntRange(min=1),
     default=3,
     show_default=True,
-    help="Timed passes of the in-process read / detect_symbol measurement.",
+    help="Timed passes of the in-process read / detect_symbol measurement, and runs of each "
+    "launch and bare loop (the best is kept).",
 )
 @click.option(
     "--long-days",

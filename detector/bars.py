@@ -67,8 +67,13 @@ def count_bars(symbol: str, bars_root: Path) -> int:
 
     This is the expected work of a symbol; an unreadable footer counts as zero.
     """
+    return count_rows(bar_files(symbol, bars_root))
+
+
+def count_rows(files: list[Path]) -> int:
+    """Rows in ``files`` from their footers; an unreadable footer counts as zero."""
     total = 0
-    for path in bar_files(symbol, bars_root):
+    for path in files:
         try:
             total += pq.read_metadata(path).num_rows
         except (OSError, pa.ArrowException):

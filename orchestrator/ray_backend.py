@@ -41,7 +41,13 @@ from detector.batch import BatchOutput, BatchTask, LaneProgress, run_batch
 from detector.checkpoint import CheckpointFormatError
 from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError
-from detector.heartbeat import append_line, local_stamp, parse_heartbeat, write_heartbeat
+from detector.heartbeat import (
+    WorkerHeartbeat,
+    append_line,
+    local_stamp,
+    parse_heartbeat,
+    write_heartbeat,
+)
 from detector.run_layout import RunLayout
 from detector.run_store import RunStore
 from detector.stopping import StopRequest
@@ -304,7 +310,8 @@ class RayBackend:
         for symbol, error in sorted(out.failures.items()):
             log.error("worker %d: detection failed for %s: %s", lane.worker_id, symbol, error)
         if result.shard is not None:
-            rss = _beat_rss(self.layout, lane.worker_id)
+            beat = _read_beat(self.layout, lane.worker_id)
+            rss = beat.rss_gb if beat is not None else None
             append_line(
                 self.layout.batch_log(now),
                 [local_stamp(now), out.number, len(result.committed), result.events,
@@ -382,16 +389,12 @@ class RayBackend:
     def _finish_lane(self, lane: Lane, state: str) -> None:
         """Mark the lane finished and say so in its heartbeat, for status and dashboard."""
         lane.state = state  # type: ignore[assignment]
-        path = self.layout.worker_heartbeat(lane.worker_id)
-        try:
-            beat = parse_heartbeat(path.read_text(encoding="utf-8"), self.layout.run_id)
-        except OSError:
-            return  # the lane never ran a task: there is nothing to update
+        beat = _read_beat(self.layout, lane.worker_id)
         if beat is None:
-            return
+            return  # the lane never ran a task: there is nothing to update
         status = {"done": "completed", "given_up": "failed"}.get(state, "stopped")
         write_heartbeat(
-            path,
+            self.layout.worker_heartbeat(lane.worker_id),
             replace(
                 beat,
                 status=status,  # type: ignore[arg-type]
@@ -401,14 +404,13 @@ class RayBackend:
         )
 
 
-def _beat_rss(layout: RunLayout, worker_id: int) -> float | None:
+def _read_beat(layout: RunLayout, worker_id: int) -> WorkerHeartbeat | None:
+    """Lane ``worker_id``'s heartbeat; None when absent or unreadable."""
     try:
-        beat = parse_heartbeat(
-            layout.worker_heartbeat(worker_id).read_text(encoding="utf-8"), layout.run_id
-        )
+        text = layout.worker_heartbeat(worker_id).read_text(encoding="utf-8")
     except OSError:
         return None
-    return beat.rss_gb if beat is not None else None
+    return parse_heartbeat(text, layout.run_id)
 
 
 def _describe(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from detector.bars import bar_files
+from detector.bars import bar_files, count_rows
 
 EXACT_UP_TO = 2_000  # files: up to this, every footer is read (about 0.1 s)
 SAMPLE_FILES = 200  # footers read per kind of file beyond it, for the fixed cost of a file
@@ -37,7 +37,7 @@ def expected_bars(symbols: Iterable[str], bars_root: Path) -> WorkEstimate:
     files = {s: bar_files(s, bars_root) for s in symbols}
     total = sum(len(f) for f in files.values())
     if total <= EXACT_UP_TO:
-        return WorkEstimate({s: _rows(paths) for s, paths in files.items()}, total, exact=True)
+        return WorkEstimate({s: count_rows(paths) for s, paths in files.items()}, total, exact=True)
     kinds = {"daily": _every_file(files, daily=True), "symbol": _every_file(files, daily=False)}
     fits = {kind: _fit(paths, SAMPLE_FILES) for kind, paths in kinds.items()}
     bars = {}
@@ -98,16 +98,6 @@ def _fit(paths: list[Path], sample: int) -> tuple[float, float]:
         return (mean_y / mean_x if mean_x else 0.0), 0.0
     slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / var
     return slope, mean_y - slope * mean_x
-
-
-def _rows(paths: list[Path]) -> int:
-    total = 0
-    for path in paths:
-        try:
-            total += pq.read_metadata(path).num_rows
-        except (OSError, pa.ArrowException):
-            continue  # unreadable: counts as no work, the worker names it
-    return total
 
 
 def _size(path: Path) -> int:

@@ -234,8 +234,8 @@ class RayBackend:
 
     def _send(self, lane: Lane, remote: Any, app_ref: Any, now: float) -> None:
         spec = self.run_spec
-        if lane.state == "waiting" and now < lane.retry_at:
-            return
+        if lane.backing_off(now):
+            return  # before reading the checkpoint: every poll passes here
         skip = self._skip()
         batch = lane.next_batch(skip, spec.batch_size, now)
         if not batch:
@@ -267,7 +267,7 @@ class RayBackend:
         )  # fmt: skip
         view = heartbeat_view(self.layout, lane.worker_id)  # before the task can write it
         self.refs[lane.worker_id] = remote.remote(task, app_ref)
-        lane.sent(number, batch, now, view.token if view is not None else None)
+        lane.sent(number, batch, view.token if view is not None else None)
 
     # -- results -----------------------------------------------------------------
     def _collect(self, ray: ModuleType, timeout: float) -> None:

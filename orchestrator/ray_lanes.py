@@ -34,7 +34,6 @@ class InFlight:
 
     number: int
     symbols: tuple[str, ...]
-    submitted_at: float
     token: Hashable  # the heartbeat as last seen
     sent_token: Hashable = None  # ... when the task was sent
     changed_at: float | None = None  # when the heartbeat last changed; None: not yet
@@ -66,9 +65,13 @@ class Lane:
         excluded = set(skip) | self.failed_here
         return tuple(s for s in self.assigned if s not in excluded)
 
+    def backing_off(self, now: float) -> bool:
+        """Waiting out the backoff after a lost task."""
+        return self.state == "waiting" and now < self.retry_at
+
     def next_batch(self, skip: Iterable[str], batch_size: int, now: float) -> tuple[str, ...]:
         """The symbols of the lane's next task; empty (and the lane done) when none is left."""
-        if self.state == "waiting" and now < self.retry_at:
+        if self.backing_off(now):
             return ()
         todo = self.todo(skip)
         if not todo:
@@ -82,9 +85,9 @@ class Lane:
         """Batches sent so far plus those the lane's ``todo`` symbols still need."""
         return self.batches_sent + -(-todo // batch_size)
 
-    def sent(self, number: int, symbols: tuple[str, ...], now: float, token: Hashable) -> None:
+    def sent(self, number: int, symbols: tuple[str, ...], token: Hashable) -> None:
         self.batches_sent = number
-        self.task = InFlight(number, symbols, now, token, token)
+        self.task = InFlight(number, symbols, token, token)
         self.state = "running"
 
     def seen(self, token: Hashable, now: float) -> None:

@@ -17,9 +17,11 @@ from detector.config import DetectorConfig
 from detector.detectors import Detection, bar_filter, day_filter, detector_rules
 from detector.expr_cache import per_config
 from detector.features import (
+    BASE_VOLUME,
     PRIOR_EXTREME_WINDOW,
     SymbolFeatures,
     at_bars,
+    auction_minutes,
     in_session,
     ratio,
     session_label,
@@ -121,8 +123,14 @@ def window_features(cfg: DetectorConfig) -> tuple[list[WindowFeature], pl.Expr]:
     needed: list[pl.Expr] = []
     vs = cfg.volume_spike
     if vs.enable and vs.rolling_method == "median":
-        last = vs.rolling_window_minutes - 1
-        features.append(WindowFeature("vol_ref", "volume", 0, last, 1, "median"))
+        window = vs.rolling_window_minutes
+        auctions = len(auction_minutes(cfg))
+        if auctions:
+            # The last `window` non-auction bars: at most `auctions` more bars back.
+            last = window - 1 + auctions
+            features.append(WindowFeature("vol_ref", BASE_VOLUME, 0, last, 1, "median", window))
+        else:
+            features.append(WindowFeature("vol_ref", "volume", 0, window - 1, 1, "median"))
         needed.append(_spike_screen(cfg))
     pm = cfg.price_momentum
     if pm.enable and (pm.bullish.require_breakout or pm.bearish.require_breakdown):

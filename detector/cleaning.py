@@ -36,7 +36,7 @@ def normalize_exprs(schema: pl.Schema, naive_timezone: str) -> list[pl.Expr]:
     """Expressions bringing the required columns of ``schema`` to the canonical types.
 
     ``timestamp`` becomes Datetime(ms, UTC) (a naive one is read in ``naive_timezone``),
-    prices Float64 with NaN as null, ``volume`` Int64. The caller has checked the
+    prices Float64 with NaN and ±inf as null, ``volume`` Int64. The caller has checked the
     columns exist and are of a usable kind. Shared by the lazy scan of the bar files
     (so the data is materialised once, already converted) and :func:`normalize_types`.
     """
@@ -46,11 +46,17 @@ def normalize_exprs(schema: pl.Schema, naive_timezone: str) -> list[pl.Expr]:
     if dtype.time_zone is None:
         ts = ts.dt.replace_time_zone(naive_timezone, ambiguous="earliest", non_existent="null")
     ts = ts.dt.convert_time_zone("UTC").dt.cast_time_unit("ms")
-    prices = [pl.col(c).cast(pl.Float64).fill_nan(None) for c in PRICE_COLUMNS]
+    # NaN and ±inf become null, so cleaning drops them with the other bad prices (an
+    # infinite high would otherwise pass and poison the day's VWAP and running high).
+    prices = [_finite_or_null(pl.col(c).cast(pl.Float64)).alias(c) for c in PRICE_COLUMNS]
     volume = pl.col("volume")
     if schema["volume"].is_float():
         volume = volume.fill_nan(None).round(0)
     return [ts, *prices, volume.cast(pl.Int64, strict=False)]
+
+
+def _finite_or_null(expr: pl.Expr) -> pl.Expr:
+    return pl.when(expr.is_finite()).then(expr)
 
 
 def normalize_types(frame: pl.DataFrame, naive_timezone: str) -> pl.DataFrame:

@@ -34,11 +34,17 @@ def _unused(default: Any) -> Any:
 
 @dataclass(frozen=True)
 class SessionBounds:
-    """ET clock bounds, ``[start, end)`` each; they must be contiguous and ordered."""
+    """ET clock bounds, ``[start, end)`` each; they must be contiguous and ordered.
+
+    ``auction_minutes``: bars starting at these ET clock times carry the opening and
+    closing crosses (EVENTS.md §1): they never fire and stay out of the volume
+    baselines. Empty turns the rule off.
+    """
 
     premarket: tuple[str, str] = ("04:00", "09:30")
     rth: tuple[str, str] = ("09:30", "16:00")
     afterhours: tuple[str, str] = ("16:00", "20:00")
+    auction_minutes: tuple[str, ...] = ("09:30", "16:00")
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,8 @@ class ConsolidationBreak:
     max_range_atr_multiple: float = field(default=0.5, metadata=_non_negative())
     min_breakout_pct: float = field(default=1.0, metadata=_non_negative())
     min_volume_spike: float = field(default=2.0, metadata=_non_negative())
+    # atr14_pct (the quiet-base test) is null until this many prior trading days exist.
+    min_atr_days: int = field(default=14, metadata={"min": 1})
     cooldown_minutes: float | None = field(default=20.0, metadata=_non_negative())
     max_events_per_symbol_day: int | None = field(default=None, metadata={"min": 1})
 
@@ -165,6 +173,8 @@ class OpeningRangeBreak:
     min_volume_confirm: float = field(default=1.8, metadata=_non_negative())
     cooldown_minutes: float | None = field(default=30.0, metadata=_non_negative())
     max_events_per_symbol_day: int | None = field(default=None, metadata={"min": 1})
+    # A break is a crossing; at most this many per direction and day (null: no cap).
+    max_breaks_per_day: int | None = field(default=1, metadata={"min": 1})
     apply_only_in_session: Literal["RTH"] = "RTH"
 
 

@@ -129,6 +129,8 @@ def _convert(tp: Any, raw: Any, path: str, meta: Mapping[str, Any]) -> Any:
             raise ConfigError(path, f"must be one of {choices}, got {raw!r}")
         return raw
     if origin is tuple:
+        if args == (str, Ellipsis):
+            return _time_list(raw, path)
         return _session_pair(raw, path)
     if origin is dict or tp is dict:
         if raw is None:
@@ -177,6 +179,17 @@ def _session_pair(raw: Any, path: str) -> tuple[str, str]:
     if not isinstance(raw, list | tuple) or len(raw) != 2:
         raise ConfigError(path, f'must be a pair of times like ["09:30", "16:00"], got {raw!r}')
     return (_hhmm(raw[0], f"{path}[0]"), _hhmm(raw[1], f"{path}[1]"))
+
+
+def _time_list(raw: Any, path: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list | tuple):
+        raise ConfigError(path, f'must be a list of times like ["09:30", "16:00"], got {raw!r}')
+    times = tuple(_hhmm(item, f"{path}[{i}]") for i, item in enumerate(raw))
+    if len(set(times)) != len(times):
+        raise ConfigError(path, f"lists a time twice: {list(times)!r}")
+    return times
 
 
 def _hhmm(raw: Any, path: str) -> str:

@@ -12,7 +12,7 @@ import polars as pl
 
 from detector.config import DetectorConfig
 from detector.config_load import minutes_of
-from detector.features import in_session, ratio
+from detector.features import auction_minutes, in_session, is_auction, ratio
 
 EVENT_TYPES = (
     "volume_spike",
@@ -139,9 +139,15 @@ def detector_rules(cfg: DetectorConfig) -> Detection:
             & pl.col("or_high").is_not_null()
             & (vol_mult >= ob.min_volume_confirm)
         )
+        first["orb_up_level"] = pl.col("or_high") * (1 + ob.min_breakout_pct / 100)
+        first["orb_down_level"] = pl.col("or_low") * (1 - ob.min_breakout_pct / 100)
         may_fire = pl.col("orb_open")
-        up = may_fire & (c >= pl.col("or_high") * (1 + ob.min_breakout_pct / 100))
-        down = may_fire & (c <= pl.col("or_low") * (1 - ob.min_breakout_pct / 100))
+        up_level, down_level = pl.col("orb_up_level"), pl.col("orb_down_level")
+        prev_close = pl.col("prev_close")
+        # A crossing, not a state: the previous bar of the day closed on the other side
+        # (EVENTS.md §3.5; a price that breaks out and stays out is one event).
+        up = may_fire & (c >= up_level) & (prev_close < up_level)
+        down = may_fire & (c <= down_level) & (prev_close > down_level)
         metrics["opening_range_break"] = vol_mult
         add("opening_range_break", ob.direction, up, down)
 
@@ -164,7 +170,10 @@ def detector_rules(cfg: DetectorConfig) -> Detection:
 def bar_filter(cfg: DetectorConfig) -> pl.Expr:
     """Bars that may produce an event by their own price and session (EVENTS.md §4)."""
     gf = cfg.global_filters
+    # Auction bars (EVENTS.md §1) carry a structural surge of volume: they never fire.
     keep = pl.col("close").is_between(gf.min_price, gf.max_price) & in_session(cfg)
+    if auction_minutes(cfg):
+        keep = keep & ~is_auction(cfg)
     if gf.market_hours_only:
         keep = keep & in_session(cfg, "RTH")
     if gf.exclude_premarket:

@@ -62,6 +62,19 @@ def session_bounds(cfg: DetectorConfig) -> tuple[int, int, int, int]:
     )
 
 
+def auction_minutes(cfg: DetectorConfig) -> list[int]:
+    """ET minutes of the auction bars (EVENTS.md §1), empty when the rule is off."""
+    return [minutes_of(t) for t in cfg.session_bounds.auction_minutes]
+
+
+def is_auction(cfg: DetectorConfig) -> pl.Expr:
+    """Bars that carry an opening or closing cross: they never fire."""
+    minutes = auction_minutes(cfg)
+    if not minutes:
+        return pl.lit(False)
+    return pl.col("minute").is_in(minutes)
+
+
 def in_session(cfg: DetectorConfig, name: str | None = None) -> pl.Expr:
     """Bars of session ``name`` (PM / RTH / AH), or of any session when None."""
     pm_start, rth_start, ah_start, ah_end = session_bounds(cfg)
@@ -115,11 +128,21 @@ def _daily_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[pl.Expr]]:
         pl.col("volume").sum().alias("day_volume"),
         pl.col("volume").filter(pl.col("minute") < rth_start).sum().alias("pm_volume"),
     ]
+    auction = is_auction(cfg)
+    if auction_minutes(cfg):
+        aggregates += [
+            pl.col("volume").filter(~auction).sum().alias("base_day_volume"),
+            (~auction).sum().cast(pl.Int64).alias("base_day_bars"),
+        ]
     prev_close = pl.col("day_close").shift(1)
     true_range = pl.max_horizontal("day_high", prev_close) - pl.min_horizontal(
         "day_low", prev_close
     )
     atr14 = true_range.shift(1).rolling_mean(ATR_DAYS, min_samples=1)
+    # A mean of one or two days makes the quiet-base test meaningless: null until enough
+    # prior trading days exist (the row number of a day is the count before it).
+    enough_days = pl.int_range(pl.len()) >= cfg.consolidation_break.min_atr_days
+    atr14 = pl.when(enough_days).then(atr14)
     before_day = pl.col("day_volume").cum_sum() - pl.col("day_volume")
     context = [
         pl.col("day_bars", "day_dollar_volume", "or_high", "or_low"),
@@ -129,6 +152,11 @@ def _daily_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[pl.Expr]]:
         # VWAP's volume runs from the first bar at or after the RTH open.
         (before_day + pl.col("pm_volume")).alias("volume_before_rth"),
     ]
+    if auction_minutes(cfg):
+        context += [
+            (pl.col(c).cum_sum() - pl.col(c)).alias(f"{c}_before")
+            for c in ("base_day_volume", "base_day_bars")
+        ]
     return aggregates, context
 
 
@@ -145,6 +173,7 @@ def symbol_features(bars: pl.DataFrame, cfg: DetectorConfig) -> SymbolFeatures:
     """The features of every bar of ``bars`` (sorted clean bars): those the screen of
     :mod:`detector.candidates` reads, and the running values :func:`at_bars` needs."""
     running, means, vol_mult = per_config(cfg, "symbol_features", lambda: _bar_exprs(cfg))
+    day_columns = ["volume_before_day", *(_BASE_BEFORE_DAY if auction_minutes(cfg) else [])]
     bars = bars.with_columns(pl.col(DAY).set_sorted())
     days = daily_context(bars, cfg)
     # Running scans (cumulative sums, forward fills, windows) cost ten times an
@@ -153,11 +182,21 @@ def symbol_features(bars: pl.DataFrame, cfg: DetectorConfig) -> SymbolFeatures:
     bars = bars.with_columns(
         day_no,
         days.get_column("day_start").gather(day_no).alias("day_start"),
-        days.get_column("volume_before_day").gather(day_no),
+        *(days.get_column(c).gather(day_no) for c in day_columns),
         *running,
     ).with_columns(pos=pl.col("row") - pl.col("day_start"))
     bars = bars.with_columns(means).with_columns(vol_mult)
-    return SymbolFeatures(bars.drop("day_start", "volume_before_day", "vol_avg20"), days)
+    helpers = ["day_start", *day_columns, "vol_avg20"]
+    if auction_minutes(cfg):
+        helpers += _BASE_RUNNING
+    return SymbolFeatures(bars.drop(helpers), days)
+
+
+# Auction bars stay out of the volume baselines (EVENTS.md §1): the running volume and
+# bar count of the other bars, and their values before each day.
+_BASE_RUNNING = ["base_volume_cum", "base_count"]
+_BASE_BEFORE_DAY = ["base_day_volume_before", "base_day_bars_before"]
+BASE_VOLUME = "base_volume"  # volume, null on auction bars: the median's window column
 
 
 def _bar_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[pl.Expr], pl.Expr]:
@@ -176,21 +215,54 @@ def _bar_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[pl.Expr], pl.Ex
         ).alias("cum_pv"),
         per_day(high.cum_max()).alias("day_high_so_far"),
     ]
+    auctions = len(auction_minutes(cfg))
+    if auctions:
+        auction = is_auction(cfg)
+        running += [
+            pl.when(auction).then(0).otherwise(pl.col("volume")).cum_sum().alias("base_volume_cum"),
+            (~auction).cum_sum().cast(pl.Int64).alias("base_count"),
+            pl.when(~auction).then(pl.col("volume")).alias(BASE_VOLUME),
+        ]
     vs = cfg.volume_spike
-    means = [volume_mean(VOLUME_AVG_WINDOW).alias("vol_avg20")]
+    means = [volume_mean(VOLUME_AVG_WINDOW, auctions).alias("vol_avg20")]
     if vs.rolling_method == "mean":
-        means.append(volume_mean(vs.rolling_window_minutes).alias("vol_ref"))
+        means.append(volume_mean(vs.rolling_window_minutes, auctions).alias("vol_ref"))
     return running, means, ratio(volume, pl.col("vol_avg20")).alias("vol_mult")
 
 
-def volume_mean(window: int) -> pl.Expr:
+def volume_mean(window: int, auctions: int = 0) -> pl.Expr:
     """Per-day rolling mean of volume over ``window`` bars (min_samples 1), from the
-    integer running sum: exactly the Float64 rolling mean, whose sums are exact too."""
+    integer running sum: exactly the Float64 rolling mean, whose sums are exact too.
+
+    With ``auctions`` auction minutes a day, the window is the last ``window`` bars of
+    the day that are not auction bars (see :func:`_base_volume_mean`)."""
+    if auctions:
+        return _base_volume_mean(window, auctions)
     # The running sum ``window`` bars back, or just before the day where that is earlier
     # (volumes are never negative, so the later of the two is the larger).
     back = pl.max_horizontal(pl.col("volume_cum").shift(window), pl.col("volume_before_day"))
     count = pl.min_horizontal(pl.col(POS) + 1, pl.lit(window, pl.Int64))
     return (pl.col("volume_cum") - back).cast(pl.Float64) / count.cast(pl.Float64)
+
+
+def _base_volume_mean(window: int, auctions: int) -> pl.Expr:
+    """Mean volume of the last ``window`` non-auction bars of the day up to this bar.
+
+    With ``k`` such bars so far (``base_count``), the window starts after the latest row
+    whose count is at most ``k - window``. A day holds at most ``auctions`` auction bars,
+    so that row is ``window`` to ``window + auctions`` rows back: of those candidate rows,
+    the ones with a small enough count are that row and earlier ones, and the running
+    volume (never decreasing) is largest at that row. The start of the day bounds it as
+    in :func:`volume_mean`. Null on a day's auction bars before its first other bar.
+    """
+    count, cum = pl.col("base_count"), pl.col("base_volume_cum")
+    starts = [
+        pl.when(count.shift(window + j) <= count - window).then(cum.shift(window + j))
+        for j in range(auctions + 1)
+    ]
+    back = pl.max_horizontal(*starts, pl.col("base_day_volume_before"))
+    in_window = pl.min_horizontal(count - pl.col("base_day_bars_before"), pl.lit(window, pl.Int64))
+    return ratio((cum - back).cast(pl.Float64), in_window.cast(pl.Float64))
 
 
 def at_bars(features: SymbolFeatures, rows: pl.Series, cfg: DetectorConfig) -> pl.DataFrame:

@@ -24,7 +24,7 @@ from typing import Literal
 
 import polars as pl
 
-from detector.features import POS, per_day
+from detector.features import DAY, POS, per_day
 
 Reduce = Literal["median", "max", "min"]
 
@@ -33,7 +33,12 @@ Reduce = Literal["median", "max", "min"]
 class WindowFeature:
     """``reduce`` of ``column`` (as Float64) over the bars ``first``..``last`` bars back
     (0 = this bar) of the same day, null when fewer than ``min_samples`` exist
-    (``min_samples`` at most the window's size)."""
+    (``min_samples`` at most the window's size).
+
+    With ``latest`` set, the column's nulls mark bars that are not part of the series
+    (auction bars for the volume baseline): the window is then the ``latest`` most
+    recent non-null values of the day from ``first`` bars back, and ``last`` must reach
+    far enough back to hold them (``latest`` plus the most nulls a day can hold)."""
 
     name: str
     column: str
@@ -41,9 +46,10 @@ class WindowFeature:
     last: int
     min_samples: int
     reduce: Reduce
+    latest: int | None = None
 
     def per_day_rolling(self) -> pl.Expr:
-        """The same feature on every bar, as a per-day rolling window."""
+        """The same feature on every bar, as a per-day rolling window (no ``latest``)."""
         values = pl.col(self.column).cast(pl.Float64)
         shifted = values.shift(self.first) if self.first else values
         rolling = {
@@ -52,6 +58,24 @@ class WindowFeature:
             "min": shifted.rolling_min,
         }[self.reduce]
         return per_day(rolling(self.last - self.first + 1, min_samples=self.min_samples))
+
+    def on_every_bar(self, bars: pl.DataFrame) -> pl.Series:
+        """The feature on every bar of ``bars``, by per-day rolling windows."""
+        if self.latest is None:
+            return bars.select(self.per_day_rolling().alias(self.name)).to_series()
+        # Roll over the day's non-null values only, then put them back in place.
+        present = bars.select(pl.col(DAY), pl.col("row"), pl.col(self.column)).drop_nulls()
+        window = WindowFeature(
+            self.name,
+            self.column,
+            self.first,
+            self.first + self.latest - 1,
+            self.min_samples,
+            self.reduce,
+        )
+        values = present.select(window.per_day_rolling()).to_series()
+        full = pl.Series(self.name, [], dtype=pl.Float64).extend_constant(None, bars.height)
+        return full.scatter(present.get_column("row"), values)
 
 
 @dataclass(frozen=True)
@@ -81,10 +105,8 @@ def add_window_features(
     n = at.len()
     if n * span > bars.height:
         # So many bars that the windows would outweigh the per-day rolling windows.
-        rows = pl.lit(screened.get_column("row"))
-        return screened.with_columns(
-            bars.select(f.per_day_rolling().gather(rows).alias(f.name) for f in features)
-        )
+        rows = screened.get_column("row")
+        return screened.with_columns(f.on_every_bar(bars).gather(rows) for f in features)
     if n == 0:
         return screened.with_columns(pl.lit(None, pl.Float64).alias(f.name) for f in features)
     # Cell i * span + j is bar j bars back from the i-th needed bar; it counts only if
@@ -117,8 +139,12 @@ def _reduced(feature: WindowFeature, span: int) -> pl.Expr:
     window = pl.when(in_window).then(pl.col(feature.column)).reshape((-1, span))
     if feature.reduce == "median":
         # (A median over an array or list holding nulls takes a slow path, 20x slower.)
-        reduced = window.arr.to_list().list.drop_nulls().list.median()
+        values = window.arr.to_list().list.drop_nulls()
+        if feature.latest is not None:
+            values = values.list.head(feature.latest)  # cells run from this bar back
+        reduced = values.list.median()
     else:
+        assert feature.latest is None, "only the median skips null cells"
         reduced = getattr(window.arr, feature.reduce)()
     # A window holds min(last, pos) - first + 1 bars of the day.
     enough = feature.first + feature.min_samples - 1

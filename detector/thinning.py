@@ -42,8 +42,16 @@ def daily_cap(cfg: DetectorConfig, event_type: str) -> int | None:
     return getattr(cfg, _CONFIG_KEY[event_type]).max_events_per_symbol_day
 
 
+def direction_cap(cfg: DetectorConfig, event_type: str) -> int | None:
+    """Events per direction and day (opening_range_break's ``max_breaks_per_day``)."""
+    if event_type == "opening_range_break":
+        return cfg.opening_range_break.max_breaks_per_day
+    return None
+
+
 def thin(candidates: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
-    """Apply cooldowns per (day, event_type, direction), then daily caps per event type.
+    """Apply cooldowns per (day, event_type, direction), then the daily caps: per direction
+    (opening_range_break's ``max_breaks_per_day``), then per event type.
 
     ``candidates`` holds one symbol's candidates with ``date``, ``event_type``,
     ``direction`` and ``timestamp``. Never looks ahead: whether a candidate is kept
@@ -58,7 +66,7 @@ def thin(candidates: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
 
 
 def _keep(ordered: pl.DataFrame, cfg: DetectorConfig) -> pl.Series:
-    """The greedy cooldown walk per direction, and the daily cap on what it emits.
+    """The greedy cooldown walk per direction, and the daily caps on what it emits.
 
     Sequential by nature (whether a candidate is kept depends on the last *kept* one),
     so it is one plain loop over Python values, one step per candidate, never per bar.
@@ -68,19 +76,26 @@ def _keep(ordered: pl.DataFrame, cfg: DetectorConfig) -> pl.Series:
     emit = keep.append
     last_up: int | None = None
     last_down: int | None = None
-    emitted = 0  # in this (day, event_type), after cooldowns
-    for start, up, t, cooldown, cap in zip(*(c.to_list() for c in columns), strict=True):
+    emitted = n_up = n_down = 0  # in this (day, event_type), after cooldowns
+    for start, up, t, cooldown, cap, per_direction in zip(
+        *(c.to_list() for c in columns), strict=True
+    ):
         if start:
             last_up = last_down = None
-            emitted = 0
+            emitted = n_up = n_down = 0
         last = last_up if up else last_down
         if last is None or t - last >= cooldown:
             if up:
                 last_up = t
+                n_up += 1
+                within = n_up <= per_direction
             else:
                 last_down = t
-            emitted += 1
-            emit(emitted <= cap)
+                n_down += 1
+                within = n_down <= per_direction
+            if within:
+                emitted += 1
+            emit(within and emitted <= cap)
         else:
             emit(False)
     return pl.Series(keep, dtype=pl.Boolean)
@@ -90,10 +105,16 @@ _NO_CAP = 2**62  # more than any day can hold
 
 
 def _walk_columns(cfg: DetectorConfig) -> list[pl.Expr]:
-    """What the walk reads per candidate: group start, direction, time, cooldown, cap."""
+    """What the walk reads per candidate: group start, direction, time, cooldown, caps."""
     cooldown_ms = {t: cooldown_minutes(cfg, t) * _MS_PER_MINUTE for t in _CONFIG_KEY}
     caps = {t: daily_cap(cfg, t) for t in _CONFIG_KEY}
+    direction_caps = {t: direction_cap(cfg, t) for t in _CONFIG_KEY}
     event_type = pl.col("event_type")
+
+    def cap_column(values: dict[str, int | None], name: str) -> pl.Expr:
+        no_cap = {t: _NO_CAP if cap is None else cap for t, cap in values.items()}
+        return event_type.replace_strict(no_cap, return_dtype=pl.Int64).alias(name)
+
     return [
         ((pl.col("date") != pl.col("date").shift(1)) | (event_type != event_type.shift(1)))
         .fill_null(True)
@@ -101,8 +122,6 @@ def _walk_columns(cfg: DetectorConfig) -> list[pl.Expr]:
         (pl.col("direction") == "up").alias("up"),
         pl.col("timestamp").dt.epoch("ms").alias("times"),
         event_type.replace_strict(cooldown_ms, return_dtype=pl.Float64).alias("cooldowns"),
-        event_type.replace_strict(
-            {t: _NO_CAP if cap is None else cap for t, cap in caps.items()},
-            return_dtype=pl.Int64,
-        ).alias("caps"),
+        cap_column(caps, "caps"),
+        cap_column(direction_caps, "direction_caps"),
     ]

@@ -89,7 +89,13 @@ def with_overrides(obj: Any, **changes: Any) -> Any:
 
 def loose_config(*enabled: str, **changes: Any) -> DetectorConfig:
     """Only the named detector sections enabled (all when none named), global filters
-    off (no price, day-volume or day-size limits), then ``changes`` applied."""
+    off (no price, day-volume or day-size limits), then ``changes`` applied.
+
+    The guards of EVENTS.md version 2 that are about whole days and histories are off
+    too (no auction minutes, ATR from one prior day), so that a test of one rule's edge
+    can put its bars anywhere in a short history; those guards have their own tests
+    (tests/test_detector_v2.py), which turn them back on with ``changes``.
+    """
     cfg = DetectorConfig()
     names = enabled or DETECTOR_SECTIONS
     off = {f"{s}.enable": s in names for s in DETECTOR_SECTIONS}
@@ -98,6 +104,8 @@ def loose_config(*enabled: str, **changes: Any) -> DetectorConfig:
         "global_filters.min_price": 0.0,
         "global_filters.max_price": 1e9,
         "global_filters.min_dollar_volume_day": 0.0,
+        "session_bounds.auction_minutes": (),
+        "consolidation_break.min_atr_days": 1,
         **off,
     }
     return with_overrides(cfg, **{**base, **changes})

@@ -992,6 +992,13 @@ def reference_candidates(bars: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFram
         if vs.rolling_method == "median"
         else volume.rolling_mean(vs.rolling_window_minutes, min_samples=1)
     )
+    # The volume baselines run over the day's bars that are not auction bars.
+    auction = minute.is_in([int(t[:2]) * 60 + int(t[3:]) for t in sb.auction_minutes])
+    baselines = (
+        bars.filter(~auction)
+        .with_columns(vol_ref=day(vol_ref), vol_avg20=day(volume.rolling_mean(20, min_samples=1)))
+        .select("timestamp", "vol_ref", "vol_avg20")
+    )
     daily = (
         bars.group_by("date")
         .agg(
@@ -1008,15 +1015,20 @@ def reference_candidates(bars: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFram
             - pl.min_horizontal("day_low", "prev_close")
         )
         .with_columns(atr=pl.col("tr").shift(1).rolling_mean(14, min_samples=1))
+        .with_columns(
+            atr=pl.when(pl.int_range(pl.len()) >= cfg.consolidation_break.min_atr_days).then("atr")
+        )
         .with_columns(atr14_pct=ratio(pl.col("atr"), pl.col("prev_close")) * 100)
         .with_columns(day_ok=day_filter(cfg))
         .select("date", "day_bars", "day_dollar_volume", "atr14_pct", "day_ok")
     )
-    frame = bars.join(daily, on="date", how="left", maintain_order="left").with_columns(
+    frame = (
+        bars.join(daily, on="date", how="left", maintain_order="left").join(
+            baselines, on="timestamp", how="left", maintain_order="left"
+        )
+    ).with_columns(
         range_pct=ratio(high - low, open_) * 100,
         dollar_volume=volume * close,
-        vol_ref=day(vol_ref),
-        vol_avg20=day(volume.rolling_mean(20, min_samples=1)),
         vwap=pl.when(in_vwap).then(ratio(cum_pv, cum_v)),
         prior_high_20=day(high.shift(1).rolling_max(20, min_samples=1)),
         prior_low_20=day(low.shift(1).rolling_min(20, min_samples=1)),
@@ -1132,6 +1144,38 @@ FAST_PATH_CONFIGS: dict[str, dict[str, Any]] = {
         "consolidation_break.consolidation_window_minutes": 60,
         "flush_detection.min_consecutive_red_bars": 5,
     },
+    "version 2 guards on, median baseline": {
+        "session_bounds.auction_minutes": ("09:30", "16:00"),
+        "consolidation_break.min_atr_days": 2,
+        "consolidation_break.max_range_atr_multiple": 3.0,
+        "opening_range_break.min_volume_confirm": 0.8,
+        "volume_spike.rth.min_spike": 2.0,
+        "volume_spike.pm_ah.min_spike": 2.0,
+    },
+    "more auction minutes, every detector at its lowest (rolling windows)": {
+        "session_bounds.auction_minutes": ("09:30", "09:31", "12:00", "16:00", "19:59"),
+        "consolidation_break.min_atr_days": 3,
+        "volume_spike.min_range_1m_pct": 0.0,
+        "volume_spike.rth.min_spike": 0.5,
+        "volume_spike.pm_ah.min_spike": 0.5,
+        "volume_spike.rth.min_absolute_volume": 0.0,
+        "volume_spike.pm_ah.min_absolute_volume": 0.0,
+        "volume_spike.rth.min_dollar_volume": 0.0,
+        "volume_spike.pm_ah.min_dollar_volume": 0.0,
+        "vwap_break.bullish.min_volume_confirm": 0.5,
+        "price_momentum.min_volume_multiplier": 0.5,
+        "consolidation_break.max_range_atr_multiple": 5.0,
+        "opening_range_break.min_volume_confirm": 0.5,
+    },
+    "auction minutes with a mean baseline": {
+        "session_bounds.auction_minutes": ("09:30", "16:00"),
+        "volume_spike.rolling_method": "mean",
+        "volume_spike.rolling_window_minutes": 7,
+        "volume_spike.rth.min_spike": 2.0,
+        "volume_spike.pm_ah.min_spike": 2.0,
+        "vwap_break.bullish.min_volume_confirm": 1.0,
+        "vwap_break.bearish.min_volume_confirm": 1.0,
+    },
     "global filters and one direction": {
         "global_filters.min_price": 19.0,
         "global_filters.max_price": 21.5,
@@ -1158,7 +1202,7 @@ def test_screened_candidates_equal_the_per_day_definitions(
 
 
 def test_sparse_windows_give_the_per_day_rolling_values_on_both_paths() -> None:
-    from detector.features import symbol_features
+    from detector.features import BASE_VOLUME, symbol_features
     from detector.sparse import WindowFeature, Windows, add_window_features
 
     bars = symbol_features(walk_bars(6, seed=5, zero_volume_every=11), DetectorConfig()).bars
@@ -1168,9 +1212,22 @@ def test_sparse_windows_give_the_per_day_rolling_values_on_both_paths() -> None:
             WindowFeature("hi", "high", 1, 20, 1, "max"),
             WindowFeature("lo", "low", 1, 30, 30, "min"),
             WindowFeature("med3", "volume", 2, 4, 2, "median"),
+            # The last 20 non-auction volumes of the day (null on auction bars).
+            WindowFeature("base_med", BASE_VOLUME, 0, 21, 1, "median", latest=20),
         ]
     )
-    expected = bars.select(f.per_day_rolling().alias(f.name) for f in windows.features)
+    plain = [f for f in windows.features if f.latest is None]
+    base_med = (
+        bars.filter(pl.col(BASE_VOLUME).is_not_null())
+        .select(
+            "row",
+            pl.col(BASE_VOLUME).cast(pl.Float64).rolling_median(20, min_samples=1).over("date"),
+        )
+        .rename({BASE_VOLUME: "base_med"})
+    )
+    expected = bars.select("row", *(f.per_day_rolling().alias(f.name) for f in plain))
+    expected = expected.join(base_med, on="row", how="left", maintain_order="left").drop("row")
+    assert bars[BASE_VOLUME].null_count() >= 4  # the auction bars of the six days
     for every in (97, 3):  # few needed bars (gathered windows), many (rolling windows)
         needed = pl.col("row") % every == 0
         got = add_window_features(bars, bars, windows, needed)

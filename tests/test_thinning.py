@@ -346,8 +346,12 @@ def test_output_values_of_one_event() -> None:
 
 def reference_thin(candidates: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
     """EVENTS.md §5 written plainly: a greedy cooldown walk per (day, type, direction) in
-    time order, then per (day, type) the earliest ``cap`` by (timestamp, direction)."""
+    time order, then per (day, type, direction) the earliest ``max_breaks_per_day``
+    (opening_range_break), then per (day, type) the earliest ``cap`` by (timestamp,
+    direction)."""
     from detector.thinning import cooldown_minutes, daily_cap
+
+    per_direction = {"opening_range_break": cfg.opening_range_break.max_breaks_per_day}
 
     rows = candidates.sort("date", "event_type", "direction", "timestamp").to_dicts()
     kept: list[dict[str, Any]] = []
@@ -359,6 +363,16 @@ def reference_thin(candidates: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFram
         if key not in last or t - last[key] >= cooldown:
             last[key] = t
             kept.append(r)
+    kept.sort(key=lambda r: r["timestamp"])
+    breaks: dict[tuple[Any, ...], int] = {}
+    within_direction_cap = []
+    for r in kept:
+        key = (r["date"], r["event_type"], r["direction"])
+        breaks[key] = breaks.get(key, 0) + 1
+        cap = per_direction.get(r["event_type"])
+        if cap is None or breaks[key] <= cap:
+            within_direction_cap.append(r)
+    kept = within_direction_cap
     kept.sort(key=lambda r: (r["date"], r["event_type"], r["timestamp"], r["direction"]))
     counts: dict[tuple[Any, ...], int] = {}
     out = []
@@ -413,6 +427,12 @@ def random_candidates(seed: int, n: int = 3000) -> pl.DataFrame:
         {"volume_spike.max_events_per_symbol_day": 3, "vwap_break.max_events_per_symbol_day": 1},
         {"opening_range_break.cooldown_minutes": None, "deduplication.window_minutes": 4.0},
         {"flush_detection.cooldown_minutes": 0.0, "price_momentum.cooldown_minutes": 2.0},
+        {"opening_range_break.max_breaks_per_day": None},
+        {
+            "opening_range_break.max_breaks_per_day": 2,
+            "opening_range_break.cooldown_minutes": 3.0,
+            "opening_range_break.max_events_per_symbol_day": 3,
+        },
     ],
 )
 def test_thinning_equals_the_walk_it_defines(seed: int, changes: dict[str, Any]) -> None:

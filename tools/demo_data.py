@@ -1,8 +1,9 @@
 """Synthetic small-cap 1-minute bars in the users' on-disk layout (docs/EVENTS.md §1).
 
 The data is a per-minute random walk over 04:00-20:00 ET with a U-shaped RTH
-volatility and volume profile, sparse pre-market/after-hours bars, overnight gaps
-and injected patterns (:mod:`tools.demo_patterns`) that make each of the six
+volatility and volume profile, the opening and closing auctions' volume surges on
+the 09:30 and 16:00 bars (as real tape has), sparse pre-market/after-hours bars,
+overnight gaps and injected patterns (:mod:`tools.demo_patterns`) that make each of the six
 detectors fire with the default thresholds.
 
 Randomness comes from ``random.Random`` seeded with ``(seed, symbol)`` for a
@@ -48,6 +49,10 @@ _MEAN_REVERSION = 0.25  # per day, of the log distance to the base price: keeps 
 _VOL_SIGMA = 0.6  # lognormal volume noise: heavy right tail
 _FLOOR_SHARES = 20_000.0  # volume_spike minimums are 15,000 shares / $75,000 in PM/AH
 _FLOOR_DOLLARS = 100_000.0
+# The opening and closing crosses: their bars trade tens to hundreds of ordinary
+# minutes (real closes more than opens). Multiples of the bar's usual volume, low-high.
+_OPEN_AUCTION_SURGE = (15.0, 60.0)
+_CLOSE_AUCTION_SURGE = (40.0, 160.0)
 
 BAR_SCHEMA: dict[str, pl.DataType] = {
     "timestamp": pl.Datetime("ms", "UTC"),
@@ -209,6 +214,21 @@ def _returns(minutes: pl.DataFrame, days: list[_Day]) -> pl.DataFrame:
     volume_shape = volume_shape.otherwise(0.08 + 0.2 * (-to_session / 45).exp())
     # PM/AH bars exist in 5-30% of minutes, densest next to the session; RTH ~all.
     p_present = pl.when(rth).then(0.985).otherwise(0.05 + 0.25 * (-to_session / 45).exp())
+    # The auction bars always exist; their size is drawn from the (otherwise unused)
+    # presence draw, so every other minute keeps its values.
+    auction = (m == RTH_START) | (m == RTH_END)
+
+    def surge(low_high: tuple[float, float]) -> pl.Expr:
+        low, high = low_high
+        return low + (high - low) * pl.col("u_present")
+
+    auction_surge = (
+        pl.when(m == RTH_START)
+        .then(surge(_OPEN_AUCTION_SURGE))
+        .when(m == RTH_END)
+        .then(surge(_CLOSE_AUCTION_SURGE))
+        .otherwise(1.0)
+    )
     radius = (-2 * pl.col("u_norm1").log()).sqrt()
     z_ret = radius * (2 * math.pi * pl.col("u_norm2")).cos()
     z_vol = radius * (2 * math.pi * pl.col("u_norm2")).sin()
@@ -233,11 +253,13 @@ def _returns(minutes: pl.DataFrame, days: list[_Day]) -> pl.DataFrame:
         .alias("ret"),
         wick("u_wick_up").alias("wick_up"),
         wick("u_wick_dn").alias("wick_dn"),
-        (patterned | (pl.col("u_present") < p_present)).alias("present"),
-        pl.when(patterned)
-        .then(pl.col("ov_volx") * (0.15 * z_vol).exp())
-        .otherwise(volume_shape * noise)
-        .alias("volx"),
+        (patterned | auction | (pl.col("u_present") < p_present)).alias("present"),
+        (
+            pl.when(patterned)
+            .then(pl.col("ov_volx") * (0.15 * z_vol).exp())
+            .otherwise(volume_shape * noise)
+            * auction_surge
+        ).alias("volx"),
     )
 
 

@@ -108,7 +108,8 @@ def daily_context(bars: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
     """One row per trading day, in order: size, dollar volume, ATR% of the prior days,
     opening range, and where the day starts: its first row and the running volumes just
     before it and before its RTH open. ``bars`` has ``date`` flagged sorted, so the days
-    are slices."""
+    are slices, and, with auction minutes, the auction and base volume columns that
+    :func:`symbol_features` marks."""
     aggregates, context = per_config(cfg, "daily_context", lambda: _daily_exprs(cfg))
     return bars.group_by(DAY, maintain_order=True).agg(aggregates).select(context)
 
@@ -128,11 +129,12 @@ def _daily_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[pl.Expr]]:
         pl.col("volume").sum().alias("day_volume"),
         pl.col("volume").filter(pl.col("minute") < rth_start).sum().alias("pm_volume"),
     ]
-    auction = is_auction(cfg)
     if auction_minutes(cfg):
+        # Plain sums of columns marked before grouping (see symbol_features): a filter
+        # inside the aggregation would be evaluated group by group.
         aggregates += [
-            pl.col("volume").filter(~auction).sum().alias("base_day_volume"),
-            (~auction).sum().cast(pl.Int64).alias("base_day_bars"),
+            pl.col(BASE_VOLUME).sum().alias("base_day_volume"),
+            (pl.len() - pl.col(AUCTION).sum()).cast(pl.Int64).alias("base_day_bars"),
         ]
     prev_close = pl.col("day_close").shift(1)
     true_range = pl.max_horizontal("day_high", prev_close) - pl.min_horizontal(
@@ -173,8 +175,10 @@ def symbol_features(bars: pl.DataFrame, cfg: DetectorConfig) -> SymbolFeatures:
     """The features of every bar of ``bars`` (sorted clean bars): those the screen of
     :mod:`detector.candidates` reads, and the running values :func:`at_bars` needs."""
     running, means, vol_mult = per_config(cfg, "symbol_features", lambda: _bar_exprs(cfg))
-    day_columns = ["volume_before_day", *(_BASE_BEFORE_DAY if auction_minutes(cfg) else [])]
-    bars = bars.with_columns(pl.col(DAY).set_sorted())
+    auctions = bool(auction_minutes(cfg))
+    day_columns = ["volume_before_day", *(_BASE_BEFORE_DAY if auctions else [])]
+    marks = [is_auction(cfg).alias(AUCTION), base_volume(cfg)] if auctions else []
+    bars = bars.with_columns(pl.col(DAY).set_sorted(), *marks)
     days = daily_context(bars, cfg)
     # Running scans (cumulative sums, forward fills, windows) cost ten times an
     # element-wise operation: day-level values are looked up from the day table instead.
@@ -187,8 +191,8 @@ def symbol_features(bars: pl.DataFrame, cfg: DetectorConfig) -> SymbolFeatures:
     ).with_columns(pos=pl.col("row") - pl.col("day_start"))
     bars = bars.with_columns(means).with_columns(vol_mult)
     helpers = ["day_start", *day_columns, "vol_avg20"]
-    if auction_minutes(cfg):
-        helpers += _BASE_RUNNING
+    if auctions:
+        helpers += [AUCTION, *_BASE_RUNNING]
     return SymbolFeatures(bars.drop(helpers), days)
 
 
@@ -197,6 +201,12 @@ def symbol_features(bars: pl.DataFrame, cfg: DetectorConfig) -> SymbolFeatures:
 _BASE_RUNNING = ["base_volume_cum", "base_count"]
 _BASE_BEFORE_DAY = ["base_day_volume_before", "base_day_bars_before"]
 BASE_VOLUME = "base_volume"  # volume, null on auction bars: the median's window column
+AUCTION = "auction"
+
+
+def base_volume(cfg: DetectorConfig) -> pl.Expr:
+    """The volume that counts in the baselines: null on auction bars."""
+    return pl.when(~is_auction(cfg)).then(pl.col("volume")).alias(BASE_VOLUME)
 
 
 def _bar_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[pl.Expr], pl.Expr]:
@@ -217,11 +227,9 @@ def _bar_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[pl.Expr], pl.Ex
     ]
     auctions = len(auction_minutes(cfg))
     if auctions:
-        auction = is_auction(cfg)
         running += [
-            pl.when(auction).then(0).otherwise(pl.col("volume")).cum_sum().alias("base_volume_cum"),
-            (~auction).cum_sum().cast(pl.Int64).alias("base_count"),
-            pl.when(~auction).then(pl.col("volume")).alias(BASE_VOLUME),
+            pl.col(BASE_VOLUME).fill_null(0).cum_sum().alias("base_volume_cum"),
+            (~pl.col(AUCTION)).cum_sum().cast(pl.Int64).alias("base_count"),
         ]
     vs = cfg.volume_spike
     means = [volume_mean(VOLUME_AVG_WINDOW, auctions).alias("vol_avg20")]
@@ -237,32 +245,46 @@ def volume_mean(window: int, auctions: int = 0) -> pl.Expr:
     With ``auctions`` auction minutes a day, the window is the last ``window`` bars of
     the day that are not auction bars (see :func:`_base_volume_mean`)."""
     if auctions:
-        return _base_volume_mean(window, auctions)
+        return _base_volume_mean(window)
     # The running sum ``window`` bars back, or just before the day where that is earlier
     # (volumes are never negative, so the later of the two is the larger).
-    back = pl.max_horizontal(pl.col("volume_cum").shift(window), pl.col("volume_before_day"))
-    count = pl.min_horizontal(pl.col(POS) + 1, pl.lit(window, pl.Int64))
+    back = _larger(pl.col("volume_cum").shift(window), pl.col("volume_before_day"))
+    count = _smaller(pl.col(POS) + 1, window)
     return (pl.col("volume_cum") - back).cast(pl.Float64) / count.cast(pl.Float64)
 
 
-def _base_volume_mean(window: int, auctions: int) -> pl.Expr:
+# (max_horizontal / min_horizontal cost several times a when/then on these columns.)
+def _larger(maybe_null: pl.Expr, other: pl.Expr) -> pl.Expr:
+    """The larger of the two; ``other`` where the first is null."""
+    return pl.when(maybe_null > other).then(maybe_null).otherwise(other)
+
+
+def _smaller(expr: pl.Expr, limit: int) -> pl.Expr:
+    return pl.when(expr < limit).then(expr).otherwise(pl.lit(limit, pl.Int64))
+
+
+def _base_volume_mean(window: int) -> pl.Expr:
     """Mean volume of the last ``window`` non-auction bars of the day up to this bar.
 
-    With ``k`` such bars so far (``base_count``), the window starts after the latest row
-    whose count is at most ``k - window``. A day holds at most ``auctions`` auction bars,
-    so that row is ``window`` to ``window + auctions`` rows back: of those candidate rows,
-    the ones with a small enough count are that row and earlier ones, and the running
-    volume (never decreasing) is largest at that row. The start of the day bounds it as
-    in :func:`volume_mean`. Null on a day's auction bars before its first other bar.
+    With ``k`` such bars so far (``base_count``), the window holds the bars after the
+    ``(k - window)``-th, whose running base volume is read from the running volume of
+    the non-auction bars in their order (``window`` + 1 zeros first, so that the index
+    ``k`` is never negative). Where the day has fewer than ``window`` such bars so far,
+    the window starts with the day. Null on a day's auction bars before its first other
+    bar.
     """
     count, cum = pl.col("base_count"), pl.col("base_volume_cum")
-    starts = [
-        pl.when(count.shift(window + j) <= count - window).then(cum.shift(window + j))
-        for j in range(auctions + 1)
-    ]
-    back = pl.max_horizontal(*starts, pl.col("base_day_volume_before"))
-    in_window = pl.min_horizontal(count - pl.col("base_day_bars_before"), pl.lit(window, pl.Int64))
-    return ratio((cum - back).cast(pl.Float64), in_window.cast(pl.Float64))
+    in_day = count - pl.col("base_day_bars_before")
+    at_base_bars = pl.repeat(0, window + 1, dtype=pl.Int64).append(cum.filter(~pl.col(AUCTION)))
+    short_day = in_day < window
+    back = (
+        pl.when(short_day)
+        .then(pl.col("base_day_volume_before"))
+        .otherwise(at_base_bars.gather(count))
+    )
+    in_window = pl.when(short_day).then(in_day).otherwise(pl.lit(window, pl.Int64))
+    mean = (cum - back).cast(pl.Float64) / in_window.cast(pl.Float64)
+    return pl.when(in_day > 0).then(mean)
 
 
 def at_bars(features: SymbolFeatures, rows: pl.Series, cfg: DetectorConfig) -> pl.DataFrame:

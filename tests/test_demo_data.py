@@ -213,3 +213,21 @@ def test_demo_data_makes_all_six_detectors_fire(tmp_path: Path) -> None:
     # Volume bursts are injected outside RTH too.
     spikes = events.filter(pl.col("event_type") == "volume_spike")
     assert {"PM", "RTH", "AH"} <= set(spikes["session"])
+
+
+def test_demo_bars_carry_the_opening_and_closing_auction_surges(tmp_path: Path) -> None:
+    generate_demo_bars(DemoDataSpec(out=tmp_path, symbols=3, days=10))
+    bars = _read_daily(tmp_path).with_columns(
+        et=pl.col("timestamp").dt.convert_time_zone("America/New_York")
+    )
+    bars = bars.with_columns(
+        day=pl.col("et").dt.date(),
+        clock=pl.col("et").dt.strftime("%H:%M"),
+        day_median=pl.col("volume").median().over("symbol", pl.col("et").dt.date()),
+    )
+    auctions = bars.filter(pl.col("clock").is_in(["09:30", "16:00"]))
+    # Every symbol-day has both crosses, each many times the day's median minute.
+    assert auctions.height == 3 * 10 * 2
+    assert (auctions["volume"] >= 10 * auctions["day_median"]).all()
+    events = pl.concat(detect_symbol(s, tmp_path) for s in demo_symbols(3))
+    assert not events["timestamp_et"].dt.strftime("%H:%M").is_in(["09:30", "16:00"]).any()

@@ -50,7 +50,7 @@ _VOL_SIGMA = 0.6  # lognormal volume noise: heavy right tail
 _FLOOR_SHARES = 20_000.0  # volume_spike minimums are 15,000 shares / $75,000 in PM/AH
 _FLOOR_DOLLARS = 100_000.0
 # The opening and closing crosses: their bars trade tens to hundreds of ordinary
-# minutes (real closes more than opens). Multiples of the bar's usual volume, low-high.
+# minutes (real closes more than opens). Multiples of the day's level, low-high.
 _OPEN_AUCTION_SURGE = (15.0, 60.0)
 _CLOSE_AUCTION_SURGE = (40.0, 160.0)
 
@@ -225,9 +225,7 @@ def _returns(minutes: pl.DataFrame, days: list[_Day]) -> pl.DataFrame:
     auction_surge = (
         pl.when(m == RTH_START)
         .then(surge(_OPEN_AUCTION_SURGE))
-        .when(m == RTH_END)
-        .then(surge(_CLOSE_AUCTION_SURGE))
-        .otherwise(1.0)
+        .otherwise(surge(_CLOSE_AUCTION_SURGE))
     )
     radius = (-2 * pl.col("u_norm1").log()).sqrt()
     z_ret = radius * (2 * math.pi * pl.col("u_norm2")).cos()
@@ -254,12 +252,12 @@ def _returns(minutes: pl.DataFrame, days: list[_Day]) -> pl.DataFrame:
         wick("u_wick_up").alias("wick_up"),
         wick("u_wick_dn").alias("wick_dn"),
         (patterned | auction | (pl.col("u_present") < p_present)).alias("present"),
-        (
-            pl.when(patterned)
-            .then(pl.col("ov_volx") * (0.15 * z_vol).exp())
-            .otherwise(volume_shape * noise)
-            * auction_surge
-        ).alias("volx"),
+        pl.when(auction)
+        .then(auction_surge * (0.15 * z_vol).exp())
+        .when(patterned)
+        .then(pl.col("ov_volx") * (0.15 * z_vol).exp())
+        .otherwise(volume_shape * noise)
+        .alias("volx"),
     )
 
 

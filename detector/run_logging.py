@@ -38,9 +38,6 @@ CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Plain lines on whatever ``sys.stderr`` is when a record is emitted."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property  # type: ignore[override]
     def stream(self) -> TextIO:
         return sys.stderr

@@ -49,17 +49,33 @@ def bar_files(symbol: str, bars_root: Path) -> list[Path]:
     return files
 
 
-def discover_symbols(bars_root: Path) -> list[str]:
-    """Symbols that have bar files under ``bars_root`` (either layout), sorted."""
-    found: set[str] = set()
+def _symbol_entries(bars_root: Path) -> dict[str, str]:
+    """Entry name -> the symbol it names, for every ``symbol=X/`` and ``X.parquet``."""
+    found: dict[str, str] = {}
     if bars_root.is_dir():
         for entry in bars_root.iterdir():
             name = entry.name
             if entry.is_dir() and name.startswith("symbol="):
-                found.add(name.removeprefix("symbol="))
+                found[name] = name.removeprefix("symbol=")
             elif entry.is_file() and name.endswith(".parquet"):
-                found.add(name.removesuffix(".parquet"))
-    return sorted(s for s in found if is_valid_symbol(s))
+                found[name] = name.removesuffix(".parquet")
+    return found
+
+
+def discover_symbols(bars_root: Path) -> list[str]:
+    """Symbols that have bar files under ``bars_root`` (either layout), sorted."""
+    return sorted({s for s in _symbol_entries(bars_root).values() if is_valid_symbol(s)})
+
+
+def invalid_symbol_folders(bars_root: Path) -> list[str]:
+    """Names of ``symbol=X/`` folders whose X is not a valid ticker (``symbol=abc``),
+    sorted: they are never read, so the plan reports them. (Files are not listed: the
+    bars root may hold others, such as ``symbols.parquet``.)"""
+    return sorted(
+        name
+        for name, symbol in _symbol_entries(bars_root).items()
+        if name.startswith("symbol=") and not is_valid_symbol(symbol)
+    )
 
 
 def count_bars(symbol: str, bars_root: Path) -> int:

@@ -223,6 +223,9 @@ class Deduplication:
 class DetectorConfig:
     """``processing.intraday_events``: everything that changes which events come out."""
 
+    # The users' section-level switch: only true is accepted (config_load refuses
+    # false with one line: this section is the whole job of this tool).
+    enable: bool = _unused(True)
     min_bars_per_day: int = field(default=30, metadata={"min": 1})
     session_bounds: SessionBounds = field(default_factory=SessionBounds)
     global_filters: GlobalFilters = field(default_factory=GlobalFilters)
@@ -237,6 +240,22 @@ class DetectorConfig:
     # Output format options of the legacy file; accepted, not used (output is
     # always zstd Parquet).
     output: dict[str, Any] = field(default_factory=dict, metadata=UNUSED)
+    # Settings of a later stage of the users' pipeline (trades and quotes downloaded
+    # around each event), kept in the same section of their file; accepted, not used.
+    event_tape_window_before_minutes: float | None = field(
+        default=None, metadata={**UNUSED, **_non_negative()}
+    )
+    event_tape_window_after_minutes: float | None = field(
+        default=None, metadata={**UNUSED, **_non_negative()}
+    )
+    dynamic_extension: dict[str, Any] = field(default_factory=dict, metadata=UNUSED)
+
+
+LATER_STAGE_KEYS = (
+    "event_tape_window_before_minutes",
+    "event_tape_window_after_minutes",
+    "dynamic_extension",
+)
 
 
 @dataclass(frozen=True)
@@ -290,6 +309,23 @@ def config_hash(config: AppConfig) -> str:
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def later_stage_settings(config: DetectorConfig) -> list[str]:
+    """Keys of a later stage of the users' pipeline that the file sets (not used here)."""
+    return [name for name in LATER_STAGE_KEYS if getattr(config, name) not in (None, {})]
+
+
+def config_notices(config: DetectorConfig) -> list[str]:
+    """One line per kind of setting the file holds that the detector does not use."""
+    notices = []
+    ignored = ignored_settings(config)
+    if ignored:
+        notices.append(f"ignoring filters that need reference data: {', '.join(ignored)}")
+    later = later_stage_settings(config)
+    if later:
+        notices.append(f"not used (settings of a later stage of the pipeline): {', '.join(later)}")
+    return notices
 
 
 def ignored_settings(config: DetectorConfig) -> list[str]:

@@ -2,14 +2,16 @@
 
 Both have the detector section at ``processing.intraday_events``; ours adds
 ``intraday_events.bars`` and ``intraday_events.supervision``. Every other
-top-level section of a legacy file is ignored. Inside the sections we use, an
-unknown key or a bad value raises
+top-level section of a legacy file is ignored, except one that looks like ours
+(``intraday-events``, a top-level ``bars``): that is an error with a "did you
+mean". Inside the sections we use, an unknown key or a bad value raises
 :class:`ConfigError` naming the key path.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import types
 import typing
@@ -62,6 +64,7 @@ def config_from_document(document: Any) -> AppConfig:
         document = {}
     if not isinstance(document, Mapping):
         raise ConfigError("<top>", "the file must hold a mapping")
+    _reject_near_misses(document)
     processing = document.get("processing")
     detector_data: Any = {}
     if processing is not None:
@@ -81,6 +84,37 @@ def config_from_document(document: Any) -> AppConfig:
     _check_supervision(supervision)
     _check_detector(detector)
     return AppConfig(bars=bars, supervision=supervision, detector=detector)
+
+
+def _squashed(key: str) -> str:
+    return re.sub(r"[\s_-]", "", key).lower()
+
+
+def _reject_near_misses(document: Mapping[str, Any]) -> None:
+    """A top-level section that looks like ours but is not read is an error, not ignored.
+
+    Every other top-level section of a user's file (``polygon``, ``paths``, ...)
+    stays allowed: only a misspelt ``intraday_events`` or one of its subsections
+    written at the top level is refused.
+    """
+    for key in document:
+        if not isinstance(key, str) or key == OWN_SECTION:
+            continue
+        squashed = _squashed(key)
+        if squashed in ("intradayevents", "intradayevent") or difflib.get_close_matches(
+            key, [OWN_SECTION], n=1, cutoff=0.85
+        ):
+            raise ConfigError(key, f"not a section that is read; did you mean {OWN_SECTION}?")
+        if squashed in _OWN_SUBSECTIONS:
+            sub = _OWN_SUBSECTIONS[squashed]
+            raise ConfigError(
+                key,
+                f"a top-level section is not read; did you mean {OWN_SECTION}.{sub} "
+                f"(indented under {OWN_SECTION}:)?",
+            )
+
+
+_OWN_SUBSECTIONS = {"bars": "bars", "supervision": "supervision"}
 
 
 def _reject_unknown(data: Mapping[str, Any], known: set[str], path: str) -> None:
@@ -226,6 +260,12 @@ def _check_supervision(sup: SupervisionConfig) -> None:
 
 def _check_detector(det: DetectorConfig) -> None:
     base = ".".join(DETECTOR_SECTION)
+    if not det.enable:
+        raise ConfigError(
+            f"{base}.enable",
+            "false: the detector section is disabled, so there is nothing to run; "
+            "set it to true (or remove it) to detect intraday events",
+        )
     sb = det.session_bounds
     pm, rth, ah = (
         tuple(minutes_of(t) for t in pair) for pair in (sb.premarket, sb.rth, sb.afterhours)

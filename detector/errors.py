@@ -54,6 +54,20 @@ class InvalidSymbolError(IntradayEventsError):
         )
 
 
+class RootNotFoundError(IntradayEventsError):
+    """``--root`` names no directory: nothing is created under a mistyped path."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, root: Path, problem: str) -> None:
+        self.root = root
+        self.problem = problem
+        super().__init__(
+            f"root {root} {problem} (--root or INTRADAY_EVENTS_ROOT): give the workspace "
+            f"that holds raw/, logs/ and processed/; nothing was created"
+        )
+
+
 class BarsError(IntradayEventsError):
     """Bar files exist but cannot be used."""
 

@@ -175,6 +175,16 @@ class RunLayout:
         return self.events_dir / f"{self.run_id}.parquet"
 
     # -- discovery -------------------------------------------------------------
+    def exists(self) -> bool:
+        """Whether anything of this run is on disk (checkpoint, launch files, shards, final)."""
+        return (
+            self.checkpoint.exists()
+            or self.launch_dir.exists()
+            or self.final.exists()
+            or self.run_heartbeat.exists()
+            or bool(self.committed_shards())
+        )
+
     @staticmethod
     def run_ids(root: Path) -> list[str]:
         """Runs that have a checkpoint under ``root``, oldest first by modification time."""

@@ -1,5 +1,7 @@
 """Logging for a worker process: a per-process main log and concise console output.
 
+Console output is rich on a terminal and plain unwrapped lines on stderr otherwise.
+
 The main log takes everything at DEBUG with tracebacks, in append mode, rotated
 at 50 MB with rotated files zipped. Each process has its own file, so no two
 processes ever rotate the same file.
@@ -10,9 +12,13 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import sys
 import zipfile
 from pathlib import Path
+from typing import TextIO
 
+from rich import get_console
+from rich.console import Console
 from rich.logging import RichHandler
 
 MAX_BYTES = 50 * 1024 * 1024
@@ -24,6 +30,33 @@ def _zip_rotator(source: str, dest: str) -> None:
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.write(source, arcname=Path(source).name)
     os.remove(source)
+
+
+CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Plain lines on whatever ``sys.stderr`` is when a record is emitted."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
+def _console_handler() -> logging.Handler:
+    """On a terminal, rich lines (through rich's console, which the live dashboard also
+    draws on, so records land above it); otherwise plain lines on stderr, one record per
+    line whatever its length, never wrapped at 80 columns (``grep`` finds them)."""
+    if sys.stderr.isatty():
+        console = get_console() if sys.stdout.isatty() else Console(stderr=True)
+        return RichHandler(console=console, show_path=False, rich_tracebacks=False, markup=False)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter(CONSOLE_FORMAT, datefmt="%H:%M:%S"))
+    return handler
 
 
 def setup_logging(main_log: Path, *, console: bool = True, max_bytes: int = MAX_BYTES) -> None:
@@ -45,9 +78,9 @@ def setup_logging(main_log: Path, *, console: bool = True, max_bytes: int = MAX_
     handler._intraday_events = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     if console:
-        rich = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
-        rich.setLevel(logging.INFO)
-        rich._intraday_events = True  # type: ignore[attr-defined]
-        root.addHandler(rich)
+        shown = _console_handler()
+        shown.setLevel(logging.INFO)
+        shown._intraday_events = True  # type: ignore[attr-defined]
+        root.addHandler(shown)
     for noisy in ("filelock",):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -19,6 +19,30 @@ class InvalidRunIdError(IntradayEventsError):
         super().__init__(f"invalid run id {run_id!r} (letters, digits, . _ -; at most 100)")
 
 
+class UnknownRunError(IntradayEventsError):
+    """A command that reads or stops a run was given a run id with nothing on disk."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, run_id: str, root: Path) -> None:
+        self.run_id = run_id
+        self.root = root
+        super().__init__(
+            f"no run {run_id} under {root} (no checkpoint, shard, final file or launch "
+            f"files of it); check --run-id and --root"
+        )
+
+
+def existing_run(root: Path, run_id: str) -> RunLayout:
+    """The layout of ``run_id``, which must be a valid id with files under ``root``."""
+    if not is_valid_run_id(run_id):
+        raise InvalidRunIdError(run_id)
+    layout = RunLayout(root, run_id)
+    if not layout.exists():
+        raise UnknownRunError(run_id, root)
+    return layout
+
+
 def is_unfinished(root: Path, run_id: str) -> bool:
     """Whether a run without ``--run-id`` may continue ``run_id``.
 

@@ -21,7 +21,7 @@ from typing import Literal
 import psutil
 from filelock import FileLock, Timeout
 
-from detector.bars import discover_symbols
+from detector.bars import discover_symbols, invalid_symbol_folders
 from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError, RunBusyError
 from detector.merge import MergeResult
@@ -35,7 +35,13 @@ from orchestrator.final_merge import live_launcher_pid, merge_final
 from orchestrator.local_workers import LocalWorkers, WorkerCommand
 from orchestrator.monitors import Monitor
 from orchestrator.pidfile import record_for, write_pid_file
-from orchestrator.plan import Plan, format_plan, make_plan, write_plan
+from orchestrator.plan import (
+    Plan,
+    format_invalid_folders,
+    format_plan,
+    make_plan,
+    write_plan,
+)
 from orchestrator.processes import stop_tree
 from orchestrator.ray_backend import RayBackend, RayRun, import_ray
 from orchestrator.supervisor import Notice, Supervisor
@@ -197,6 +203,9 @@ class Launcher:
         )
         self.echo(f"Run {cfg.run_id} (config {cp.config_hash})")
         self.echo(format_plan(plan))
+        skipped = invalid_symbol_folders(cfg.bars_root)
+        if skipped:
+            self.echo(format_invalid_folders(cfg.bars_root, skipped))
         if plan.remaining and not cfg.yes and not self.confirm(plan):
             raise NotConfirmedError("launch not confirmed: no worker was started")
         if self.handle_signals:
@@ -209,7 +218,7 @@ class Launcher:
             given_up = self._run_on_ray(store, plan, cp.config_hash)
         elif plan.remaining:
             supervisor = Supervisor(
-                list(range(cfg.workers)), self._port(store, plan), self.app.supervision
+                list(range(len(plan.assignments))), self._port(store, plan), self.app.supervision
             )
             self._supervise(supervisor)
             given_up = tuple(supervisor.given_up())

@@ -26,6 +26,12 @@ class Plan:
     assignments: tuple[tuple[str, ...], ...]  # per worker, in processing order
     bars: Mapping[str, int] = field(default_factory=dict)  # expected bars per symbol
     created_at: str | None = None  # when the launch made it (local time, ISO)
+    requested_workers: int | None = None  # --workers, when more than the remaining symbols
+
+    @property
+    def capped(self) -> bool:
+        """Fewer workers than asked for: no more than one per remaining symbol."""
+        return self.requested_workers is not None and self.requested_workers > len(self.assignments)
 
     @property
     def remaining(self) -> int:
@@ -51,13 +57,17 @@ def make_plan(
     if workers < 1:
         raise ValueError("workers must be at least 1")
     remaining = sorted(universe - completed - quarantined, key=lambda s: (-bars.get(s, 0), s))
+    # A worker with nothing to do is never started: at most one per remaining symbol
+    # (and one line saying there is nothing to do when nothing remains).
+    real = min(workers, max(1, len(remaining)))
     return Plan(
         run_id=run_id,
         total=len(universe),
         completed=len(universe & completed),
         quarantined=tuple(sorted(quarantined & universe)),
-        assignments=tuple(tuple(remaining[k::workers]) for k in range(workers)),
+        assignments=tuple(tuple(remaining[k::real]) for k in range(real)),
         bars={s: bars.get(s, 0) for s in remaining},
+        requested_workers=workers if workers > real else None,
     )
 
 
@@ -71,12 +81,26 @@ def format_plan(plan: Plan) -> str:
         shown = " ".join(plan.quarantined[:10]) + (" ..." if len(plan.quarantined) > 10 else "")
         lines.append(f"Quarantined symbols (skipped): {len(plan.quarantined)} ({shown})")
     lines.append(f"Remaining symbols: {plan.remaining} ({_millions(plan.remaining_bars)} bars)")
+    if plan.capped and plan.remaining:
+        lines.append(
+            f"Workers: {len(plan.assignments)} (capped from {plan.requested_workers}: "
+            f"one per remaining symbol at most)"
+        )
     for k, symbols in enumerate(plan.assignments):
         span = f"{symbols[0]} ... {symbols[-1]}" if symbols else "nothing to do"
         lines.append(
             f"Worker {k}: {len(symbols)} symbols ({span}), {_millions(plan.worker_bars(k))} bars"
         )
     return "\n".join(lines)
+
+
+def format_invalid_folders(bars_root: Path, names: list[str], shown: int = 5) -> str:
+    """The plan's line about bar folders left out because their names are not symbols."""
+    listed = ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+    return (
+        f"Folders left out, their names are not symbols: {len(names)} under {bars_root} "
+        f"({listed}); a symbol is 1-16 characters of A-Z 0-9 . - _"
+    )
 
 
 def _millions(bars: int) -> str:
@@ -95,6 +119,8 @@ def plan_to_json(plan: Plan, *, created_at: str, batch_size: int) -> str:
         "workers": [list(a) for a in plan.assignments],
         "bars": dict(sorted(plan.bars.items())),
     }
+    if plan.requested_workers is not None:
+        data["requested_workers"] = plan.requested_workers
     return json.dumps(data, indent=1) + "\n"
 
 
@@ -119,6 +145,9 @@ def read_plan(path: Path) -> Plan:
             assignments=tuple(_symbols(a) for a in _typed(data["workers"], list)),
             bars={str(s): int(n) for s, n in _typed(data.get("bars") or {}, dict).items()},
             created_at=_typed(data["created_at"], str) if data.get("created_at") else None,
+            requested_workers=(
+                int(data["requested_workers"]) if data.get("requested_workers") else None
+            ),
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise PlanFileError(f"{path}: {exc}") from exc

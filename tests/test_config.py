@@ -9,10 +9,18 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from detector.config import AppConfig, DetectorConfig, SupervisionConfig, config_hash
+from detector.config import (
+    AppConfig,
+    DetectorConfig,
+    SupervisionConfig,
+    config_hash,
+    config_notices,
+    effective_settings,
+)
 from detector.config_load import config_from_document, load_config
 from detector.errors import ConfigError, ExitCode
 from tools.cli import cli
+from tools.demo_data import DemoDataSpec, generate_demo_bars
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -218,3 +226,114 @@ def test_default_values_have_their_declared_types() -> None:
         return bad
 
     assert check(AppConfig(), "") == []
+
+
+# -- the users' real config.yaml ---------------------------------------------------------
+# tests/fixtures/legacy_config.yaml is ../shared/data/legacy-config/config.yaml, byte for
+# byte: the users' whole file as they have it (every section of their project).
+USERS_CONFIG = Path(__file__).resolve().parent / "fixtures" / "legacy_config.yaml"
+SHARED_USERS_CONFIG = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "legacy-config" / "config.yaml"
+)
+
+
+def _check_users_config(path: Path) -> None:
+    config = load_config(path)
+    det = config.detector
+    # Its thresholds are the defaults: same effective settings, same hash.
+    assert effective_settings(det) == effective_settings(DetectorConfig())
+    assert config_hash(config) == config_hash(AppConfig())
+    # The later stage's keys and the section-level switch are kept, not used.
+    assert det.enable is True
+    assert det.event_tape_window_before_minutes == 3.0
+    assert det.event_tape_window_after_minutes == 7.0
+    assert det.dynamic_extension["extend_to_after_minutes"] == 20
+    assert config_notices(det)[-1] == (
+        "not used (settings of a later stage of the pipeline): "
+        "event_tape_window_before_minutes, event_tape_window_after_minutes, dynamic_extension"
+    )
+
+
+def test_users_real_config_loads_unchanged_with_the_defaults_hash() -> None:
+    _check_users_config(USERS_CONFIG)
+
+
+def test_users_real_config_in_shared_loads_and_equals_the_fixture() -> None:
+    if not SHARED_USERS_CONFIG.is_file():
+        pytest.skip(f"{SHARED_USERS_CONFIG} is absent (../shared exists only next to the repo)")
+    _check_users_config(SHARED_USERS_CONFIG)
+    assert SHARED_USERS_CONFIG.read_bytes() == USERS_CONFIG.read_bytes()
+
+
+def test_later_stage_keys_do_not_change_the_hash_but_are_type_checked() -> None:
+    cfg = config_from_document(
+        _doc(event_tape_window_before_minutes=30, dynamic_extension={"enable": False})
+    )
+    assert config_hash(cfg) == config_hash(AppConfig())
+    with pytest.raises(ConfigError) as info:
+        config_from_document(_doc(event_tape_window_after_minutes="seven"))
+    assert info.value.key_path == "processing.intraday_events.event_tape_window_after_minutes"
+
+
+def test_disabled_detector_section_is_refused_in_one_line_with_exit_2(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_document(_doc(enable=False))
+    assert info.value.key_path == "processing.intraday_events.enable"
+    assert "the detector section is disabled" in info.value.problem
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        USERS_CONFIG.read_text().replace("    enable: true\n", "    enable: false\n", 1)
+    )
+    result = CliRunner().invoke(
+        cli, ["--root", str(tmp_path), "--config", str(path), "detect", "--symbols", "AAA"]
+    )
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [
+        f"Error: config in {path}: processing.intraday_events.enable: false: the detector "
+        "section is disabled, so there is nothing to run; set it to true (or remove it) to "
+        "detect intraday events"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]  # nothing started
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("intraday-events", "did you mean intraday_events?"),
+        ("intraday_event", "did you mean intraday_events?"),
+        ("intradayevents", "did you mean intraday_events?"),
+        ("Intraday_Events", "did you mean intraday_events?"),
+        ("intraday_evnets", "did you mean intraday_events?"),
+        ("bars", "did you mean intraday_events.bars"),
+        ("supervision", "did you mean intraday_events.supervision"),
+    ],
+)
+def test_top_level_section_close_to_ours_is_an_error_with_a_hint(key: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_document({key: {"bars": {"naive_timezone": "America/New_York"}}})
+    assert info.value.key_path == key
+    assert hint in info.value.problem
+    assert info.value.exit_code == ExitCode.USAGE
+
+
+def test_other_top_level_sections_of_the_users_file_stay_allowed() -> None:
+    document = yaml.safe_load(USERS_CONFIG.read_text())
+    assert {"polygon", "paths", "universe", "processing", "logging"} <= set(document)
+    others = {key: value for key, value in document.items() if key != "processing"}
+    assert config_from_document(others) == AppConfig()
+
+
+def test_detect_symbol_lists_the_unused_keys_of_the_users_file(tmp_path: Path) -> None:
+    generate_demo_bars(DemoDataSpec(out=tmp_path / "bars", symbols=1, days=2, seed=1))
+    (symbol,) = [p.name.removeprefix("symbol=") for p in (tmp_path / "bars").glob("symbol=*")]
+    result = CliRunner().invoke(
+        cli,
+        ["--root", str(tmp_path), "--config", str(USERS_CONFIG), "detect-symbol", symbol,
+         "--bars", str(tmp_path / "bars")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "notice: not used (settings of a later stage of the pipeline): "
+        "event_tape_window_before_minutes, event_tape_window_after_minutes, dynamic_extension"
+    ) in result.output

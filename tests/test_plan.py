@@ -112,19 +112,19 @@ def test_quarantined_symbols_are_sorted() -> None:
     assert plan.quarantined == ("AMD", "GE", "T")
 
 
-def test_more_workers_than_symbols_gives_empty_assignments() -> None:
+def test_more_workers_than_symbols_are_capped_at_one_per_symbol() -> None:
     plan = plan_of(["AAPL", "MSFT"], workers=5)
 
-    assert plan.assignments == (("AAPL",), ("MSFT",), (), (), ())
-    assert len(plan.assignments) == 5
+    assert plan.assignments == (("AAPL",), ("MSFT",))
+    assert plan.capped and plan.requested_workers == 5
     assert plan.remaining == 2
-    assert plan.worker_bars(4) == 0
+    assert not plan_of(["AAPL", "MSFT"], workers=2).capped
 
 
-def test_everything_done_gives_empty_assignments_for_every_worker() -> None:
+def test_everything_done_gives_one_worker_with_nothing_to_do() -> None:
     plan = plan_of(["A", "B"], workers=3, completed=("A",), quarantined=("B",))
 
-    assert plan.assignments == ((), (), ())
+    assert plan.assignments == ((),)
     assert plan.remaining == 0
     assert plan.remaining_bars == 0
 
@@ -175,15 +175,16 @@ def test_format_plan_shows_bars_in_millions() -> None:
     assert "Worker 1: 1 symbols (B ... B), 1.50 M bars" in lines
 
 
-def test_format_plan_has_one_line_per_worker_even_without_symbols() -> None:
-    plan = plan_of(["AAPL", "MSFT"], workers=4)
+def test_format_plan_has_one_line_per_real_worker_and_says_it_capped() -> None:
+    plan = plan_of(["AAPL", "MSFT"], workers=100_000)
 
     lines = format_plan(plan).splitlines()
 
     workers = [line for line in lines if re.match(r"Worker \d+: ", line)]
-    assert [w.split(":")[0] for w in workers] == [f"Worker {k}" for k in range(4)]
+    assert [w.split(":")[0] for w in workers] == ["Worker 0", "Worker 1"]
     assert workers[0].startswith("Worker 0: 1 symbols (AAPL ... AAPL)")
-    assert workers[2].startswith("Worker 2: 0 symbols")
+    assert "Workers: 2 (capped from 100000: one per remaining symbol at most)" in lines
+    assert not any("capped" in line for line in format_plan(plan_of(["A"], workers=1)).splitlines())
 
 
 def test_format_plan_lists_quarantined_symbols() -> None:
@@ -233,6 +234,17 @@ def test_plan_json_round_trip(tmp_path: Path) -> None:
 
 
 def test_plan_json_round_trip_with_empty_assignments(tmp_path: Path) -> None:
+    plan = plan_of(["AAPL"], workers=3, completed=("AAPL",))
+    path = tmp_path / "plan.json"
+
+    write_plan(path, plan, created_at="2024-05-01T12:00:00", batch_size=1)
+
+    back = read_plan(path)
+    assert back == replace(plan, created_at="2024-05-01T12:00:00")
+    assert back.assignments == ((),)
+
+
+def test_plan_json_round_trip_of_a_capped_plan(tmp_path: Path) -> None:
     plan = plan_of(["AAPL"], workers=3)
     path = tmp_path / "plan.json"
 
@@ -240,7 +252,7 @@ def test_plan_json_round_trip_with_empty_assignments(tmp_path: Path) -> None:
 
     back = read_plan(path)
     assert back == replace(plan, created_at="2024-05-01T12:00:00")
-    assert back.assignments == (("AAPL",), (), ())
+    assert back.assignments == (("AAPL",),) and back.requested_workers == 3
 
 
 def test_plan_json_content() -> None:

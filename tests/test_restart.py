@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -441,11 +442,28 @@ def test_restart_removes_the_temp_shard_of_an_unreaped_dead_writer(
 
 # -- 4. nothing to do -----------------------------------------------------------------
 def test_restart_with_nothing_to_do_says_so(root: Path, cfg: Path) -> None:
+    checkpoint = RunLayout(root, RUN_ID).checkpoint
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text(json.dumps({"run_id": RUN_ID, "completed_symbols": []}))
+    before = sorted(root.rglob("*"))
+
     done = run_cli(root, cfg, ["restart", "--run-id", RUN_ID])
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout == f"restart {RUN_ID}: nothing to stop or remove\n"
-    assert not (root / "logs").exists()  # and it created nothing
+    assert sorted(root.rglob("*")) == before  # and it created nothing
+
+
+def test_restart_of_a_run_that_does_not_exist_exits_2_naming_it(root: Path, cfg: Path) -> None:
+    done = run_cli(root, cfg, ["restart", "--run-id", "NOPE"])
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"Error: no run NOPE under {root.resolve()} (no checkpoint, shard, final file or "
+        "launch files of it); check --run-id and --root"
+    ]
+    assert list(root.iterdir()) == []  # nothing created
 
 
 # -- 5. launch without a terminal to confirm on ---------------------------------------------

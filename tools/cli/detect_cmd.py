@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from detector.config import ignored_settings
+from detector.config import config_notices
 from detector.errors import ExitCode
 from detector.run_layout import RunLayout
 from detector.run_logging import setup_logging
@@ -104,11 +104,8 @@ def detect(
     chosen = resolve_run_id(obj.root, run_id, resume=resume, now=now)
     layout = RunLayout(obj.root, chosen)
     setup_logging(layout.main_log(now, worker_id, os.getpid()), console=True)
-    ignored = ignored_settings(app.detector)
-    if ignored:
-        logging.getLogger("detector").info(
-            "ignoring filters that need reference data: %s", ", ".join(ignored)
-        )
+    for notice in config_notices(app.detector):
+        logging.getLogger("detector").info("%s", notice)
     cfg = WorkerConfig(
         root=obj.root,
         run_id=chosen,

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detector.atomic_io import write_parquet_atomic
-from detector.config import ignored_settings
+from detector.config import config_notices
 from detector.pipeline import DetectionResult, detect_symbol_result
 from detector.symbols import validate_symbol
 from tools.cli.context import CliContext
@@ -29,11 +29,8 @@ def detect_symbol(
     """Detect the events of one SYMBOL and print a summary."""
     symbol = validate_symbol(symbol.strip())
     config = obj.config()
-    ignored = ignored_settings(config.detector)
-    if ignored:
-        click.echo(
-            f"notice: ignoring filters that need reference data: {', '.join(ignored)}", err=True
-        )
+    for notice in config_notices(config.detector):
+        click.echo(f"notice: {notice}", err=True)
     started = time.perf_counter()
     result = detect_symbol_result(symbol, obj.bars_root(bars), config, raw=raw)
     elapsed = time.perf_counter() - started

@@ -137,6 +137,8 @@ _LAUNCH_OPTIONS = [
         show_default=True,
         help="With --backend ray: times Ray sends a task again when its process or node dies.",
     ),
+    # `--symbols A B` as detect takes it: symbols after the first are arguments.
+    click.argument("extra_symbols", nargs=-1),
 ]
 
 
@@ -174,13 +176,14 @@ def run_launch(
     backend: str,
     ray_address: str | None,
     ray_task_retries: int,
+    extra_symbols: tuple[str, ...] = (),
 ) -> ExitCode:
     """Build the launch from the options, run it, print the summary; return the exit code."""
     if backend == "ray":
         import_ray()  # not installed: how to install it, before anything else happens
     elif ray_address is not None:
         raise click.UsageError("--ray-address needs --backend ray")
-    symbols = gather_symbols(symbol_args, from_file)
+    symbols = gather_symbols((*symbol_args, *extra_symbols), from_file)
     check_date_range(start_date, end_date)
     app = obj.config()
     now = datetime.now()

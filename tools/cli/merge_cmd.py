@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
-from detector.run_layout import RunLayout
 from orchestrator.final_merge import merge_run
 from orchestrator.summary import format_merged
 from tools.cli.context import CliContext
-from tools.cli.options import viewed_run_id, viewer_max_attempts_option
+from tools.cli.options import existing_run_layout, viewer_max_attempts_option
 
 
 @click.command("merge")
@@ -22,7 +21,7 @@ from tools.cli.options import viewed_run_id, viewer_max_attempts_option
 @click.pass_obj
 def merge(obj: CliContext, run_id: str | None, partial: bool, max_attempts: int) -> None:
     """Rebuild processed/events/{run_id}.parquet from the committed shards (as launch does)."""
-    layout = RunLayout(obj.root, viewed_run_id(obj.root, run_id))
+    layout = existing_run_layout(obj.root, run_id)
     report = merge_run(layout, max_attempts=max_attempts, partial=partial)
     shards = report.merged.shards
     click.echo(

@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from detector.run_layout import is_valid_run_id
-from detector.run_select import InvalidRunIdError
-from detector.symbols import read_symbol_file, validate_symbols
+from detector.run_layout import RunLayout, is_valid_run_id
+from detector.run_select import InvalidRunIdError, existing_run
+from detector.symbols import SymbolFileError, read_symbol_file, validate_symbols
 from orchestrator.run_snapshot import newest_run_id
 
 
@@ -45,7 +45,11 @@ def gather_symbols(args: Iterable[str], from_file: Path | None) -> list[str]:
     first-seen order, no repeats."""
     symbols = validate_symbols(s for arg in args for s in arg.replace(",", " ").split())
     if from_file is not None:
-        symbols = validate_symbols([*symbols, *read_symbol_file(from_file)])
+        listed = read_symbol_file(from_file)
+        if not listed:
+            # Not "every symbol": a file meant to narrow the run must never widen it.
+            raise SymbolFileError(from_file, "holds no symbols (one ticker per line expected)")
+        symbols = validate_symbols([*symbols, *listed])
     return symbols
 
 
@@ -61,3 +65,10 @@ def viewed_run_id(root: Path, run_id: str | None) -> str:
     if not is_valid_run_id(run_id):
         raise InvalidRunIdError(run_id)
     return run_id
+
+
+def existing_run_layout(root: Path, run_id: str | None) -> RunLayout:
+    """The run ``status``, ``merge`` or ``restart`` acts on: a named run must exist."""
+    if run_id is None:
+        return RunLayout(root, newest_run_id(root))
+    return existing_run(root, run_id)

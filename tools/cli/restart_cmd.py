@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from detector.run_layout import RunLayout
-from detector.run_select import resolve_run_id
+from detector.run_select import existing_run, resolve_run_id
 from orchestrator.cleanup import remove_orphan_temps, stop_recorded_processes
 from tools.cli.context import CliContext
 from tools.cli.launch_cmd import launch_options, run_launch
@@ -22,8 +22,13 @@ from tools.cli.launch_cmd import launch_options, run_launch
 def restart(obj: CliContext, start: bool, **options: Any) -> None:
     """Stop the run's processes (checked against their PID files), remove PID files of
     dead processes and orphan temporary shards; with --start, launch again."""
-    run_id = resolve_run_id(obj.root, options["run_id"], resume=True, now=datetime.now())
-    layout = RunLayout(obj.root, run_id)
+    if options["run_id"] is not None:
+        layout = existing_run(obj.root, options["run_id"])
+    else:
+        layout = RunLayout(
+            obj.root, resolve_run_id(obj.root, None, resume=True, now=datetime.now())
+        )
+    run_id = layout.run_id
     report = stop_recorded_processes(layout, grace=obj.config().supervision.stop_grace_seconds)
     lines = [*report.lines(), *remove_orphan_temps(layout)]
     click.echo(f"restart {run_id}:" + ("" if lines else " nothing to stop or remove"))

@@ -7,10 +7,9 @@ from datetime import datetime
 
 import click
 
-from detector.run_layout import RunLayout
 from orchestrator.run_status import read_snapshot, render_text, snapshot_to_json
 from tools.cli.context import CliContext
-from tools.cli.options import viewed_run_id, viewer_max_attempts_option
+from tools.cli.options import existing_run_layout, viewer_max_attempts_option
 
 
 @click.command("status")
@@ -20,7 +19,7 @@ from tools.cli.options import viewed_run_id, viewer_max_attempts_option
 @click.pass_obj
 def status(obj: CliContext, run_id: str | None, as_json: bool, max_attempts: int) -> None:
     """Show a run's state, workers, progress, events so far and ETA (reads, never writes)."""
-    layout = RunLayout(obj.root, viewed_run_id(obj.root, run_id))
+    layout = existing_run_layout(obj.root, run_id)
     snapshot = read_snapshot(layout, now=datetime.now(), max_attempts=max_attempts)
     if as_json:
         click.echo(json.dumps(snapshot_to_json(snapshot), indent=1))

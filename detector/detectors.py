@@ -139,10 +139,9 @@ def detector_rules(cfg: DetectorConfig) -> Detection:
             & pl.col("or_high").is_not_null()
             & (vol_mult >= ob.min_volume_confirm)
         )
-        first["orb_up_level"] = pl.col("or_high") * (1 + ob.min_breakout_pct / 100)
-        first["orb_down_level"] = pl.col("or_low") * (1 - ob.min_breakout_pct / 100)
         may_fire = pl.col("orb_open")
-        up_level, down_level = pl.col("orb_up_level"), pl.col("orb_down_level")
+        up_level = pl.col("or_high") * (1 + ob.min_breakout_pct / 100)
+        down_level = pl.col("or_low") * (1 - ob.min_breakout_pct / 100)
         prev_close = pl.col("prev_close")
         # A crossing, not a state: the previous bar of the day closed on the other side
         # (EVENTS.md §3.5; a price that breaks out and stays out is one event).

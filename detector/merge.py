@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,18 +31,52 @@ class MergeResult:
     by_session: dict[str, int]
 
 
-def merge_shards(layout: RunLayout, shard_names: list[str]) -> MergeResult:
-    """Merge the named committed shards of the run into ``layout.final``, atomically.
+def latest_owners(shards: Mapping[str, Sequence[str]], order: Mapping[str, int]) -> dict[str, str]:
+    """Per symbol, the shard of its latest commit: the highest-numbered shard covering it.
+
+    ``shards`` maps shard name -> symbols covered, ``order`` shard name -> its number.
+    A symbol is covered by more than one shard only after ``launch --redo-changed``
+    recomputed it from changed bars: the later commit supersedes the earlier one.
+    """
+    owners: dict[str, str] = {}
+    for name in sorted(shards, key=lambda n: order[n]):
+        for symbol in shards[name]:
+            owners[symbol] = name
+    return owners
+
+
+def latest_rows(layout: RunLayout, shards: Mapping[str, Sequence[str]]) -> pl.LazyFrame:
+    """The events of the named committed shards, each symbol's from its latest commit only.
+
+    A shard that lost none of its symbols to a later commit is read whole; one that
+    lost some is read without their rows (only after a redo).
+    """
+    on_disk = layout.committed_shards()
+    paths = {p.name: p for p in on_disk.values()}
+    missing = [name for name in shards if name not in paths]
+    if missing:
+        raise IntradayEventsError(f"committed shards listed but not on disk: {missing[:5]}")
+    order = {p.name: number for number, p in on_disk.items()}
+    owners = latest_owners(shards, order)
+    frames: list[pl.LazyFrame] = []
+    for name in sorted(shards, key=lambda n: order[n]):
+        kept = [s for s in shards[name] if owners[s] == name]
+        if not kept:
+            continue
+        frame = pl.scan_parquet(paths[name]).select(list(EVENT_SCHEMA))
+        if len(kept) < len(shards[name]):
+            frame = frame.filter(pl.col("symbol").is_in(kept))
+        frames.append(frame)
+    return pl.concat(frames) if frames else empty_events().lazy()
+
+
+def merge_shards(layout: RunLayout, shards: Mapping[str, Sequence[str]]) -> MergeResult:
+    """Merge the committed shards (name -> symbols covered, as the checkpoint lists them)
+    into ``layout.final``, atomically: each symbol's rows from its latest commit.
 
     Rows are sorted by the event key, which must be unique.
     """
-    paths = {p.name: p for p in layout.committed_shards().values()}
-    missing = [name for name in shard_names if name not in paths]
-    if missing:
-        raise IntradayEventsError(f"committed shards listed but not on disk: {missing[:5]}")
-    files = [paths[name] for name in sorted(shard_names)]
-    frames = [pl.read_parquet(f).select(list(EVENT_SCHEMA)) for f in files]
-    events = pl.concat(frames) if frames else empty_events()
+    events = latest_rows(layout, shards).collect()
     events = events.sort(EVENT_KEY)
     duplicates = events.height - events.select(EVENT_KEY).n_unique() if events.height else 0
     if duplicates:
@@ -53,7 +88,7 @@ def merge_shards(layout: RunLayout, shard_names: list[str]) -> MergeResult:
 
     return MergeResult(
         layout.final,
-        len(files),
+        len(shards),
         events.height,
         counts("event_type"),
         counts("direction"),

@@ -270,7 +270,7 @@ class Worker:
         merged = None
         run_done = not (cp.universe - cp.completed - quarantined)
         if run_done and self.cfg.merge and not self.stop.requested:
-            merged = merge_shards(self.layout, list(cp.shards))
+            merged = merge_shards(self.layout, cp.shards)
             log.info(
                 "DETECTION COMPLETE run=%s symbols=%d events=%d by_type=%s by_direction=%s "
                 "by_session=%s final=%s",

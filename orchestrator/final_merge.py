@@ -61,7 +61,7 @@ class MergeReport:
 
 def merge_final(layout: RunLayout, cp: Checkpoint, *, complete: bool) -> MergeResult:
     """Merge the checkpoint's shards into the final file; mark the legacy heartbeat if complete."""
-    merged = merge_shards(layout, list(cp.shards))
+    merged = merge_shards(layout, cp.shards)
     if complete:
         write_run_completed(
             layout.run_heartbeat,

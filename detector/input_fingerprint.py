@@ -1,0 +1,80 @@
+"""What a symbol's events were computed from: a fingerprint of its bar files.
+
+A commit records, per symbol, the number of bar files, their total size, the newest
+modification time and a digest of every file's name, size and modification time,
+taken (from ``stat`` alone, nothing is read) just before the files were read. When
+the same listing gives another digest later, the symbol's bars changed since its
+events were committed: a day was added or rewritten, a file removed. ``launch
+--redo-changed`` recomputes exactly those symbols.
+
+Copying the bar files without keeping their times (``cp`` without ``-p``) counts as
+a change of every file; ``cp -p`` and ``rsync -a`` keep them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class InputFingerprint:
+    files: int
+    bytes: int
+    newest_mtime_ns: int
+    digest: str  # of (name, size, mtime_ns) per file, in the order read
+
+    def to_json(self) -> dict[str, Any]:
+        newest = datetime.fromtimestamp(self.newest_mtime_ns / 1e9, tz=UTC)
+        return {
+            "files": self.files,
+            "bytes": self.bytes,
+            "newest": newest.isoformat(timespec="seconds"),
+            "newest_ns": self.newest_mtime_ns,
+            "digest": self.digest,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InputFingerprint:
+        return cls(
+            files=int(data["files"]),
+            bytes=int(data["bytes"]),
+            newest_mtime_ns=int(data["newest_ns"]),
+            digest=str(data["digest"]),
+        )
+
+
+def fingerprint(files: Sequence[Path]) -> InputFingerprint:
+    """The fingerprint of ``files`` (a symbol's bar files, as the reader lists them).
+
+    Raises OSError when a file cannot be stat'ed (it vanished since it was listed).
+    """
+    digest = hashlib.sha256()
+    total = newest = 0
+    for path in files:
+        st = os.stat(path)
+        total += st.st_size
+        newest = max(newest, st.st_mtime_ns)
+        digest.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return InputFingerprint(len(files), total, newest, digest.hexdigest()[:16])
+
+
+def changed(
+    recorded: Mapping[str, InputFingerprint], current: Mapping[str, InputFingerprint | None]
+) -> tuple[str, ...]:
+    """The symbols whose ``current`` fingerprint differs from the ``recorded`` one (a
+    symbol whose files are all gone, ``None``, changed too); symbols without a record
+    (committed before fingerprints were kept) are never reported."""
+    out = []
+    for symbol, before in recorded.items():
+        if symbol not in current:
+            continue
+        now = current[symbol]
+        if now is None or now.digest != before.digest:
+            out.append(symbol)
+    return tuple(sorted(out))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -50,6 +50,14 @@ class CommitResult:
     committed: tuple[str, ...]
     already_committed: tuple[str, ...]
     events: int
+
+
+@dataclass(frozen=True)
+class BatchRecords:
+    """What a batch records besides its events and failures (see :mod:`detector.checkpoint`)."""
+
+    no_bars: tuple[str, ...] = ()  # symbols found without bar files (--allow-missing)
+    skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per symbol
 
 
 @dataclass(frozen=True)
@@ -226,6 +234,16 @@ class RunStore:
                 self._write(updated)
             return updated
 
+    def record_no_bars(self, missing: Iterable[str], found: Iterable[str]) -> ck.Checkpoint:
+        """Record ``missing`` as ``no_bars`` (no bar file, run with --allow-missing) and
+        clear ``found`` (files appeared since) from it."""
+        with self._lock:
+            cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
+            updated = ck.with_no_bars(cp, missing, found, self.clock())
+            if updated is not cp:
+                self._write(updated)
+            return updated
+
     def commit_batch(
         self,
         *,
@@ -235,14 +253,16 @@ class RunStore:
         symbols: tuple[str, ...],
         failures: Mapping[str, str],
         config_hash: str,
+        outcomes: BatchRecords | None = None,
     ) -> CommitResult:
         """Commit one batch: ``symbols`` were detected (``events`` holds their rows)."""
         temp = self.layout.temp_shard(shard_dir, worker_id, os.getpid(), os.urandom(4).hex())
+        records = outcomes or BatchRecords()
         try:
             if symbols:
                 self._write_temp(temp, events, symbols, config_hash)
                 crash_point("after_temp_shard")
-            return self._publish(temp, shard_dir, symbols, failures, config_hash, events)
+            return self._publish(temp, shard_dir, symbols, failures, config_hash, events, records)
         finally:
             temp.unlink(missing_ok=True)
 
@@ -254,6 +274,7 @@ class RunStore:
         symbols: tuple[str, ...],
         failures: Mapping[str, str],
         config_hash: str,
+        outcomes: BatchRecords | None = None,
     ) -> CommitResult:
         """Commit a batch whose temporary shard another process wrote (a Ray task).
 
@@ -272,7 +293,8 @@ class RunStore:
                     raise ShardWriteError(str(temp), f"not a readable shard: {exc}") from exc
                 if info.run_id != self.layout.run_id or set(info.symbols) != set(symbols):
                     raise ShardWriteError(str(temp), "its footer does not match the batch")
-            return self._publish(temp, shard_dir, symbols, failures, config_hash, None)
+            records = outcomes or BatchRecords()
+            return self._publish(temp, shard_dir, symbols, failures, config_hash, None, records)
         finally:
             if temp is not None:
                 temp.unlink(missing_ok=True)
@@ -285,6 +307,7 @@ class RunStore:
         failures: Mapping[str, str],
         config_hash: str,
         events: pl.DataFrame | None,
+        records: BatchRecords,
     ) -> CommitResult:
         """Under the lock: drop symbols committed meanwhile, name the shard, record it.
 
@@ -302,7 +325,7 @@ class RunStore:
                 self._write_temp(temp, events, fresh, config_hash)
             now = self.clock()
             if not fresh:
-                self._write(ck.with_failures(cp, failures, now))
+                self._write(ck.with_outcomes(cp, failures, records.no_bars, now))
                 return CommitResult(None, (), already, 0)
             assert temp is not None
             height = events.height if events is not None else pq.read_metadata(temp).num_rows
@@ -319,6 +342,8 @@ class RunStore:
                     symbols=fresh,
                     failures=failures,
                     now=now,
+                    no_bars=records.no_bars,
+                    skipped_files=records.skipped_files,
                 )
             )
             return CommitResult(shard, fresh, already, height)

@@ -26,6 +26,7 @@ class Plan:
     assignments: tuple[tuple[str, ...], ...]  # per worker, in processing order
     bars: Mapping[str, int] = field(default_factory=dict)  # expected bars per symbol
     created_at: str | None = None  # when the launch made it (local time, ISO)
+    no_bars: tuple[str, ...] = ()  # no bar file (recorded, not detected)
 
     @property
     def remaining(self) -> int:
@@ -47,10 +48,12 @@ def make_plan(
     quarantined: frozenset[str],
     bars: Mapping[str, int],
     workers: int,
+    no_bars: frozenset[str] = frozenset(),
 ) -> Plan:
     if workers < 1:
         raise ValueError("workers must be at least 1")
-    remaining = sorted(universe - completed - quarantined, key=lambda s: (-bars.get(s, 0), s))
+    todo = universe - completed - quarantined - no_bars
+    remaining = sorted(todo, key=lambda s: (-bars.get(s, 0), s))
     return Plan(
         run_id=run_id,
         total=len(universe),
@@ -58,6 +61,7 @@ def make_plan(
         quarantined=tuple(sorted(quarantined & universe)),
         assignments=tuple(tuple(remaining[k::workers]) for k in range(workers)),
         bars={s: bars.get(s, 0) for s in remaining},
+        no_bars=tuple(sorted((no_bars & universe) - completed)),
     )
 
 
@@ -70,6 +74,11 @@ def format_plan(plan: Plan) -> str:
     if plan.quarantined:
         shown = " ".join(plan.quarantined[:10]) + (" ..." if len(plan.quarantined) > 10 else "")
         lines.append(f"Quarantined symbols (skipped): {len(plan.quarantined)} ({shown})")
+    if plan.no_bars:
+        shown = " ".join(plan.no_bars[:10]) + (" ..." if len(plan.no_bars) > 10 else "")
+        lines.append(
+            f"Symbols without bar files (no_bars, not detected): {len(plan.no_bars)} ({shown})"
+        )
     lines.append(f"Remaining symbols: {plan.remaining} ({_millions(plan.remaining_bars)} bars)")
     for k, symbols in enumerate(plan.assignments):
         span = f"{symbols[0]} ... {symbols[-1]}" if symbols else "nothing to do"
@@ -95,6 +104,8 @@ def plan_to_json(plan: Plan, *, created_at: str, batch_size: int) -> str:
         "workers": [list(a) for a in plan.assignments],
         "bars": dict(sorted(plan.bars.items())),
     }
+    if plan.no_bars:  # only then, so that other plans read as before
+        data["no_bars"] = list(plan.no_bars)
     return json.dumps(data, indent=1) + "\n"
 
 
@@ -119,6 +130,7 @@ def read_plan(path: Path) -> Plan:
             assignments=tuple(_symbols(a) for a in _typed(data["workers"], list)),
             bars={str(s): int(n) for s, n in _typed(data.get("bars") or {}, dict).items()},
             created_at=_typed(data["created_at"], str) if data.get("created_at") else None,
+            no_bars=_symbols(data.get("no_bars") or []),
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise PlanFileError(f"{path}: {exc}") from exc

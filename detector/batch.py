@@ -200,8 +200,9 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
         shard_dir = layout.shard_dir(task.lane)
         temp = layout.temp_shard(shard_dir, task.lane, task.owner_pid, os.urandom(4).hex())
         write_shard_file(
-            temp, table, run_id=task.run_id, symbols=tuple(covered), config_hash=task.config_hash
-        )
+            temp, table, run_id=task.run_id, symbols=tuple(covered),
+            config_hash=task.config_hash, skipped_files=skipped,
+        )  # fmt: skip
         crash_point("after_temp_shard")
     beat.write("committing")
     return BatchOutput(

@@ -152,9 +152,21 @@ class RunStore:
         updated, added = ck.reconciled(current, on_disk, self.clock())
         if added:
             log.info("reconciled %d committed shards missing from the checkpoint", len(added))
+            updated = self._with_footer_skips(updated, added)
         if added or corrupt:
             self._write(updated)
         return updated
+
+    def _with_footer_skips(self, cp: ck.Checkpoint, names: list[str]) -> ck.Checkpoint:
+        """``cp`` with the skipped files the footers of shards ``names`` record."""
+        paths = {p.name: p for p in self.layout.committed_shards().values()}
+        found: dict[str, tuple[str, ...]] = {}
+        for name in names:
+            try:
+                found.update(read_shard_info(paths[name]).skipped_files)
+            except (KeyError, ShardMetadataError):
+                continue
+        return replace(cp, skipped_files={**cp.skipped_files, **found}) if found else cp
 
     def _shard_hash(self) -> str | None:
         for path in self.layout.committed_shards().values():
@@ -260,7 +272,7 @@ class RunStore:
         records = outcomes or BatchRecords()
         try:
             if symbols:
-                self._write_temp(temp, events, symbols, config_hash)
+                self._write_temp(temp, events, symbols, config_hash, records.skipped_files)
                 crash_point("after_temp_shard")
             return self._publish(temp, shard_dir, symbols, failures, config_hash, events, records)
         finally:
@@ -322,7 +334,7 @@ class RunStore:
                 assert temp is not None
                 rows = events if events is not None else pl.read_parquet(temp)
                 events = rows.filter(pl.col("symbol").is_in(fresh))
-                self._write_temp(temp, events, fresh, config_hash)
+                self._write_temp(temp, events, fresh, config_hash, records.skipped_files)
             now = self.clock()
             if not fresh:
                 self._write(ck.with_outcomes(cp, failures, records.no_bars, now))
@@ -438,12 +450,18 @@ class RunStore:
 
     # -- helpers -------------------------------------------------------------------
     def _write_temp(
-        self, temp: Path, events: pl.DataFrame, symbols: tuple[str, ...], config_hash: str
+        self,
+        temp: Path,
+        events: pl.DataFrame,
+        symbols: tuple[str, ...],
+        config_hash: str,
+        skipped_files: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         try:
             write_shard_file(
-                temp, events, run_id=self.layout.run_id, symbols=symbols, config_hash=config_hash
-            )
+                temp, events, run_id=self.layout.run_id, symbols=symbols,
+                config_hash=config_hash, skipped_files=skipped_files,
+            )  # fmt: skip
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise ShardWriteError(str(temp), exc.strerror or str(exc)) from exc

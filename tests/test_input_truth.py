@@ -196,6 +196,11 @@ def test_skip_unreadable_completes_and_lists_the_files(
     data = snapshot_to_json(snapshot)
     assert data["skipped_files"] == {victim: [str(f) for f in files]}
     assert data["counts"]["skipped_files"] == 2
+    # The shard's footer keeps the record: a checkpoint rebuilt from the shards has it.
+    layout = RunLayout(tmp_path / "root", RUN)
+    layout.checkpoint.write_text("garbage")
+    rebuilt = RunStore(layout).reconcile()
+    assert rebuilt is not None and rebuilt.skipped_files == {victim: tuple(str(f) for f in files)}
 
 
 def test_a_ray_task_batch_behaves_as_the_local_worker(

@@ -312,6 +312,10 @@ class RayBackend:
             append_line(self.layout.heartbeat_log(now), list(line))
         for symbol, error in sorted(out.failures.items()):
             log.error("worker %d: detection failed for %s: %s", lane.worker_id, symbol, error)
+        for symbol in out.no_bars:
+            log.warning("worker %d: %s has no bar files: no_bars", lane.worker_id, symbol)
+        for symbol, files in sorted(out.skipped_files.items()):
+            log.warning("worker %d: %s skipped %s", lane.worker_id, symbol, ", ".join(files))
         if result.shard is not None:
             beat = _read_beat(self.layout, lane.worker_id)
             rss = beat.rss_gb if beat is not None else None

@@ -10,6 +10,10 @@ from orchestrator.launch import LaunchOutcome
 _SHOWN = 20  # symbols listed by name
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
 
@@ -44,8 +48,8 @@ def format_inputs(
     if skipped_files:
         files = sum(len(f) for f in skipped_files.values())
         lines.append(
-            f"completed without unreadable bar files (--skip-unreadable): {files} files "
-            f"of {len(skipped_files)} symbols:"
+            f"completed without unreadable bar files (--skip-unreadable): {_n(files, 'file')} "
+            f"of {_n(len(skipped_files), 'symbol')}:"
         )
         for symbol, paths in list(skipped_files.items())[:_SHOWN]:
             lines.append(f"  {symbol}: {', '.join(paths)}")

@@ -17,8 +17,19 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from test_launch import RUN_ID, checkpoint, config, launch_args, run_cli
+from test_launch import (
+    RUN_ID,
+    checkpoint,
+    config,
+    finish,
+    launch_args,
+    run_cli,
+    start_cli,
+    wait_for,
+)
 
+from detector.faults import PAUSE_ENV
+from detector.heartbeat import parse_heartbeat
 from detector.run_layout import RunLayout
 from detector.shards import read_shard_info
 from tools.demo_data import DemoDataSpec, generate_demo_bars
@@ -131,6 +142,52 @@ def test_allow_missing_records_no_bars_and_the_final_file_is_unchanged(
     again = run_cli(tmp_path, launch_args(bars, workers=2, batch_size=2))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Remaining symbols: 0" in again.stdout and "no_bars" in again.stdout
+
+
+@pytest.mark.parametrize("allow_missing", [False, True])
+def test_files_vanishing_during_a_launch_never_complete_the_symbol(
+    tmp_path: Path, bars: Path, symbols: list[str], reference: pl.DataFrame, allow_missing: bool
+) -> None:
+    config(tmp_path)
+    victim = symbols[3]
+    copy = tmp_path / "bars"
+    copy.mkdir()
+    for entry in bars.iterdir():
+        if entry.name != f"symbol={victim}":
+            (copy / entry.name).symlink_to(entry)
+    shutil.copytree(bars / f"symbol={victim}", copy / f"symbol={victim}")
+    extra = ["--allow-missing"] if allow_missing else []
+    beat = RunLayout(tmp_path, RUN_ID).worker_heartbeat(0)
+
+    def on_victim() -> bool:
+        try:
+            found = parse_heartbeat(beat.read_text(encoding="utf-8"), RUN_ID)
+        except OSError:
+            return False
+        return found is not None and found.current_symbol == victim
+
+    launch = start_cli(
+        tmp_path,
+        launch_args(copy, workers=1, batch_size=2, extra=extra),
+        **{PAUSE_ENV: f"before_detection:1.5@{victim}"},
+    )
+    try:
+        wait_for(on_victim, "the worker to reach the victim", timeout=60)
+        shutil.rmtree(copy / f"symbol={victim}")  # planned with files, detected without
+    finally:
+        code, out = finish(launch)
+
+    cp = checkpoint(tmp_path)
+    assert victim not in cp["completed_symbols"] and victim not in shard_symbols(tmp_path)
+    if allow_missing:
+        assert code == 0, out
+        assert cp["no_bars"] == [victim] and victim not in cp["failed"]
+    else:
+        assert code == 1, out
+        assert cp["failed"][victim]["attempts"] == 3 and "no_bars" not in cp
+        assert f"{victim}: NoBarsError: no bar files for {victim} under {copy}" in out
+    final = pl.read_parquet(RunLayout(tmp_path, RUN_ID).final)
+    assert_frame_equal(final, reference.filter(pl.col("symbol") != victim))
 
 
 def test_unreadable_files_fail_the_symbol_until_quarantined(

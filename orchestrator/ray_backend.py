@@ -333,7 +333,7 @@ class RayBackend:
             out.host,
         )  # fmt: skip
         lane.completed(
-            detected=len(out.covered),
+            detected=len(out.covered) + len(out.no_bars),  # no_bars: recorded, settled
             failures=out.failures,
             bars=out.bars,
             events=result.events,

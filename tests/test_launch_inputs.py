@@ -144,9 +144,20 @@ def test_allow_missing_records_no_bars_and_the_final_file_is_unchanged(
     assert "Remaining symbols: 0" in again.stdout and "no_bars" in again.stdout
 
 
-@pytest.mark.parametrize("allow_missing", [False, True])
+RAY = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
+
+
+@pytest.mark.parametrize(
+    ("allow_missing", "backend"),
+    [(False, "local"), (True, "local"), pytest.param(True, "ray", marks=RAY)],
+)
 def test_files_vanishing_during_a_launch_never_complete_the_symbol(
-    tmp_path: Path, bars: Path, symbols: list[str], reference: pl.DataFrame, allow_missing: bool
+    tmp_path: Path,
+    bars: Path,
+    symbols: list[str],
+    reference: pl.DataFrame,
+    allow_missing: bool,
+    backend: str,
 ) -> None:
     config(tmp_path)
     victim = symbols[3]
@@ -157,6 +168,8 @@ def test_files_vanishing_during_a_launch_never_complete_the_symbol(
             (copy / entry.name).symlink_to(entry)
     shutil.copytree(bars / f"symbol={victim}", copy / f"symbol={victim}")
     extra = ["--allow-missing"] if allow_missing else []
+    if backend == "ray":
+        extra += ["--no-dashboard", "--backend", "ray", "--ray-address", "local"]
     beat = RunLayout(tmp_path, RUN_ID).worker_heartbeat(0)
 
     def on_victim() -> bool:
@@ -240,7 +253,7 @@ def test_skip_unreadable_completes_and_lists_the_skipped_files(
     assert "unreadable bar files skipped (--skip-unreadable)" in text and listed[1] in text
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
+@RAY
 def test_ray_backend_records_no_bars_and_skipped_files_as_the_local_one(
     tmp_path: Path,
     damaged: tuple[Path, str, tuple[Path, Path]],

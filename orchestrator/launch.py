@@ -97,13 +97,16 @@ class NotConfirmedError(IntradayEventsError):
 
 
 class NoSymbolsError(IntradayEventsError):
-    exit_code = ExitCode.USAGE
+    """No symbols were given and the bars folder holds none: input data is missing."""
+
+    exit_code = ExitCode.DATA
 
     def __init__(self, bars_root: Path) -> None:
         self.bars_root = bars_root
+        where = "" if bars_root.is_dir() else " (no such folder)"
         super().__init__(
-            f"no symbols: give --from-file F, or put bars under {bars_root} "
-            f"(symbol=SYM/ directories or SYM.parquet files)"
+            f"no symbols: no bar files under {bars_root}{where} (symbol=SYM/ directories or "
+            f"SYM.parquet files); check --bars, or give --from-file F or --symbols"
         )
 
 

@@ -113,6 +113,19 @@ def test_wrong_bars_folder_is_refused_with_exit_3_and_nothing_is_written(
         assert not list(layout.launch_dir.glob("worker_*"))
 
 
+def test_a_bars_folder_without_any_symbol_is_exit_3_too(tmp_path: Path, bars: Path) -> None:
+    """No symbols given, no reference universe: the folder is all there is to go by."""
+    config(tmp_path)
+    for wrong in (bars.parent, tmp_path / "nowhere"):
+        done = run_cli(tmp_path, launch_args(wrong, workers=2, batch_size=2))
+        assert done.returncode == 3, done.stdout + done.stderr
+        line = done.stderr.strip().splitlines()[-1]
+        assert (
+            line.startswith(f"Error: no symbols: no bar files under {wrong}") and "--bars" in line
+        )
+        assert not RunLayout(tmp_path, RUN_ID).checkpoint.exists()
+
+
 def test_allow_missing_records_no_bars_and_the_final_file_is_unchanged(
     tmp_path: Path, bars: Path, symbols: list[str], reference: pl.DataFrame
 ) -> None:

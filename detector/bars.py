@@ -3,13 +3,18 @@
 Daily layout: ``ROOT/symbol=SYM/date=YYYY-MM-DD.parquet`` (UTC date partitions).
 Symbol layout: ``ROOT/SYM.parquet``. A symbol's history is the union of both.
 Only the required columns are read, in one pass over all files when they agree;
-only when that fails are files examined one by one, so that a corrupt file is
-skipped (and named) while a file with a missing or unusable column is an error.
+only when that fails are files examined one by one, so that the culprit is named:
+an unreadable file (corrupt, truncated, empty, no permission) raises
+:class:`UnreadableBarFileError`, or with ``skip_unreadable`` is skipped and listed
+in ``CleaningStats.files_skipped``; a file with a missing or unusable column is
+always an error. Whether to skip is the caller's decision (a run's
+``--skip-unreadable``), never this module's.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +29,7 @@ from detector.cleaning import (
     clean_bars,
     normalize_types,
 )
-from detector.errors import BarsSchemaError, NoBarsError
+from detector.errors import BarsSchemaError, NoBarsError, UnreadableBarFileError
 from detector.symbols import is_valid_symbol, validate_symbol
 
 log = logging.getLogger(__name__)
@@ -97,17 +102,26 @@ def count_rows(files: list[Path]) -> int:
     return total
 
 
-def read_bar_files(files: list[Path], naive_timezone: str) -> tuple[pl.DataFrame, CleaningStats]:
+def symbols_without_bars(symbols: Iterable[str], bars_root: Path) -> tuple[str, ...]:
+    """The symbols of ``symbols`` that have no bar file under ``bars_root`` (sorted)."""
+    return tuple(sorted(s for s in symbols if not bar_files(s, bars_root)))
+
+
+def read_bar_files(
+    files: list[Path], naive_timezone: str, *, skip_unreadable: bool = False
+) -> tuple[pl.DataFrame, CleaningStats]:
     """Read the required columns of ``files`` into canonical types.
 
     Returns the rows and statistics holding ``files_read`` and ``files_skipped``.
-    Raises :class:`BarsSchemaError` for a missing column or an unusable type.
+    Raises :class:`BarsSchemaError` for a missing column or an unusable type, and
+    :class:`UnreadableBarFileError` for the first file that cannot be read unless
+    ``skip_unreadable``, which skips such files and lists them in ``files_skipped``.
     """
     if naive_timezone != "UTC" and _mixed_time_zones(files):
         # A scan over many files takes the first file's timestamp type and silently
         # reads the others as if they had it: a naive file beside zone-aware ones would
         # be shifted by the naive zone's offset. Only matters when naive is not UTC.
-        return _read_one_by_one(files, naive_timezone)
+        return _read_one_by_one(files, naive_timezone, skip_unreadable)
     try:
         frame = pl.scan_parquet(files).select(REQUIRED_COLUMNS).collect()
         if _usable_schema(frame.schema) is None:
@@ -117,7 +131,7 @@ def read_bar_files(files: list[Path], naive_timezone: str) -> tuple[pl.DataFrame
             return frame, CleaningStats(files_read=len(files))
     except Exception as exc:  # fall back to file-by-file to find the culprit
         log.debug("one-pass read of %d files failed (%s); reading one by one", len(files), exc)
-    return _read_one_by_one(files, naive_timezone)
+    return _read_one_by_one(files, naive_timezone, skip_unreadable)
 
 
 def _mixed_time_zones(files: list[Path]) -> bool:
@@ -135,14 +149,16 @@ def _mixed_time_zones(files: list[Path]) -> bool:
     return False
 
 
-def _read_one_by_one(files: list[Path], naive_timezone: str) -> tuple[pl.DataFrame, CleaningStats]:
+def _read_one_by_one(
+    files: list[Path], naive_timezone: str, skip_unreadable: bool
+) -> tuple[pl.DataFrame, CleaningStats]:
     frames: list[pl.DataFrame] = []
     skipped: list[str] = []
     for path in files:
         try:
             schema = pl.Schema(pl.from_arrow(pq.read_schema(path).empty_table()).schema)
         except Exception as exc:
-            _skip(path, exc, skipped)
+            _unreadable(path, exc, skipped, skip_unreadable)
             continue
         for column in REQUIRED_COLUMNS:
             if column not in schema:
@@ -153,7 +169,7 @@ def _read_one_by_one(files: list[Path], naive_timezone: str) -> tuple[pl.DataFra
         try:
             frame = pl.read_parquet(path, columns=list(REQUIRED_COLUMNS))
         except Exception as exc:
-            _skip(path, exc, skipped)
+            _unreadable(path, exc, skipped, skip_unreadable)
             continue
         frames.append(normalize_types(frame, naive_timezone))
     stats = CleaningStats(files_read=len(frames), files_skipped=tuple(skipped))
@@ -162,8 +178,13 @@ def _read_one_by_one(files: list[Path], naive_timezone: str) -> tuple[pl.DataFra
     return pl.concat(frames, how="vertical", rechunk=True), stats
 
 
-def _skip(path: Path, exc: Exception, skipped: list[str]) -> None:
-    log.warning("skipping unreadable bar file %s: %s", path, str(exc).splitlines()[0])
+def _unreadable(path: Path, exc: Exception, skipped: list[str], skip: bool) -> None:
+    """Raise :class:`UnreadableBarFileError` for ``path``, or (``skip``) list it as skipped."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    if not skip:
+        raise UnreadableBarFileError(path, reason) from exc
+    log.warning("skipping unreadable bar file %s: %s", path, reason)
     skipped.append(str(path))
 
 
@@ -194,12 +215,14 @@ def load_symbol_bars(
     naive_timezone: str = "UTC",
     day_start_minute: int = 4 * 60,
     day_end_minute: int = 20 * 60,
+    skip_unreadable: bool = False,
 ) -> SymbolBars:
-    """One symbol's clean bars. Raises :class:`NoBarsError` when it has no bar file."""
+    """One symbol's clean bars. Raises :class:`NoBarsError` when it has no bar file, and
+    :class:`UnreadableBarFileError` for an unreadable one unless ``skip_unreadable``."""
     files = bar_files(symbol, bars_root)
     if not files:
         raise NoBarsError(symbol, bars_root)
-    raw, read_stats = read_bar_files(files, naive_timezone)
+    raw, read_stats = read_bar_files(files, naive_timezone, skip_unreadable=skip_unreadable)
     bars, stats = clean_bars(
         raw, day_start_minute=day_start_minute, day_end_minute=day_end_minute, stats=read_stats
     )

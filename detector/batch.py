@@ -17,7 +17,8 @@ import os
 import socket
 import time
 import traceback
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import polars as pl
 import psutil
 
 from detector.config import AppConfig
-from detector.errors import NoBarsError
+from detector.errors import BarsError, NoBarsError
 from detector.faults import crash_point, pause_point
 from detector.heartbeat import WorkerHeartbeat, local_stamp, write_heartbeat
 from detector.pipeline import detect_symbol_result
@@ -37,35 +38,63 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class InputPolicy:
+    """What a run does with missing or unreadable bars (``--allow-missing``,
+    ``--skip-unreadable``); by default both are failures, never a completed symbol."""
+
+    allow_missing: bool = False  # no bar file: record the symbol as no_bars
+    skip_unreadable: bool = False  # an unreadable file: detect without it, list it
+
+
+@dataclass(frozen=True)
 class SymbolOutcome:
-    """One symbol's detection: events, or the error that prevented them."""
+    """One symbol's detection: events, or the error that prevented them, or no bars."""
 
     symbol: str
     bars: int
-    events: pl.DataFrame | None  # None when detection failed
+    events: pl.DataFrame | None  # None when detection failed or the symbol has no bars
     error: str | None = None
+    no_bars: bool = False  # no bar file, and the run allows it: recorded, not covered
+    skipped_files: tuple[str, ...] = ()  # unreadable files left out (skip_unreadable)
 
 
 def detect_for_run(
-    symbol: str, bars_root: Path, app: AppConfig, start: date | None, end: date | None
+    symbol: str,
+    bars_root: Path,
+    app: AppConfig,
+    start: date | None,
+    end: date | None,
+    inputs: InputPolicy = InputPolicy(),
 ) -> SymbolOutcome:
-    """Detect ``symbol`` as a run does: no bars is zero events, a failure is recorded."""
+    """Detect ``symbol`` as a run does; a failure is recorded, never raised.
+
+    A symbol without bar files (they may vanish after the plan) is a failure, or with
+    ``inputs.allow_missing`` a ``no_bars`` outcome; it never counts as covered.
+    """
     try:
-        result = detect_symbol_result(symbol, bars_root, app)
+        result = detect_symbol_result(
+            symbol, bars_root, app, skip_unreadable=inputs.skip_unreadable
+        )
     except NoBarsError as exc:
-        # Nothing to detect is a complete answer: zero events, recorded as covered.
-        log.warning("%s", exc)
-        return SymbolOutcome(symbol, 0, empty_events())
+        if inputs.allow_missing:
+            log.warning("%s: recorded as no_bars (--allow-missing)", exc)
+            return SymbolOutcome(symbol, 0, None, no_bars=True)
+        log.error("detection failed for %s: %s", symbol, exc)
+        return SymbolOutcome(symbol, 0, None, f"{type(exc).__name__}: {exc}")
+    except BarsError as exc:  # one line names the file: no traceback needed
+        log.error("detection failed for %s: %s", symbol, exc)
+        return SymbolOutcome(symbol, 0, None, f"{type(exc).__name__}: {exc}")
     except Exception as exc:
         log.error("detection failed for %s: %s\n%s", symbol, exc, traceback.format_exc())
         return SymbolOutcome(symbol, 0, None, f"{type(exc).__name__}: {exc}")
     events = result.events
     if start or end:
         events = events.filter(pl.col("date").is_between(start or date.min, end or date.max))
-    if result.stats.files_skipped:
-        log.warning("%s: skipped %d unreadable files", symbol, len(result.stats.files_skipped))
+    skipped = result.stats.files_skipped
+    if skipped:
+        log.warning("%s: skipped %d unreadable files (--skip-unreadable)", symbol, len(skipped))
     log.debug("%s: %d bars, %d events, %s", symbol, result.bars, events.height, result.stats)
-    return SymbolOutcome(symbol, result.bars, events)
+    return SymbolOutcome(symbol, result.bars, events, skipped_files=skipped)
 
 
 @dataclass(frozen=True)
@@ -94,6 +123,7 @@ class BatchTask:
     stop_token: str  # this launch's: a stop file holding another text is not for it
     start_date: date | None = None
     end_date: date | None = None
+    inputs: InputPolicy = InputPolicy()
 
 
 @dataclass(frozen=True)
@@ -110,6 +140,8 @@ class BatchOutput:
     host: str
     stopped: bool  # a stop was requested: the rest of the batch was not started
     seconds: float
+    no_bars: tuple[str, ...] = ()  # no bar file (allow_missing): recorded, not covered
+    skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # of covered
 
 
 def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
@@ -124,6 +156,8 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
     frames: list[pl.DataFrame] = []
     covered: list[str] = []
     failures: dict[str, str] = {}
+    no_bars: list[str] = []
+    skipped: dict[str, tuple[str, ...]] = {}
     lines: list[tuple[object, ...]] = []
     bars = 0
     stopped = False
@@ -133,14 +167,20 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
             break
         beat.write("running", current_symbol=symbol)
         pause_point("before_detection", symbol)
-        outcome = detect_for_run(symbol, task.bars_root, app, task.start_date, task.end_date)
+        outcome = detect_for_run(
+            symbol, task.bars_root, app, task.start_date, task.end_date, task.inputs
+        )
         crash_point("during_detection", symbol)
         bars += outcome.bars
-        if outcome.events is None:
+        if outcome.no_bars:
+            no_bars.append(symbol)
+        elif outcome.events is None:
             failures[symbol] = outcome.error or "detection failed"
         else:
             frames.append(outcome.events)
             covered.append(symbol)
+            if outcome.skipped_files:
+                skipped[symbol] = outcome.skipped_files
         found = 0 if outcome.events is None else outcome.events.height
         now = datetime.now()
         beat.write(
@@ -160,8 +200,9 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
         shard_dir = layout.shard_dir(task.lane)
         temp = layout.temp_shard(shard_dir, task.lane, task.owner_pid, os.urandom(4).hex())
         write_shard_file(
-            temp, table, run_id=task.run_id, symbols=tuple(covered), config_hash=task.config_hash
-        )
+            temp, table, run_id=task.run_id, symbols=tuple(covered),
+            config_hash=task.config_hash, skipped_files=skipped,
+        )  # fmt: skip
         crash_point("after_temp_shard")
     beat.write("committing")
     return BatchOutput(
@@ -177,6 +218,8 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
         host=socket.gethostname(),
         stopped=stopped,
         seconds=time.perf_counter() - started,
+        no_bars=tuple(no_bars),
+        skipped_files=skipped,
     )
 
 

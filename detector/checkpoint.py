@@ -9,6 +9,14 @@ The JSON keeps the legacy fields (``run_id``, ``completed_symbols``,
 ``total_completed``, ``last_updated``; ``seeded_from`` and ``seeded_at`` once the
 run was seeded) so old monitoring still works.
 
+Two records settle a symbol without completing it, both written only when not
+empty (so older checkpoints read as before, and older code keeps them as unknown
+keys): ``no_bars`` lists symbols that had no bar file when a run with
+``--allow-missing`` came to them (never completed, never in a shard; a later
+launch detects them once their files appear), and ``skipped_files`` lists, per
+completed symbol, the unreadable bar files a run with ``--skip-unreadable`` left
+out of it.
+
 Seeded symbols are the one exception to "completed iff a shard covers it":
 ``seed-checkpoint`` may mark symbols completed from another run without bringing
 their events, so no shard of this run covers them. They are listed in ``seeded``
@@ -54,6 +62,10 @@ class Checkpoint:
     seeded_from: tuple[str, ...] = ()  # every source run seeded from, first seeding first
     seeded_at: str | None = None  # the latest seeding that changed something
     extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys, kept as they are
+    # No bar file when detected with --allow-missing: not completed, not in any shard.
+    no_bars: frozenset[str] = frozenset()
+    # Completed with --skip-unreadable: symbol -> the unreadable files left out.
+    skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def quarantined(self, max_attempts: int) -> frozenset[str]:
         return frozenset(
@@ -61,6 +73,14 @@ class Checkpoint:
             for s, f in self.failed.items()
             if f.attempts >= max_attempts and s not in self.completed
         )
+
+    def settled(self, max_attempts: int) -> frozenset[str]:
+        """Symbols nothing more is done for: completed, quarantined, or without bars."""
+        return self.completed | self.quarantined(max_attempts) | self.no_bars
+
+    def remaining(self, max_attempts: int) -> frozenset[str]:
+        """Symbols of the universe still to detect (what a run waits for to merge)."""
+        return self.universe - self.settled(max_attempts)
 
 
 def _stamp(now: datetime) -> str:
@@ -96,6 +116,10 @@ def to_json(cp: Checkpoint) -> str:
             data["seeded_from"] = list(cp.seeded_from)
         data["seeded_at"] = cp.seeded_at
         data["seeded"] = dict(sorted(cp.seeded.items()))
+    if cp.no_bars:
+        data["no_bars"] = sorted(cp.no_bars)
+    if cp.skipped_files:
+        data["skipped_files"] = {s: list(f) for s, f in sorted(cp.skipped_files.items())}
     return json.dumps(data, indent=1) + "\n"
 
 
@@ -119,6 +143,8 @@ _KNOWN = {
     "seeded",
     "seeded_from",
     "seeded_at",
+    "no_bars",
+    "skipped_files",
 }
 
 
@@ -155,6 +181,11 @@ def from_json(text: str, run_id: str) -> Checkpoint:
             seeded={str(k): str(v) for k, v in (data.get("seeded") or {}).items()},
             seeded_from=_seeded_from(data.get("seeded_from")),
             seeded_at=data.get("seeded_at"),
+            no_bars=frozenset(str(s) for s in data.get("no_bars") or []),
+            skipped_files={
+                str(s): tuple(str(f) for f in files)
+                for s, files in (data.get("skipped_files") or {}).items()
+            },
             extra={
                 k: v
                 for k, v in data.items()
@@ -175,22 +206,32 @@ def with_commit(
     symbols: Iterable[str],
     failures: Mapping[str, str],
     now: datetime,
+    no_bars: Iterable[str] = (),
+    skipped_files: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Checkpoint:
-    """The checkpoint after committing one shard: a union, never a replacement."""
+    """The checkpoint after committing one shard: a union, never a replacement.
+
+    ``no_bars`` are symbols of the batch found without bar files (not covered);
+    ``skipped_files`` the unreadable files each covered symbol was detected without.
+    """
     covered = tuple(sorted(symbols))
     failed = dict(cp.failed)
     for symbol in covered:
         failed.pop(symbol, None)
-    failed.update(record_failures(cp, failures, now))
-    return replace(
+    completed = cp.completed | frozenset(covered)
+    skipped = {s: tuple(f) for s, f in (skipped_files or {}).items() if s in covered and f}
+    base = replace(
         cp,
-        completed=cp.completed | frozenset(covered),
+        completed=completed,
         shards={**cp.shards, shard_name: covered},
         seeded=_without(cp.seeded, covered),
         failed=failed,
+        no_bars=cp.no_bars - completed,
+        skipped_files={**cp.skipped_files, **skipped},
         shard_counter=max(cp.shard_counter, shard_number),
         last_updated=_stamp(now),
     )
+    return with_outcomes(base, failures, no_bars, now)
 
 
 def record_failures(
@@ -207,10 +248,38 @@ def record_failures(
 
 
 def with_failures(cp: Checkpoint, failures: Mapping[str, str], now: datetime) -> Checkpoint:
+    """One more failed attempt per symbol; a failed symbol is no longer ``no_bars``."""
     if not failures:
         return cp
     return replace(
-        cp, failed={**cp.failed, **record_failures(cp, failures, now)}, last_updated=_stamp(now)
+        cp,
+        failed={**cp.failed, **record_failures(cp, failures, now)},
+        no_bars=cp.no_bars - frozenset(failures),
+        last_updated=_stamp(now),
+    )
+
+
+def with_outcomes(
+    cp: Checkpoint, failures: Mapping[str, str], no_bars: Iterable[str], now: datetime
+) -> Checkpoint:
+    """Failed attempts, then symbols found without bar files, of one batch."""
+    return with_no_bars(with_failures(cp, failures, now), no_bars, (), now)
+
+
+def with_no_bars(
+    cp: Checkpoint, missing: Iterable[str], found: Iterable[str], now: datetime
+) -> Checkpoint:
+    """``missing`` have no bar file (recorded ``no_bars``, their failed attempts dropped);
+    ``found`` have files again (no longer ``no_bars``). ``cp`` itself when nothing changes."""
+    absent = frozenset(missing) - cp.completed
+    no_bars = (cp.no_bars - frozenset(found)) | absent
+    if no_bars == cp.no_bars and not absent & set(cp.failed):
+        return cp
+    return replace(
+        cp,
+        no_bars=no_bars,
+        failed={s: f for s, f in cp.failed.items() if s not in absent},
+        last_updated=_stamp(now),
     )
 
 
@@ -238,6 +307,7 @@ def reconciled(
         cp,
         shards=shards,
         completed=frozenset(completed),
+        no_bars=cp.no_bars - completed,
         seeded=_without(cp.seeded, covered),
         failed=failed,
         shard_counter=max(cp.shard_counter, max(committed, default=0)),
@@ -265,6 +335,7 @@ def with_seeded(
         replace(
             cp,
             completed=cp.completed | new,
+            no_bars=cp.no_bars - new,
             seeded={**cp.seeded, **dict.fromkeys(sorted(new), source)},
             failed={s: f for s, f in cp.failed.items() if s not in new},
             seeded_from=cp.seeded_from if source in cp.seeded_from else (*cp.seeded_from, source),

@@ -93,6 +93,34 @@ class NoBarsError(BarsError):
         super().__init__(f"no bar files for {symbol} under {bars_root}")
 
 
+class UnreadableBarFileError(BarsError):
+    """A bar file of the symbol cannot be read (corrupt, truncated, empty, no permission)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"unreadable bar file {path}: {reason} (fix or remove the file, or pass "
+            f"--skip-unreadable to detect the symbol without it)"
+        )
+
+
+class MissingBarsError(BarsError):
+    """Symbols of the run have no bar file under the bars root: nothing was started."""
+
+    def __init__(self, bars_root: Path, missing: tuple[str, ...], total: int) -> None:
+        self.bars_root = bars_root
+        self.missing = missing
+        self.total = total
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        where = "" if bars_root.is_dir() else " (no such folder)"
+        super().__init__(
+            f"no bar files for {len(missing)} of {total} symbols under {bars_root}{where}: "
+            f"{shown}; check --bars (it must hold symbol=SYM/ folders or SYM.parquet files), "
+            f"or pass --allow-missing to record them as no_bars and go on"
+        )
+
+
 class RunExistsError(IntradayEventsError):
     exit_code = ExitCode.USAGE
 

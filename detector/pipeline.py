@@ -98,8 +98,13 @@ def detect_symbol_result(
     config: AppConfig | DetectorConfig | None = None,
     *,
     raw: bool = False,
+    skip_unreadable: bool = False,
 ) -> DetectionResult:
-    """Read one symbol's bar files once and detect, keeping the cleaning statistics."""
+    """Read one symbol's bar files once and detect, keeping the cleaning statistics.
+
+    An unreadable bar file raises :class:`detector.errors.UnreadableBarFileError`;
+    with ``skip_unreadable`` it is skipped and listed in ``stats.files_skipped``.
+    """
     validate_symbol(symbol)
     cfg, naive_tz = _split(config)
     start, end = _day_window(cfg)
@@ -109,6 +114,7 @@ def detect_symbol_result(
         naive_timezone=naive_tz,
         day_start_minute=start,
         day_end_minute=end,
+        skip_unreadable=skip_unreadable,
     )
     events = events_from_clean_bars(symbol, loaded.bars, cfg, raw=raw)
     return DetectionResult(symbol, events, loaded.stats, loaded.bars.height)

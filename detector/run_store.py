@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -50,6 +50,14 @@ class CommitResult:
     committed: tuple[str, ...]
     already_committed: tuple[str, ...]
     events: int
+
+
+@dataclass(frozen=True)
+class BatchRecords:
+    """What a batch records besides its events and failures (see :mod:`detector.checkpoint`)."""
+
+    no_bars: tuple[str, ...] = ()  # symbols found without bar files (--allow-missing)
+    skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per symbol
 
 
 @dataclass(frozen=True)
@@ -144,9 +152,21 @@ class RunStore:
         updated, added = ck.reconciled(current, on_disk, self.clock())
         if added:
             log.info("reconciled %d committed shards missing from the checkpoint", len(added))
+            updated = self._with_footer_skips(updated, added)
         if added or corrupt:
             self._write(updated)
         return updated
+
+    def _with_footer_skips(self, cp: ck.Checkpoint, names: list[str]) -> ck.Checkpoint:
+        """``cp`` with the skipped files the footers of shards ``names`` record."""
+        paths = {p.name: p for p in self.layout.committed_shards().values()}
+        found: dict[str, tuple[str, ...]] = {}
+        for name in names:
+            try:
+                found.update(read_shard_info(paths[name]).skipped_files)
+            except (KeyError, ShardMetadataError):
+                continue
+        return replace(cp, skipped_files={**cp.skipped_files, **found}) if found else cp
 
     def _shard_hash(self) -> str | None:
         for path in self.layout.committed_shards().values():
@@ -226,6 +246,16 @@ class RunStore:
                 self._write(updated)
             return updated
 
+    def record_no_bars(self, missing: Iterable[str], found: Iterable[str]) -> ck.Checkpoint:
+        """Record ``missing`` as ``no_bars`` (no bar file, run with --allow-missing) and
+        clear ``found`` (files appeared since) from it."""
+        with self._lock:
+            cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
+            updated = ck.with_no_bars(cp, missing, found, self.clock())
+            if updated is not cp:
+                self._write(updated)
+            return updated
+
     def commit_batch(
         self,
         *,
@@ -235,14 +265,16 @@ class RunStore:
         symbols: tuple[str, ...],
         failures: Mapping[str, str],
         config_hash: str,
+        outcomes: BatchRecords | None = None,
     ) -> CommitResult:
         """Commit one batch: ``symbols`` were detected (``events`` holds their rows)."""
         temp = self.layout.temp_shard(shard_dir, worker_id, os.getpid(), os.urandom(4).hex())
+        records = outcomes or BatchRecords()
         try:
             if symbols:
-                self._write_temp(temp, events, symbols, config_hash)
+                self._write_temp(temp, events, symbols, config_hash, records.skipped_files)
                 crash_point("after_temp_shard")
-            return self._publish(temp, shard_dir, symbols, failures, config_hash, events)
+            return self._publish(temp, shard_dir, symbols, failures, config_hash, events, records)
         finally:
             temp.unlink(missing_ok=True)
 
@@ -254,6 +286,7 @@ class RunStore:
         symbols: tuple[str, ...],
         failures: Mapping[str, str],
         config_hash: str,
+        outcomes: BatchRecords | None = None,
     ) -> CommitResult:
         """Commit a batch whose temporary shard another process wrote (a Ray task).
 
@@ -272,7 +305,8 @@ class RunStore:
                     raise ShardWriteError(str(temp), f"not a readable shard: {exc}") from exc
                 if info.run_id != self.layout.run_id or set(info.symbols) != set(symbols):
                     raise ShardWriteError(str(temp), "its footer does not match the batch")
-            return self._publish(temp, shard_dir, symbols, failures, config_hash, None)
+            records = outcomes or BatchRecords()
+            return self._publish(temp, shard_dir, symbols, failures, config_hash, None, records)
         finally:
             if temp is not None:
                 temp.unlink(missing_ok=True)
@@ -285,6 +319,7 @@ class RunStore:
         failures: Mapping[str, str],
         config_hash: str,
         events: pl.DataFrame | None,
+        records: BatchRecords,
     ) -> CommitResult:
         """Under the lock: drop symbols committed meanwhile, name the shard, record it.
 
@@ -299,10 +334,10 @@ class RunStore:
                 assert temp is not None
                 rows = events if events is not None else pl.read_parquet(temp)
                 events = rows.filter(pl.col("symbol").is_in(fresh))
-                self._write_temp(temp, events, fresh, config_hash)
+                self._write_temp(temp, events, fresh, config_hash, records.skipped_files)
             now = self.clock()
             if not fresh:
-                self._write(ck.with_failures(cp, failures, now))
+                self._write(ck.with_outcomes(cp, failures, records.no_bars, now))
                 return CommitResult(None, (), already, 0)
             assert temp is not None
             height = events.height if events is not None else pq.read_metadata(temp).num_rows
@@ -319,6 +354,8 @@ class RunStore:
                     symbols=fresh,
                     failures=failures,
                     now=now,
+                    no_bars=records.no_bars,
+                    skipped_files=records.skipped_files,
                 )
             )
             return CommitResult(shard, fresh, already, height)
@@ -413,12 +450,18 @@ class RunStore:
 
     # -- helpers -------------------------------------------------------------------
     def _write_temp(
-        self, temp: Path, events: pl.DataFrame, symbols: tuple[str, ...], config_hash: str
+        self,
+        temp: Path,
+        events: pl.DataFrame,
+        symbols: tuple[str, ...],
+        config_hash: str,
+        skipped_files: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         try:
             write_shard_file(
-                temp, events, run_id=self.layout.run_id, symbols=symbols, config_hash=config_hash
-            )
+                temp, events, run_id=self.layout.run_id, symbols=symbols,
+                config_hash=config_hash, skipped_files=skipped_files,
+            )  # fmt: skip
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise ShardWriteError(str(temp), exc.strerror or str(exc)) from exc

@@ -2,14 +2,17 @@
 
 The footer's key-value metadata records the run id and every symbol the shard
 covers, including symbols with zero events, so the checkpoint can always be
-rebuilt from committed shards alone.
+rebuilt from committed shards alone; and, when there are any, the unreadable bar
+files each symbol was detected without (``--skip-unreadable``), so that record
+survives a rebuild too.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -20,6 +23,7 @@ from detector.schema import empty_events
 META_RUN_ID = b"intraday_events.run_id"
 META_SYMBOLS = b"intraday_events.symbols"
 META_CONFIG_HASH = b"intraday_events.config_hash"
+META_SKIPPED = b"intraday_events.skipped_files"  # only when some file was skipped
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class ShardInfo:
     run_id: str
     symbols: tuple[str, ...]
     config_hash: str | None
+    skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class ShardMetadataError(ValueError):
@@ -34,14 +39,26 @@ class ShardMetadataError(ValueError):
 
 
 def write_shard_file(
-    path: Path, events: pl.DataFrame, *, run_id: str, symbols: tuple[str, ...], config_hash: str
+    path: Path,
+    events: pl.DataFrame,
+    *,
+    run_id: str,
+    symbols: tuple[str, ...],
+    config_hash: str,
+    skipped_files: Mapping[str, tuple[str, ...]] | None = None,
 ) -> None:
-    """Write ``events`` with shard metadata to ``path`` (a temporary name), fsynced."""
+    """Write ``events`` with shard metadata to ``path`` (a temporary name), fsynced.
+
+    ``skipped_files`` (symbol -> unreadable files left out) is kept for ``symbols`` only.
+    """
     table = (events if events.width else empty_events()).to_arrow()
     metadata = dict(table.schema.metadata or {})
     metadata[META_RUN_ID] = run_id.encode()
     metadata[META_SYMBOLS] = json.dumps(sorted(symbols)).encode()
     metadata[META_CONFIG_HASH] = config_hash.encode()
+    skipped = {s: list(f) for s, f in sorted((skipped_files or {}).items()) if s in symbols and f}
+    if skipped:
+        metadata[META_SKIPPED] = json.dumps(skipped).encode()
     table = table.replace_schema_metadata(metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
@@ -56,9 +73,11 @@ def read_shard_info(path: Path) -> ShardInfo:
         metadata = pq.read_metadata(path).metadata or {}
         run_id = metadata[META_RUN_ID].decode()
         symbols = tuple(json.loads(metadata[META_SYMBOLS]))
+        skipped = json.loads(metadata.get(META_SKIPPED, b"{}"))
+        skipped_files = {str(s): tuple(str(f) for f in files) for s, files in skipped.items()}
     except (KeyError, ValueError, OSError) as exc:
         raise ShardMetadataError(f"{path}: {exc}") from exc
     except Exception as exc:  # pyarrow raises its own types for a truncated file
         raise ShardMetadataError(f"{path}: {exc}") from exc
     config_hash = metadata.get(META_CONFIG_HASH)
-    return ShardInfo(run_id, symbols, config_hash.decode() if config_hash else None)
+    return ShardInfo(run_id, symbols, config_hash.decode() if config_hash else None, skipped_files)

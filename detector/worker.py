@@ -12,16 +12,16 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
 import psutil
 
-from detector.bars import bar_files
-from detector.batch import detect_for_run
+from detector.bars import bar_files, symbols_without_bars
+from detector.batch import InputPolicy, detect_for_run
 from detector.config import AppConfig, config_hash
 from detector.faults import crash_point, pause_point
 from detector.heartbeat import (
@@ -33,9 +33,10 @@ from detector.heartbeat import (
     write_legacy_run_heartbeat,
     write_run_completed,
 )
+from detector.input_check import NoBarsUpdate, check_no_bars
 from detector.merge import MergeResult, merge_shards
 from detector.run_layout import RunLayout
-from detector.run_store import RunStore
+from detector.run_store import BatchRecords, RunStore
 from detector.schema import empty_events
 from detector.stopping import StopRequest
 
@@ -59,6 +60,10 @@ class WorkerConfig:
     merge: bool = True
     force_config: bool = False
     max_attempts: int = 3
+    inputs: InputPolicy = field(default_factory=InputPolicy)
+    # Launched workers: the launcher looked for every symbol's bar files at plan time,
+    # so symbols whose files vanish since are per-symbol outcomes, not a refusal.
+    inputs_checked: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class WorkerOutcome:
     shards: int
     merged: MergeResult | None
     stopped: str | None = None  # why the worker stopped before its list was done
+    no_bars: tuple[str, ...] = ()  # of its symbols: recorded without bar files
+    skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # of its symbols
 
     @property
     def ok(self) -> bool:
@@ -146,14 +153,24 @@ class Worker:
     def run(self) -> WorkerOutcome:
         cfg = self.cfg
         self.beat("starting")
+        update = None if cfg.inputs_checked else self._check_inputs()
         cp = self.store.open_run(
             config_hash=self.hash,
             symbols=cfg.symbols,
             resume=cfg.resume,
             force_config=cfg.force_config,
         )
+        if update is not None and (update.missing or update.found):
+            cp = self.store.record_no_bars(update.missing, update.found)
+        if cp.no_bars & set(cfg.symbols):
+            log.warning(
+                "%d symbols have no bar files under %s and are recorded as no_bars: %s",
+                len(cp.no_bars & set(cfg.symbols)), cfg.bars_root,
+                " ".join(sorted(cp.no_bars & set(cfg.symbols))[:20]),
+            )  # fmt: skip
         quarantined = cp.quarantined(cfg.max_attempts)
-        todo = [s for s in cfg.symbols if s not in cp.completed and s not in quarantined]
+        settled = cp.settled(cfg.max_attempts)
+        todo = [s for s in cfg.symbols if s not in settled]
         if cfg.limit is not None:
             todo = todo[: cfg.limit]
         for symbol in sorted(quarantined & set(cfg.symbols)):
@@ -180,12 +197,13 @@ class Worker:
             frames: list[pl.DataFrame] = []
             covered: list[str] = []
             failures: dict[str, str] = {}
+            records = _Records()
             for symbol in batch:
                 if self.stop.requested:
                     break
                 self.beat("running", current_symbol=symbol, batch_num=number)
                 pause_point("before_detection", symbol)
-                bars, result = self._detect(symbol, failures)
+                bars, result = self._detect(symbol, failures, records)
                 crash_point("during_detection", symbol)
                 bytes_done += sizes.get(symbol, 0)
                 bars_done += bars
@@ -207,7 +225,7 @@ class Worker:
                     [local_stamp(self.clock()), symbol, number, len(batches),
                      result.height if result is not None else 0, self._beat.rss_gb],
                 )  # fmt: skip
-            if not covered and not failures:
+            if not covered and not failures and not records.no_bars:
                 break  # stopped before the batch's first symbol: nothing to commit
             self.beat("committing")
             events = pl.concat(frames) if frames else empty_events()
@@ -219,6 +237,7 @@ class Worker:
                 symbols=tuple(covered),
                 failures=failures,
                 config_hash=self.hash,
+                outcomes=BatchRecords(tuple(records.no_bars), dict(records.skipped)),
             )
             commit_ms = (time.perf_counter() - commit_started) * 1000
             del frames, events  # memory stays bounded by one batch
@@ -253,22 +272,44 @@ class Worker:
             )
         return self._finish(committed, failed, events_total, shards)
 
-    def _detect(self, symbol: str, failures: dict[str, str]) -> tuple[int, pl.DataFrame | None]:
+    def _check_inputs(self) -> NoBarsUpdate:
+        """Refuse before anything is written when symbols to do have no bar file
+        (unless --allow-missing); see :mod:`detector.input_check`."""
         cfg = self.cfg
-        outcome = detect_for_run(symbol, cfg.bars_root, self.app, cfg.start_date, cfg.end_date)
+        existing = self.store.reconcile()
+        settled = existing.completed | existing.quarantined(cfg.max_attempts) if existing else set()
+        candidates = [s for s in cfg.symbols if s not in settled]
+        return check_no_bars(
+            candidates,
+            symbols_without_bars(candidates, cfg.bars_root),
+            existing.no_bars if existing else frozenset(),
+            bars_root=cfg.bars_root,
+            allow_missing=cfg.inputs.allow_missing,
+        )
+
+    def _detect(
+        self, symbol: str, failures: dict[str, str], records: _Records
+    ) -> tuple[int, pl.DataFrame | None]:
+        cfg = self.cfg
+        outcome = detect_for_run(
+            symbol, cfg.bars_root, self.app, cfg.start_date, cfg.end_date, cfg.inputs
+        )
         if outcome.error is not None:
             failures[symbol] = outcome.error
+        if outcome.no_bars:
+            records.no_bars.append(symbol)
+        if outcome.skipped_files:
+            records.skipped[symbol] = outcome.skipped_files
         return outcome.bars, outcome.events
 
     def _finish(self, committed: int, failed: list[str], events: int, shards: int) -> WorkerOutcome:
         cp = self.store.reconcile()
         assert cp is not None
         quarantined = cp.quarantined(self.cfg.max_attempts)
-        still_failed = tuple(
-            sorted(s for s in set(failed) if s not in cp.completed and s not in quarantined)
-        )
+        settled = cp.settled(self.cfg.max_attempts)
+        still_failed = tuple(sorted(s for s in set(failed) if s not in settled))
         merged = None
-        run_done = not (cp.universe - cp.completed - quarantined)
+        run_done = not cp.remaining(self.cfg.max_attempts)
         if run_done and self.cfg.merge and not self.stop.requested:
             merged = merge_shards(self.layout, cp.shards)
             log.info(
@@ -299,7 +340,19 @@ class Worker:
             shards=shards,
             merged=merged,
             stopped=self.stop.reason,
+            no_bars=tuple(sorted(cp.no_bars & set(self.cfg.symbols))),
+            skipped_files={
+                s: f for s, f in sorted(cp.skipped_files.items()) if s in self.cfg.symbols
+            },
         )
+
+
+@dataclass
+class _Records:
+    """One batch's symbols without bars and unreadable files skipped, as detected."""
+
+    no_bars: list[str] = field(default_factory=list)
+    skipped: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _bytes_of(symbol: str, bars_root: Path) -> int:

@@ -136,6 +136,8 @@ def _symbols(s: RunSnapshot) -> str:
     retried = len([sym for sym in (s.failed or {}) if sym not in set(s.quarantined or ())])
     if retried:
         extra.append(f"{retried} failed")
+    if s.no_bars:
+        extra.append(f"{len(s.no_bars)} without bars")
     tail = f" ({', '.join(extra)})" if extra else ""
     return f"{len(s.completed)}/{len(s.universe)} symbols{tail}"
 

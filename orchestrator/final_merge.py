@@ -51,8 +51,9 @@ class MergeReport:
     merged: MergeResult
     completed: int
     universe: int
-    left: tuple[str, ...]  # neither completed nor quarantined
+    left: tuple[str, ...]  # neither completed nor quarantined nor without bars
     quarantined: tuple[str, ...]
+    no_bars: tuple[str, ...] = ()  # no bar file (--allow-missing): settled, no events
 
     @property
     def complete(self) -> bool:
@@ -94,7 +95,7 @@ def merge_run(layout: RunLayout, *, max_attempts: int, partial: bool) -> MergeRe
         if cp is None:
             raise NothingToMergeError(layout.run_id)
         quarantined = cp.quarantined(max_attempts)
-        left = cp.universe - cp.completed - quarantined
+        left = cp.remaining(max_attempts)
         if (left or quarantined) and not partial:
             raise IncompleteRunError(layout.run_id, len(left), len(quarantined))
         merged = merge_final(layout, cp, complete=not left)
@@ -104,6 +105,7 @@ def merge_run(layout: RunLayout, *, max_attempts: int, partial: bool) -> MergeRe
             universe=len(cp.universe | cp.completed),
             left=tuple(sorted(left)),
             quarantined=tuple(sorted(quarantined)),
+            no_bars=tuple(sorted(cp.no_bars)),
         )
     finally:
         lock.release()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
@@ -22,8 +22,10 @@ import psutil
 from filelock import FileLock, Timeout
 
 from detector.bars import discover_symbols, invalid_symbol_folders
+from detector.batch import InputPolicy
 from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError, RunBusyError
+from detector.input_check import check_no_bars
 from detector.merge import MergeResult
 from detector.run_layout import RunLayout
 from detector.run_store import RunStore
@@ -70,6 +72,7 @@ class LaunchConfig:
     backend: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # None: ray.init()'s own choice; "local": a new local Ray
     ray_task_retries: int = 3
+    inputs: InputPolicy = field(default_factory=InputPolicy)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class LaunchOutcome:
     wall_s: float
     stopped: str | None
     exit_code: ExitCode
+    no_bars: tuple[str, ...] = ()  # no bar file (--allow-missing): settled, not completed
+    skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class NotConfirmedError(IntradayEventsError):
@@ -98,13 +103,16 @@ class NotConfirmedError(IntradayEventsError):
 
 
 class NoSymbolsError(IntradayEventsError):
-    exit_code = ExitCode.USAGE
+    """No symbols were given and the bars folder holds none: input data is missing."""
+
+    exit_code = ExitCode.DATA
 
     def __init__(self, bars_root: Path) -> None:
         self.bars_root = bars_root
+        where = "" if bars_root.is_dir() else " (no such folder)"
         super().__init__(
-            f"no symbols: give --from-file F, or put bars under {bars_root} "
-            f"(symbol=SYM/ directories or SYM.parquet files)"
+            f"no symbols: no bar files under {bars_root}{where} (symbol=SYM/ directories or "
+            f"SYM.parquet files); check --bars, or give --from-file F or --symbols"
         )
 
 
@@ -171,29 +179,43 @@ class Launcher:
         store = RunStore(layout)
         existing = store.reconcile()
         symbols = self._universe(existing.universe if existing else frozenset())
+        # Symbols still to do, those recorded as no_bars included (their files may be
+        # back), looked for before anything is written: none may "complete" unread.
+        settled = (
+            (existing.completed | existing.quarantined(cfg.max_attempts)) if existing else set()
+        )
+        candidates = ((existing.universe if existing else frozenset()) | symbols) - settled
+        counted = time.perf_counter()
+        work = expected_bars(sorted(candidates), cfg.bars_root)
+        log.debug(
+            "%s bar counts of %d symbols (%d files) in %.2f s",
+            "exact" if work.exact else "estimated", len(candidates), work.files,
+            time.perf_counter() - counted,
+        )  # fmt: skip
+        update = check_no_bars(
+            candidates,
+            work.no_files,
+            existing.no_bars if existing else frozenset(),
+            bars_root=cfg.bars_root,
+            allow_missing=cfg.inputs.allow_missing,
+        )
         cp = store.open_run(
             config_hash=run_hash(self.app, cfg.start_date, cfg.end_date),
             symbols=symbols,
             resume=True,
             force_config=cfg.force_config,
         )
+        if update.missing or update.found:
+            cp = store.record_no_bars(update.missing, update.found)
         quarantined = cp.quarantined(cfg.max_attempts)
-        todo = cp.universe - cp.completed - quarantined
-        counted = time.perf_counter()
-        work = expected_bars(sorted(todo), cfg.bars_root)
-        bars = work.bars
-        log.debug(
-            "%s bar counts of %d symbols (%d files) in %.2f s",
-            "exact" if work.exact else "estimated", len(todo), work.files,
-            time.perf_counter() - counted,
-        )  # fmt: skip
         plan = make_plan(
             run_id=cfg.run_id,
             universe=cp.universe,
             completed=cp.completed,
             quarantined=quarantined,
-            bars=bars,
+            bars=work.bars,
             workers=cfg.workers,
+            no_bars=cp.no_bars,
         )
         write_plan(
             layout.plan,
@@ -246,6 +268,7 @@ class Launcher:
             max_attempts=cfg.max_attempts,
             start_date=cfg.start_date,
             end_date=cfg.end_date,
+            inputs=cfg.inputs,
         )
         return LocalWorkers(self.layout, store, command, plan.assignments)
 
@@ -262,6 +285,7 @@ class Launcher:
             task_retries=cfg.ray_task_retries,
             start_date=cfg.start_date,
             end_date=cfg.end_date,
+            inputs=cfg.inputs,
         )
         backend = RayBackend(
             spec,
@@ -324,7 +348,7 @@ class Launcher:
         cp = store.reconcile()
         assert cp is not None
         quarantined_set = cp.quarantined(cfg.max_attempts)
-        left = cp.universe - cp.completed - quarantined_set
+        left = cp.remaining(cfg.max_attempts)
         merged = None
         if not left and not self.stop.requested:
             merged = merge_final(self.layout, cp, complete=True)
@@ -353,4 +377,6 @@ class Launcher:
             wall_s=self.clock() - started,
             stopped=self.stop.reason,
             exit_code=code,
+            no_bars=tuple(sorted(cp.no_bars & cp.universe)),
+            skipped_files={s: f for s, f in sorted(cp.skipped_files.items()) if s in cp.universe},
         )

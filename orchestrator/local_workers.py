@@ -7,11 +7,12 @@ import os
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from detector.atomic_io import write_text_atomic
+from detector.batch import InputPolicy
 from detector.checkpoint import Checkpoint, CheckpointFormatError
 from detector.heartbeat import parse_heartbeat
 from detector.run_layout import RunLayout
@@ -35,6 +36,7 @@ class WorkerCommand:
     start_date: date | None = None
     end_date: date | None = None
     env: Mapping[str, str] | None = None
+    inputs: InputPolicy = field(default_factory=InputPolicy)
 
     def argv(self, worker_id: int, symbols_file: Path, parent_pid: int) -> list[str]:
         argv = [
@@ -54,6 +56,12 @@ class WorkerCommand:
             argv += ["--start-date", self.start_date.isoformat()]
         if self.end_date is not None:
             argv += ["--end-date", self.end_date.isoformat()]
+        if self.inputs.allow_missing:
+            argv.append("--allow-missing")
+        if self.inputs.skip_unreadable:
+            argv.append("--skip-unreadable")
+        # The launcher looked for every symbol's bar files when it planned.
+        argv.append("--inputs-checked")
         return argv
 
 
@@ -84,7 +92,7 @@ class LocalWorkers:
         cp = self._checkpoint()
         if cp is None:
             return self.assignments[worker_id]
-        skip = cp.completed | cp.quarantined(self.command.max_attempts)
+        skip = cp.settled(self.command.max_attempts)
         return tuple(s for s in self.assignments[worker_id] if s not in skip)
 
     def heartbeat(self, worker_id: int) -> HeartbeatView | None:

@@ -26,6 +26,7 @@ class Plan:
     assignments: tuple[tuple[str, ...], ...]  # per worker, in processing order
     bars: Mapping[str, int] = field(default_factory=dict)  # expected bars per symbol
     created_at: str | None = None  # when the launch made it (local time, ISO)
+    no_bars: tuple[str, ...] = ()  # no bar file (recorded, not detected)
     requested_workers: int | None = None  # --workers, when more than the remaining symbols
 
     @property
@@ -53,10 +54,12 @@ def make_plan(
     quarantined: frozenset[str],
     bars: Mapping[str, int],
     workers: int,
+    no_bars: frozenset[str] = frozenset(),
 ) -> Plan:
     if workers < 1:
         raise ValueError("workers must be at least 1")
-    remaining = sorted(universe - completed - quarantined, key=lambda s: (-bars.get(s, 0), s))
+    todo = universe - completed - quarantined - no_bars
+    remaining = sorted(todo, key=lambda s: (-bars.get(s, 0), s))
     # A worker with nothing to do is never started: at most one per remaining symbol
     # (and one line saying there is nothing to do when nothing remains).
     real = min(workers, max(1, len(remaining)))
@@ -68,6 +71,7 @@ def make_plan(
         assignments=tuple(tuple(remaining[k::real]) for k in range(real)),
         bars={s: bars.get(s, 0) for s in remaining},
         requested_workers=workers if workers > real else None,
+        no_bars=tuple(sorted((no_bars & universe) - completed)),
     )
 
 
@@ -80,6 +84,11 @@ def format_plan(plan: Plan) -> str:
     if plan.quarantined:
         shown = " ".join(plan.quarantined[:10]) + (" ..." if len(plan.quarantined) > 10 else "")
         lines.append(f"Quarantined symbols (skipped): {len(plan.quarantined)} ({shown})")
+    if plan.no_bars:
+        shown = " ".join(plan.no_bars[:10]) + (" ..." if len(plan.no_bars) > 10 else "")
+        lines.append(
+            f"Symbols without bar files (no_bars, not detected): {len(plan.no_bars)} ({shown})"
+        )
     lines.append(f"Remaining symbols: {plan.remaining} ({_millions(plan.remaining_bars)} bars)")
     if plan.capped and plan.remaining:
         lines.append(
@@ -121,6 +130,8 @@ def plan_to_json(plan: Plan, *, created_at: str, batch_size: int) -> str:
     }
     if plan.requested_workers is not None:
         data["requested_workers"] = plan.requested_workers
+    if plan.no_bars:  # only then, so that other plans read as before
+        data["no_bars"] = list(plan.no_bars)
     return json.dumps(data, indent=1) + "\n"
 
 
@@ -148,6 +159,7 @@ def read_plan(path: Path) -> Plan:
             requested_workers=(
                 int(data["requested_workers"]) if data.get("requested_workers") else None
             ),
+            no_bars=_symbols(data.get("no_bars") or []),
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise PlanFileError(f"{path}: {exc}") from exc

@@ -30,14 +30,14 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from detector.atomic_io import write_text_atomic
-from detector.batch import BatchOutput, BatchTask, LaneProgress, run_batch
+from detector.batch import BatchOutput, BatchTask, InputPolicy, LaneProgress, run_batch
 from detector.checkpoint import CheckpointFormatError
 from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError
@@ -49,7 +49,7 @@ from detector.heartbeat import (
     write_heartbeat,
 )
 from detector.run_layout import RunLayout
-from detector.run_store import RunStore
+from detector.run_store import BatchRecords, RunStore
 from detector.stopping import StopRequest
 from orchestrator.local_workers import heartbeat_view
 from orchestrator.monitors import Monitor
@@ -106,6 +106,7 @@ class RayRun:
     task_retries: int = 3  # Ray's retries of a task whose process or node died
     start_date: date | None = None
     end_date: date | None = None
+    inputs: InputPolicy = field(default_factory=InputPolicy)
 
 
 def connect(ray: ModuleType, address: str | None, workers: int) -> None:
@@ -230,7 +231,7 @@ class RayBackend:
             cp = self.store.reconcile(remove_temps=False)
         if cp is None:
             return frozenset()
-        return cp.completed | cp.quarantined(self.run_spec.max_attempts)
+        return cp.settled(self.run_spec.max_attempts)
 
     def _send(self, lane: Lane, remote: Any, app_ref: Any, now: float) -> None:
         spec = self.run_spec
@@ -259,6 +260,7 @@ class RayBackend:
             stop_token=self.stop_token,
             start_date=spec.start_date,
             end_date=spec.end_date,
+            inputs=spec.inputs,
         )
         again = f" again (loss {lane.losses})" if lane.losses_in_row else ""
         log.debug(
@@ -300,6 +302,7 @@ class RayBackend:
                 symbols=out.covered,
                 failures=out.failures,
                 config_hash=spec.config_hash,
+                outcomes=BatchRecords(out.no_bars, out.skipped_files),
             )
         except (IntradayEventsError, OSError) as exc:
             self._lost(lane, f"commit failed: {exc}")
@@ -309,6 +312,10 @@ class RayBackend:
             append_line(self.layout.heartbeat_log(now), list(line))
         for symbol, error in sorted(out.failures.items()):
             log.error("worker %d: detection failed for %s: %s", lane.worker_id, symbol, error)
+        for symbol in out.no_bars:
+            log.warning("worker %d: %s has no bar files: no_bars", lane.worker_id, symbol)
+        for symbol, files in sorted(out.skipped_files.items()):
+            log.warning("worker %d: %s skipped %s", lane.worker_id, symbol, ", ".join(files))
         if result.shard is not None:
             beat = _read_beat(self.layout, lane.worker_id)
             rss = beat.rss_gb if beat is not None else None
@@ -326,7 +333,7 @@ class RayBackend:
             out.host,
         )  # fmt: skip
         lane.completed(
-            detected=len(out.covered),
+            detected=len(out.covered) + len(out.no_bars),  # no_bars: recorded, settled
             failures=out.failures,
             bars=out.bars,
             events=result.events,

@@ -94,6 +94,10 @@ class RunSnapshot:
     remaining: tuple[str, ...] | None = None
     failed: Mapping[str, FailedSymbol] | None = None
     quarantined: tuple[str, ...] | None = None
+    # No bar file (--allow-missing): settled, not completed; and per completed symbol
+    # the unreadable files --skip-unreadable left out. None when the checkpoint is unread.
+    no_bars: tuple[str, ...] | None = None
+    skipped_files: Mapping[str, tuple[str, ...]] | None = None
     max_attempts: int = 3
     events_so_far: int | None = None  # rows of committed shards, from their footers
     shards: int = 0
@@ -188,7 +192,7 @@ def _with_checkpoint(
     # (from_json keeps universe items as they are: a foreign file may hold non-strings.)
     universe = {str(s) for s in cp.universe} | cp.completed | set(failed) | planned
     quarantined = cp.quarantined(base.max_attempts)
-    remaining = universe - cp.completed - quarantined
+    remaining = universe - cp.settled(base.max_attempts)
     remaining_bars = bars_total = bars_done = None
     if plan is not None:
         remaining_bars = sum(n for s, n in plan.bars.items() if s in remaining)
@@ -215,6 +219,8 @@ def _with_checkpoint(
         remaining=tuple(sorted(remaining)),
         failed=dict(sorted(failed.items())),
         quarantined=tuple(sorted(quarantined)),
+        no_bars=tuple(sorted(cp.no_bars)),
+        skipped_files=dict(sorted(cp.skipped_files.items())),
         remaining_bars=remaining_bars,
         bars_total=bars_total,
         bars_done=bars_done,

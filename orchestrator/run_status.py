@@ -122,6 +122,7 @@ def render_text(s: RunSnapshot) -> str:
         lines.append("workers")
         lines.extend(_worker_table(s.workers))
     lines.extend(_failures(s))
+    lines.extend(_inputs(s))
     return "\n".join(lines)
 
 
@@ -141,6 +142,7 @@ def _symbols_line(s: RunSnapshot) -> str:
         f"{_symbols_progress(s, 'completed')}, {format_count(_len(s.remaining))} remaining, "
         f"{format_count(retried)} failed (retried on resume), "
         f"{format_count(_len(s.quarantined))} quarantined"
+        + (f", {len(s.no_bars)} without bar files (no_bars)" if s.no_bars else "")
     )
 
 
@@ -187,6 +189,24 @@ def _failures(s: RunSnapshot) -> list[str]:
     return lines
 
 
+def _inputs(s: RunSnapshot) -> list[str]:
+    """Symbols without bar files, and unreadable files left out of completed symbols."""
+    lines = []
+    if s.no_bars:
+        shown = " ".join(s.no_bars[:_MAX_LISTED])
+        more = (
+            f" ... and {len(s.no_bars) - _MAX_LISTED} more" if len(s.no_bars) > _MAX_LISTED else ""
+        )
+        lines += ["no bar files (no_bars: not completed, no events)", f"  {shown}{more}"]
+    if s.skipped_files:
+        lines.append("unreadable bar files skipped (--skip-unreadable)")
+        for symbol, files in list(s.skipped_files.items())[:_MAX_LISTED]:
+            lines.append(f"  {symbol}: {', '.join(files)}")
+        if len(s.skipped_files) > _MAX_LISTED:
+            lines.append(f"  ... and {len(s.skipped_files) - _MAX_LISTED} more (see --json)")
+    return lines
+
+
 # -- JSON ---------------------------------------------------------------------------
 def snapshot_to_json(s: RunSnapshot) -> dict[str, Any]:
     """Plain JSON types only; counts beside the names so that scripts need not count."""
@@ -202,11 +222,19 @@ def snapshot_to_json(s: RunSnapshot) -> dict[str, Any]:
             "remaining": _len(s.remaining),
             "failed": _len(s.failed),
             "quarantined": _len(s.quarantined),
+            "no_bars": _len(s.no_bars),
+            "skipped_files": None
+            if s.skipped_files is None
+            else sum(len(f) for f in s.skipped_files.values()),
         },
         "progress_pct": s.progress_pct,
         "completed": _names(s.completed),
         "remaining": _names(s.remaining),
         "quarantined": _names(s.quarantined),
+        "no_bars": _names(s.no_bars),
+        "skipped_files": None
+        if s.skipped_files is None
+        else {sym: list(files) for sym, files in s.skipped_files.items()},
         "failed": None
         if s.failed is None
         else {

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from detector.merge import MergeResult
 from orchestrator.launch import LaunchOutcome
+
+_SHOWN = 20  # symbols listed by name
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -26,6 +34,32 @@ def format_merged(merged: MergeResult) -> list[str]:
     ]
 
 
+def format_inputs(
+    no_bars: tuple[str, ...], skipped_files: Mapping[str, tuple[str, ...]]
+) -> list[str]:
+    """Symbols without bar files and unreadable files left out: never silent."""
+    lines = []
+    if no_bars:
+        shown = " ".join(no_bars[:_SHOWN]) + (" ..." if len(no_bars) > _SHOWN else "")
+        lines.append(
+            f"no bar files, recorded as no_bars (not completed, no events) ({len(no_bars)}): "
+            f"{shown}"
+        )
+    if skipped_files:
+        files = sum(len(f) for f in skipped_files.values())
+        lines.append(
+            f"completed without unreadable bar files (--skip-unreadable): {_n(files, 'file')} "
+            f"of {_n(len(skipped_files), 'symbol')}:"
+        )
+        for symbol, paths in list(skipped_files.items())[:_SHOWN]:
+            lines.append(f"  {symbol}: {', '.join(paths)}")
+        if len(skipped_files) > _SHOWN:
+            lines.append(
+                f"  ... and {len(skipped_files) - _SHOWN} more symbols (see status --json)"
+            )
+    return lines
+
+
 def format_summary(outcome: LaunchOutcome) -> str:
     run = outcome.run_id
     rate = outcome.completed_now / outcome.wall_s if outcome.wall_s > 0 else 0.0
@@ -41,6 +75,7 @@ def format_summary(outcome: LaunchOutcome) -> str:
         f"symbols: {outcome.completed:,} of {outcome.plan.total:,} completed "
         f"({outcome.completed_now:,} by this launch), {len(outcome.failed)} failed, "
         f"{len(outcome.quarantined)} quarantined"
+        + (f", {len(outcome.no_bars)} without bar files" if outcome.no_bars else "")
         + (f", {len(outcome.unfinished)} not done" if outcome.unfinished else "")
     )
     lines.append(
@@ -48,6 +83,7 @@ def format_summary(outcome: LaunchOutcome) -> str:
     )
     lines += _listed("failed, retried by the next launch", outcome.failed)
     lines += _listed("quarantined, skipped from now on", outcome.quarantined)
+    lines += format_inputs(outcome.no_bars, outcome.skipped_files)
     if outcome.given_up:
         workers = ", ".join(str(k) for k in outcome.given_up)
         lines.append(f"workers given up after too many restarts: {workers}")

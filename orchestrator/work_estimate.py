@@ -30,14 +30,17 @@ class WorkEstimate:
     bars: dict[str, int]
     files: int
     exact: bool  # footers read for every file
+    no_files: tuple[str, ...] = ()  # symbols without any bar file
 
 
 def expected_bars(symbols: Iterable[str], bars_root: Path) -> WorkEstimate:
     """Bars per symbol: exact from the footers for small universes, else estimated."""
     files = {s: bar_files(s, bars_root) for s in symbols}
     total = sum(len(f) for f in files.values())
+    no_files = tuple(sorted(s for s, paths in files.items() if not paths))
     if total <= EXACT_UP_TO:
-        return WorkEstimate({s: count_rows(paths) for s, paths in files.items()}, total, exact=True)
+        exact = {s: count_rows(paths) for s, paths in files.items()}
+        return WorkEstimate(exact, total, exact=True, no_files=no_files)
     kinds = {"daily": _every_file(files, daily=True), "symbol": _every_file(files, daily=False)}
     fits = {kind: _fit(paths, SAMPLE_FILES) for kind, paths in kinds.items()}
     bars = {}
@@ -48,7 +51,7 @@ def expected_bars(symbols: Iterable[str], bars_root: Path) -> WorkEstimate:
             if own:
                 estimate += _symbol_rows(own, fits["daily" if daily else "symbol"])
         bars[symbol] = round(estimate)
-    return WorkEstimate(bars, total, exact=False)
+    return WorkEstimate(bars, total, exact=False, no_files=no_files)
 
 
 def _symbol_rows(paths: list[Path], fit: tuple[float, float]) -> float:

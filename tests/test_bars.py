@@ -10,7 +10,12 @@ import pytest
 
 from detector.bars import bar_files, load_symbol_bars
 from detector.cleaning import clean_bars, normalize_types
-from detector.errors import BarsSchemaError, InvalidSymbolError, NoBarsError
+from detector.errors import (
+    BarsSchemaError,
+    InvalidSymbolError,
+    NoBarsError,
+    UnreadableBarFileError,
+)
 from detector.pipeline import detect_bars, detect_symbol, detect_symbol_result
 from detector.symbols import is_valid_symbol, validate_symbols
 
@@ -48,14 +53,25 @@ def test_reads_only_required_columns_and_counts_files(tmp_path: Path) -> None:
     assert loaded.bars.schema["open"] == pl.Float64
 
 
-def test_corrupt_day_file_is_skipped_named_and_counted(
+@pytest.mark.parametrize("damage", [b"PAR1 this is not parquet", b""])
+def test_unreadable_day_file_fails_naming_the_file(tmp_path: Path, damage: bytes) -> None:
+    files = write_daily(tmp_path, "ABC", busy_days(3))
+    files[1].write_bytes(damage)
+    with pytest.raises(UnreadableBarFileError) as info:
+        detect_symbol_result("ABC", tmp_path, loose_config())
+    assert info.value.path == files[1] and info.value.reason
+    assert str(files[1]) in str(info.value) and "--skip-unreadable" in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_corrupt_day_file_is_skipped_named_and_counted_when_asked(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     files = write_daily(tmp_path, "ABC", busy_days(3))
     good_rows = sum(pl.read_parquet(f).height for i, f in enumerate(files) if i != 1)
     files[1].write_bytes(b"PAR1 this is not parquet")
     with caplog.at_level(logging.WARNING):
-        result = detect_symbol_result("ABC", tmp_path, loose_config())
+        result = detect_symbol_result("ABC", tmp_path, loose_config(), skip_unreadable=True)
     assert result.stats.files_skipped == (str(files[1]),)
     assert result.stats.files_read == len(files) - 1
     assert str(files[1]) in caplog.text
@@ -67,7 +83,10 @@ def test_truncated_day_file_is_skipped(tmp_path: Path) -> None:
     files = write_daily(tmp_path, "ABC", busy_days(2))
     data = files[0].read_bytes()
     files[0].write_bytes(data[: len(data) // 2])
-    assert load_symbol_bars("ABC", tmp_path).stats.files_skipped == (str(files[0]),)
+    with pytest.raises(UnreadableBarFileError):
+        load_symbol_bars("ABC", tmp_path)
+    skipped = load_symbol_bars("ABC", tmp_path, skip_unreadable=True).stats.files_skipped
+    assert skipped == (str(files[0]),)
 
 
 def test_missing_column_names_file_and_column(tmp_path: Path) -> None:

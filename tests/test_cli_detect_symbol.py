@@ -134,3 +134,17 @@ def test_demo_data_then_detect_symbol_each_symbol(tmp_path: Path) -> None:
         assert events.equals(events.sort(key))
         assert raw.height >= events.height > 0
         assert events.select(key).join(raw.select(key), on=key, how="anti").is_empty()
+
+
+def test_detect_symbol_unreadable_file_is_exit_3_unless_skipped(tmp_path: Path) -> None:
+    root = _workspace(tmp_path)
+    day = sorted((root / "raw" / "market_data" / "bars" / "1m" / "symbol=ABC").glob("*"))[1]
+    day.write_bytes(b"")
+    runner = CliRunner()
+    failed = runner.invoke(cli, ["--root", str(root), "detect-symbol", "ABC"])
+    assert failed.exit_code == 3
+    assert f"unreadable bar file {day}: " in failed.output and "Traceback" not in failed.output
+    skipped = runner.invoke(cli, ["--root", str(root), "detect-symbol", "ABC", "--skip-unreadable"])
+    assert skipped.exit_code == 0, skipped.output
+    assert f"skipped unreadable bar file {day}" in skipped.output
+    assert "1 files skipped" in skipped.output

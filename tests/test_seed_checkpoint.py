@@ -26,9 +26,11 @@ from detector.shards import read_shard_info
 from tools.cli import cli as cli_group
 from tools.demo_data import DemoDataSpec, generate_demo_bars
 
+from builders import bars_frame, flat_bars, write_daily
+
 SRC = "events_intraday_20251012"
 DST = "events_intraday_20251014"
-NO_BARS = "ZZZZ"  # detected without bar files: covered with zero events
+NO_BARS = "ZZZZ"  # a quiet symbol: its bars are read, it has zero events
 TIMEOUT_S = 120
 KEY = list(EVENT_KEY)
 SUPERVISION = """
@@ -45,12 +47,16 @@ intraday_events:
 def bars(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bars")
     generate_demo_bars(DemoDataSpec(out=out, symbols=6, days=4, seed=3))
+    # A symbol without bars is never completed (it is no_bars): a zero-event symbol has
+    # bars in which nothing happens.
+    write_daily(out, NO_BARS, bars_frame(flat_bars("2026-03-04", "09:30", 30)))
     return out
 
 
 @pytest.fixture(scope="module")
 def symbols(bars: Path) -> list[str]:
-    return sorted(p.name.removeprefix("symbol=") for p in bars.glob("symbol=*"))
+    found = (p.name.removeprefix("symbol=") for p in bars.glob("symbol=*"))
+    return sorted(s for s in found if s != NO_BARS)
 
 
 @pytest.fixture(scope="module")

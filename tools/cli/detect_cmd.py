@@ -17,8 +17,15 @@ from detector.run_logging import setup_logging
 from detector.run_select import resolve_run_id
 from detector.stopping import StopRequest
 from detector.worker import Worker, WorkerConfig
+from orchestrator.summary import format_inputs
 from tools.cli.context import CliContext
-from tools.cli.options import check_date_range, date_option, gather_symbols
+from tools.cli.options import (
+    check_date_range,
+    date_option,
+    gather_symbols,
+    input_options,
+    input_policy,
+)
 
 
 @click.command("detect")
@@ -66,6 +73,13 @@ from tools.cli.options import check_date_range, date_option, gather_symbols
     show_default=True,
     help="Failed attempts before a symbol is quarantined.",
 )
+@input_options
+@click.option(
+    "--inputs-checked",
+    is_flag=True,
+    hidden=True,
+    help="The launcher looked for every symbol's bar files: do not refuse on missing ones.",
+)
 @click.option(
     "--parent-pid",
     type=click.IntRange(min=1),
@@ -91,6 +105,9 @@ def detect(
     no_merge: bool,
     force_config: bool,
     max_attempts: int,
+    allow_missing: bool,
+    skip_unreadable: bool,
+    inputs_checked: bool,
     parent_pid: int | None,
     extra_symbols: tuple[str, ...],
 ) -> None:
@@ -121,12 +138,16 @@ def detect(
         merge=not no_merge,
         force_config=force_config,
         max_attempts=max_attempts,
+        inputs=input_policy(allow_missing, skip_unreadable),
+        inputs_checked=inputs_checked,
     )
     stop = StopRequest()
     stop.install_signal_handlers()
     if parent_pid is not None:
         stop.watch_parent(parent_pid)
     outcome = Worker(cfg, app, stop=stop).run()
+    for line in format_inputs(outcome.no_bars, outcome.skipped_files):
+        click.echo(line, err=True)
     if outcome.stopped:
         click.echo(f"stopped: {outcome.stopped}; continue with --resume", err=True)
         sys.exit(stop.exit_code)

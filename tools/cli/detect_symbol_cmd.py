@@ -22,9 +22,19 @@ from tools.cli.context import CliContext
 @click.option("--bars", type=click.Path(file_okay=False, path_type=Path), help="Bars root.")
 @click.option("--raw", is_flag=True, help="Raw candidates, before cooldowns and caps.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write events here.")
+@click.option(
+    "--skip-unreadable",
+    is_flag=True,
+    help="Detect without unreadable bar files (named on stderr) instead of failing (exit 3).",
+)
 @click.pass_obj
 def detect_symbol(
-    obj: CliContext, symbol: str, bars: Path | None, raw: bool, out: Path | None
+    obj: CliContext,
+    symbol: str,
+    bars: Path | None,
+    raw: bool,
+    out: Path | None,
+    skip_unreadable: bool,
 ) -> None:
     """Detect the events of one SYMBOL and print a summary."""
     symbol = validate_symbol(symbol.strip())
@@ -32,8 +42,12 @@ def detect_symbol(
     for notice in config_notices(config.detector):
         click.echo(f"notice: {notice}", err=True)
     started = time.perf_counter()
-    result = detect_symbol_result(symbol, obj.bars_root(bars), config, raw=raw)
+    result = detect_symbol_result(
+        symbol, obj.bars_root(bars), config, raw=raw, skip_unreadable=skip_unreadable
+    )
     elapsed = time.perf_counter() - started
+    for path in result.stats.files_skipped:
+        click.echo(f"skipped unreadable bar file {path}", err=True)
     if out is not None:
         write_parquet_atomic(result.events, out)
     Console().print(summary_table(result, elapsed, raw=raw, out=out))

@@ -32,7 +32,13 @@ from orchestrator.plan import Plan
 from orchestrator.ray_backend import import_ray
 from orchestrator.summary import format_summary
 from tools.cli.context import CliContext
-from tools.cli.options import check_date_range, date_option, gather_symbols
+from tools.cli.options import (
+    check_date_range,
+    date_option,
+    gather_symbols,
+    input_options,
+    input_policy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +150,7 @@ _LAUNCH_OPTIONS = [
 
 def launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options of ``launch``, shared with ``restart --start``."""
+    command = input_options(command)
     for option in reversed(_LAUNCH_OPTIONS):
         command = option(command)
     return command
@@ -177,6 +184,8 @@ def run_launch(
     ray_address: str | None,
     ray_task_retries: int,
     extra_symbols: tuple[str, ...] = (),
+    allow_missing: bool = False,
+    skip_unreadable: bool = False,
 ) -> ExitCode:
     """Build the launch from the options, run it, print the summary; return the exit code."""
     if backend == "ray":
@@ -205,6 +214,7 @@ def run_launch(
         backend="ray" if backend == "ray" else "local",
         ray_address=ray_address,
         ray_task_retries=ray_task_retries,
+        inputs=input_policy(allow_missing, skip_unreadable),
     )
     launcher = Launcher(
         cfg,

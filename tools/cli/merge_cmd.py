@@ -29,6 +29,7 @@ def merge(obj: CliContext, run_id: str | None, partial: bool, max_attempts: int)
         f"{report.completed:,} of {report.universe:,} symbols completed"
         + (f", {len(report.left):,} not completed" if report.left else "")
         + (f", {len(report.quarantined):,} quarantined" if report.quarantined else "")
+        + (f", {len(report.no_bars):,} without bar files (no_bars)" if report.no_bars else "")
     )
     for line in format_merged(report.merged):
         click.echo(line)

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from detector.batch import InputPolicy
 from detector.run_layout import RunLayout, is_valid_run_id
 from detector.run_select import InvalidRunIdError, existing_run
 from detector.symbols import SymbolFileError, read_symbol_file, validate_symbols
@@ -33,6 +34,27 @@ def viewer_max_attempts_option() -> Callable[[Any], Any]:
         show_default=True,
         help="Failed attempts after which a symbol counts as quarantined (as given to launch).",
     )
+
+
+def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--allow-missing`` and ``--skip-unreadable`` of ``launch`` and ``detect``."""
+    command = click.option(
+        "--skip-unreadable",
+        is_flag=True,
+        help="Complete a symbol without its unreadable bar files (corrupt, empty, no "
+        "permission), listing them in the checkpoint, status and summary. Default: the "
+        "symbol fails naming the file, is retried and quarantined after --max-attempts.",
+    )(command)
+    return click.option(
+        "--allow-missing",
+        is_flag=True,
+        help="Go on when symbols have no bar files: record them as no_bars (not completed, "
+        "no events). Default: refuse to start (exit 3), naming the bars folder.",
+    )(command)
+
+
+def input_policy(allow_missing: bool, skip_unreadable: bool) -> InputPolicy:
+    return InputPolicy(allow_missing=allow_missing, skip_unreadable=skip_unreadable)
 
 
 def date_option(name: str, help_text: str) -> Callable[[Any], Any]:

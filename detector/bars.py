@@ -30,6 +30,7 @@ from detector.cleaning import (
     normalize_types,
 )
 from detector.errors import BarsSchemaError, NoBarsError, UnreadableBarFileError
+from detector.input_fingerprint import InputFingerprint, fingerprint
 from detector.symbols import is_valid_symbol, validate_symbol
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class SymbolBars:
     symbol: str
     bars: pl.DataFrame
     stats: CleaningStats
+    inputs: InputFingerprint | None = None  # the files, as they were just before reading
 
 
 def bar_files(symbol: str, bars_root: Path) -> list[Path]:
@@ -222,8 +224,21 @@ def load_symbol_bars(
     files = bar_files(symbol, bars_root)
     if not files:
         raise NoBarsError(symbol, bars_root)
+    # Before reading: a file changed while it is read then shows as changed later.
+    inputs = fingerprint(files)
     raw, read_stats = read_bar_files(files, naive_timezone, skip_unreadable=skip_unreadable)
     bars, stats = clean_bars(
         raw, day_start_minute=day_start_minute, day_end_minute=day_end_minute, stats=read_stats
     )
-    return SymbolBars(symbol=symbol, bars=bars, stats=stats)
+    return SymbolBars(symbol=symbol, bars=bars, stats=stats, inputs=inputs)
+
+
+def input_fingerprints(
+    symbols: Iterable[str], bars_root: Path
+) -> dict[str, InputFingerprint | None]:
+    """The fingerprint of each symbol's bar files as they are now (None: no file)."""
+    out: dict[str, InputFingerprint | None] = {}
+    for symbol in symbols:
+        files = bar_files(symbol, bars_root)
+        out[symbol] = fingerprint(files) if files else None
+    return out

@@ -29,6 +29,7 @@ from detector.config import AppConfig
 from detector.errors import BarsError, NoBarsError
 from detector.faults import crash_point, pause_point
 from detector.heartbeat import WorkerHeartbeat, local_stamp, write_heartbeat
+from detector.input_fingerprint import InputFingerprint
 from detector.pipeline import detect_symbol_result
 from detector.run_layout import RunLayout
 from detector.schema import empty_events
@@ -56,6 +57,7 @@ class SymbolOutcome:
     error: str | None = None
     no_bars: bool = False  # no bar file, and the run allows it: recorded, not covered
     skipped_files: tuple[str, ...] = ()  # unreadable files left out (skip_unreadable)
+    inputs: InputFingerprint | None = None  # what the events were computed from
 
 
 def detect_for_run(
@@ -94,7 +96,7 @@ def detect_for_run(
     if skipped:
         log.warning("%s: skipped %d unreadable files (--skip-unreadable)", symbol, len(skipped))
     log.debug("%s: %d bars, %d events, %s", symbol, result.bars, events.height, result.stats)
-    return SymbolOutcome(symbol, result.bars, events, skipped_files=skipped)
+    return SymbolOutcome(symbol, result.bars, events, skipped_files=skipped, inputs=result.inputs)
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class BatchOutput:
     seconds: float
     no_bars: tuple[str, ...] = ()  # no bar file (allow_missing): recorded, not covered
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # of covered
+    inputs: Mapping[str, InputFingerprint] = field(default_factory=dict)  # of covered
 
 
 def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
@@ -158,6 +161,7 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
     failures: dict[str, str] = {}
     no_bars: list[str] = []
     skipped: dict[str, tuple[str, ...]] = {}
+    inputs: dict[str, InputFingerprint] = {}
     lines: list[tuple[object, ...]] = []
     bars = 0
     stopped = False
@@ -181,6 +185,8 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
             covered.append(symbol)
             if outcome.skipped_files:
                 skipped[symbol] = outcome.skipped_files
+            if outcome.inputs is not None:
+                inputs[symbol] = outcome.inputs
         found = 0 if outcome.events is None else outcome.events.height
         now = datetime.now()
         beat.write(
@@ -201,7 +207,7 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
         temp = layout.temp_shard(shard_dir, task.lane, task.owner_pid, os.urandom(4).hex())
         write_shard_file(
             temp, table, run_id=task.run_id, symbols=tuple(covered),
-            config_hash=task.config_hash, skipped_files=skipped,
+            config_hash=task.config_hash, skipped_files=skipped, inputs=inputs,
         )  # fmt: skip
         crash_point("after_temp_shard")
     beat.write("committing")
@@ -220,6 +226,7 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
         seconds=time.perf_counter() - started,
         no_bars=tuple(no_bars),
         skipped_files=skipped,
+        inputs=inputs,
     )
 
 

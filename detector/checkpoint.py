@@ -35,6 +35,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from detector.input_fingerprint import InputFingerprint
+
 FORMAT_VERSION = 2
 
 
@@ -66,6 +68,8 @@ class Checkpoint:
     no_bars: frozenset[str] = frozenset()
     # Completed with --skip-unreadable: symbol -> the unreadable files left out.
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # What each symbol's latest commit was computed from (absent for older commits).
+    inputs: Mapping[str, InputFingerprint] = field(default_factory=dict)
 
     def quarantined(self, max_attempts: int) -> frozenset[str]:
         return frozenset(
@@ -120,6 +124,8 @@ def to_json(cp: Checkpoint) -> str:
         data["no_bars"] = sorted(cp.no_bars)
     if cp.skipped_files:
         data["skipped_files"] = {s: list(f) for s, f in sorted(cp.skipped_files.items())}
+    if cp.inputs:
+        data["inputs"] = {s: f.to_json() for s, f in sorted(cp.inputs.items())}
     return json.dumps(data, indent=1) + "\n"
 
 
@@ -145,6 +151,7 @@ _KNOWN = {
     "seeded_at",
     "no_bars",
     "skipped_files",
+    "inputs",
 }
 
 
@@ -186,6 +193,9 @@ def from_json(text: str, run_id: str) -> Checkpoint:
                 str(s): tuple(str(f) for f in files)
                 for s, files in (data.get("skipped_files") or {}).items()
             },
+            inputs={
+                str(s): InputFingerprint.from_json(f) for s, f in (data.get("inputs") or {}).items()
+            },
             extra={
                 k: v
                 for k, v in data.items()
@@ -208,11 +218,14 @@ def with_commit(
     now: datetime,
     no_bars: Iterable[str] = (),
     skipped_files: Mapping[str, tuple[str, ...]] | None = None,
+    inputs: Mapping[str, InputFingerprint] | None = None,
 ) -> Checkpoint:
     """The checkpoint after committing one shard: a union, never a replacement.
 
     ``no_bars`` are symbols of the batch found without bar files (not covered);
-    ``skipped_files`` the unreadable files each covered symbol was detected without.
+    ``skipped_files`` the unreadable files each covered symbol was detected without;
+    ``inputs`` what each was computed from. For a symbol committed again (recomputed
+    from changed bars) both replace the earlier commit's records.
     """
     covered = tuple(sorted(symbols))
     failed = dict(cp.failed)
@@ -220,6 +233,7 @@ def with_commit(
         failed.pop(symbol, None)
     completed = cp.completed | frozenset(covered)
     skipped = {s: tuple(f) for s, f in (skipped_files or {}).items() if s in covered and f}
+    prints = {s: f for s, f in (inputs or {}).items() if s in covered}
     base = replace(
         cp,
         completed=completed,
@@ -227,7 +241,11 @@ def with_commit(
         seeded=_without(cp.seeded, covered),
         failed=failed,
         no_bars=cp.no_bars - completed,
-        skipped_files={**cp.skipped_files, **skipped},
+        skipped_files={
+            **{s: f for s, f in cp.skipped_files.items() if s not in covered},
+            **skipped,
+        },
+        inputs={**{s: f for s, f in cp.inputs.items() if s not in covered}, **prints},
         shard_counter=max(cp.shard_counter, shard_number),
         last_updated=_stamp(now),
     )

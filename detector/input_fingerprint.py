@@ -52,15 +52,21 @@ class InputFingerprint:
 def fingerprint(files: Sequence[Path]) -> InputFingerprint:
     """The fingerprint of ``files`` (a symbol's bar files, as the reader lists them).
 
-    Raises OSError when a file cannot be stat'ed (it vanished since it was listed).
+    A file that vanished since it was listed counts with size -1 (reading it will fail
+    and say so).
     """
     digest = hashlib.sha256()
     total = newest = 0
     for path in files:
-        st = os.stat(path)
-        total += st.st_size
-        newest = max(newest, st.st_mtime_ns)
-        digest.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        try:
+            st = os.stat(path)
+        except OSError:
+            size, mtime = -1, 0
+        else:
+            size, mtime = st.st_size, st.st_mtime_ns
+            total += size
+            newest = max(newest, mtime)
+        digest.update(f"{path.name}\0{size}\0{mtime}\n".encode())
     return InputFingerprint(len(files), total, newest, digest.hexdigest()[:16])
 
 

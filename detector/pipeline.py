@@ -14,6 +14,7 @@ from detector.config import AppConfig, DetectorConfig
 from detector.config_load import minutes_of
 from detector.expr_cache import per_config
 from detector.features import symbol_features
+from detector.input_fingerprint import InputFingerprint
 from detector.schema import EVENT_KEY, EVENT_SCHEMA, empty_events
 from detector.symbols import validate_symbol
 from detector.thinning import score_expr, thin
@@ -25,6 +26,7 @@ class DetectionResult:
     events: pl.DataFrame
     stats: CleaningStats
     bars: int  # clean bars the detectors saw
+    inputs: InputFingerprint | None = None  # the bar files read (None: bars given in memory)
 
 
 def _split(config: AppConfig | DetectorConfig | None) -> tuple[DetectorConfig, str]:
@@ -117,7 +119,7 @@ def detect_symbol_result(
         skip_unreadable=skip_unreadable,
     )
     events = events_from_clean_bars(symbol, loaded.bars, cfg, raw=raw)
-    return DetectionResult(symbol, events, loaded.stats, loaded.bars.height)
+    return DetectionResult(symbol, events, loaded.stats, loaded.bars.height, loaded.inputs)
 
 
 def detect_symbol(

@@ -36,6 +36,7 @@ from detector.errors import (
     ShardWriteError,
 )
 from detector.faults import crash_point
+from detector.input_fingerprint import InputFingerprint
 from detector.process_identity import existed_at
 from detector.run_layout import RunLayout
 from detector.shards import ShardMetadataError, read_shard_info, write_shard_file
@@ -58,6 +59,7 @@ class BatchRecords:
 
     no_bars: tuple[str, ...] = ()  # symbols found without bar files (--allow-missing)
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per symbol
+    inputs: Mapping[str, InputFingerprint] = field(default_factory=dict)  # per symbol
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,20 @@ class ImportConfigMismatchError(IntradayEventsError):
             f"detected with {imported}: importing would mix events of two configs; seed "
             f"without --import-events, or into a new run"
         )
+
+
+def supersedes(cp: ck.Checkpoint, symbol: str, inputs: InputFingerprint | None) -> bool:
+    """Whether committing ``symbol``, computed from ``inputs``, adds to the run.
+
+    Yes when no commit covers it yet. A committed symbol is committed again only when
+    it was recomputed from bars that changed since (``launch --redo-changed``): its
+    latest commit recorded other inputs. So two processes that detected it from the
+    same bars commit it once, and the final file keeps the latest commit's rows.
+    """
+    if symbol not in cp.completed:
+        return True
+    before = cp.inputs.get(symbol)
+    return inputs is not None and before is not None and inputs.digest != before.digest
 
 
 class RunStore:
@@ -152,21 +168,33 @@ class RunStore:
         updated, added = ck.reconciled(current, on_disk, self.clock())
         if added:
             log.info("reconciled %d committed shards missing from the checkpoint", len(added))
-            updated = self._with_footer_skips(updated, added)
+            updated = self._with_footer_records(updated, added)
         if added or corrupt:
             self._write(updated)
         return updated
 
-    def _with_footer_skips(self, cp: ck.Checkpoint, names: list[str]) -> ck.Checkpoint:
-        """``cp`` with the skipped files the footers of shards ``names`` record."""
+    def _with_footer_records(self, cp: ck.Checkpoint, names: list[str]) -> ck.Checkpoint:
+        """``cp`` with the skipped files and input fingerprints the footers of shards
+        ``names`` (in commit order) record: a later commit's records replace earlier ones."""
         paths = {p.name: p for p in self.layout.committed_shards().values()}
-        found: dict[str, tuple[str, ...]] = {}
+        skipped: dict[str, tuple[str, ...]] = {}
+        inputs: dict[str, InputFingerprint] = {}
         for name in names:
             try:
-                found.update(read_shard_info(paths[name]).skipped_files)
+                info = read_shard_info(paths[name])
             except (KeyError, ShardMetadataError):
                 continue
-        return replace(cp, skipped_files={**cp.skipped_files, **found}) if found else cp
+            for symbol in info.symbols:
+                skipped.pop(symbol, None)
+            skipped.update(info.skipped_files)
+            inputs.update(info.inputs)
+        if not skipped and not inputs:
+            return cp
+        return replace(
+            cp,
+            skipped_files={**cp.skipped_files, **skipped},
+            inputs={**cp.inputs, **inputs},
+        )
 
     def _shard_hash(self) -> str | None:
         for path in self.layout.committed_shards().values():
@@ -272,7 +300,7 @@ class RunStore:
         records = outcomes or BatchRecords()
         try:
             if symbols:
-                self._write_temp(temp, events, symbols, config_hash, records.skipped_files)
+                self._write_temp(temp, events, symbols, config_hash, records)
                 crash_point("after_temp_shard")
             return self._publish(temp, shard_dir, symbols, failures, config_hash, events, records)
         finally:
@@ -327,14 +355,14 @@ class RunStore:
         """
         with self._lock:
             cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
-            already = tuple(s for s in symbols if s in cp.completed)
-            fresh = tuple(s for s in symbols if s not in cp.completed)
+            fresh = tuple(s for s in symbols if supersedes(cp, s, records.inputs.get(s)))
+            already = tuple(s for s in symbols if s not in fresh)
             if already and fresh:
                 # Another process committed some of these: commit only the rest.
                 assert temp is not None
                 rows = events if events is not None else pl.read_parquet(temp)
                 events = rows.filter(pl.col("symbol").is_in(fresh))
-                self._write_temp(temp, events, fresh, config_hash, records.skipped_files)
+                self._write_temp(temp, events, fresh, config_hash, records)
             now = self.clock()
             if not fresh:
                 self._write(ck.with_outcomes(cp, failures, records.no_bars, now))
@@ -356,6 +384,7 @@ class RunStore:
                     now=now,
                     no_bars=records.no_bars,
                     skipped_files=records.skipped_files,
+                    inputs=records.inputs,
                 )
             )
             return CommitResult(shard, fresh, already, height)
@@ -455,12 +484,14 @@ class RunStore:
         events: pl.DataFrame,
         symbols: tuple[str, ...],
         config_hash: str,
-        skipped_files: Mapping[str, tuple[str, ...]] | None = None,
+        records: BatchRecords | None = None,
     ) -> None:
+        records = records or BatchRecords()
         try:
             write_shard_file(
                 temp, events, run_id=self.layout.run_id, symbols=symbols,
-                config_hash=config_hash, skipped_files=skipped_files,
+                config_hash=config_hash, skipped_files=records.skipped_files,
+                inputs=records.inputs,
             )  # fmt: skip
         except OSError as exc:
             temp.unlink(missing_ok=True)

@@ -4,7 +4,8 @@ The footer's key-value metadata records the run id and every symbol the shard
 covers, including symbols with zero events, so the checkpoint can always be
 rebuilt from committed shards alone; and, when there are any, the unreadable bar
 files each symbol was detected without (``--skip-unreadable``), so that record
-survives a rebuild too.
+survives a rebuild too; and what each symbol's events were computed from (its
+input fingerprint), so that bars changed since can be found and recomputed.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from detector.input_fingerprint import InputFingerprint
 from detector.schema import empty_events
 
 META_RUN_ID = b"intraday_events.run_id"
 META_SYMBOLS = b"intraday_events.symbols"
 META_CONFIG_HASH = b"intraday_events.config_hash"
 META_SKIPPED = b"intraday_events.skipped_files"  # only when some file was skipped
+META_INPUTS = b"intraday_events.inputs"  # symbol -> input fingerprint
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class ShardInfo:
     symbols: tuple[str, ...]
     config_hash: str | None
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    inputs: Mapping[str, InputFingerprint] = field(default_factory=dict)
 
 
 class ShardMetadataError(ValueError):
@@ -46,10 +50,12 @@ def write_shard_file(
     symbols: tuple[str, ...],
     config_hash: str,
     skipped_files: Mapping[str, tuple[str, ...]] | None = None,
+    inputs: Mapping[str, InputFingerprint] | None = None,
 ) -> None:
     """Write ``events`` with shard metadata to ``path`` (a temporary name), fsynced.
 
-    ``skipped_files`` (symbol -> unreadable files left out) is kept for ``symbols`` only.
+    ``skipped_files`` (symbol -> unreadable files left out) and ``inputs`` (symbol ->
+    input fingerprint) are kept for ``symbols`` only.
     """
     table = (events if events.width else empty_events()).to_arrow()
     metadata = dict(table.schema.metadata or {})
@@ -59,6 +65,9 @@ def write_shard_file(
     skipped = {s: list(f) for s, f in sorted((skipped_files or {}).items()) if s in symbols and f}
     if skipped:
         metadata[META_SKIPPED] = json.dumps(skipped).encode()
+    prints = {s: f.to_json() for s, f in sorted((inputs or {}).items()) if s in symbols}
+    if prints:
+        metadata[META_INPUTS] = json.dumps(prints).encode()
     table = table.replace_schema_metadata(metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
@@ -75,9 +84,13 @@ def read_shard_info(path: Path) -> ShardInfo:
         symbols = tuple(json.loads(metadata[META_SYMBOLS]))
         skipped = json.loads(metadata.get(META_SKIPPED, b"{}"))
         skipped_files = {str(s): tuple(str(f) for f in files) for s, files in skipped.items()}
+        prints = json.loads(metadata.get(META_INPUTS, b"{}"))
+        inputs = {str(s): InputFingerprint.from_json(f) for s, f in prints.items()}
     except (KeyError, ValueError, OSError) as exc:
         raise ShardMetadataError(f"{path}: {exc}") from exc
     except Exception as exc:  # pyarrow raises its own types for a truncated file
         raise ShardMetadataError(f"{path}: {exc}") from exc
     config_hash = metadata.get(META_CONFIG_HASH)
-    return ShardInfo(run_id, symbols, config_hash.decode() if config_hash else None, skipped_files)
+    return ShardInfo(
+        run_id, symbols, config_hash.decode() if config_hash else None, skipped_files, inputs
+    )

@@ -34,6 +34,7 @@ from detector.heartbeat import (
     write_run_completed,
 )
 from detector.input_check import NoBarsUpdate, check_no_bars
+from detector.input_fingerprint import InputFingerprint
 from detector.merge import MergeResult, merge_shards
 from detector.run_layout import RunLayout
 from detector.run_store import BatchRecords, RunStore
@@ -237,7 +238,9 @@ class Worker:
                 symbols=tuple(covered),
                 failures=failures,
                 config_hash=self.hash,
-                outcomes=BatchRecords(tuple(records.no_bars), dict(records.skipped)),
+                outcomes=BatchRecords(
+                    tuple(records.no_bars), dict(records.skipped), dict(records.inputs)
+                ),
             )
             commit_ms = (time.perf_counter() - commit_started) * 1000
             del frames, events  # memory stays bounded by one batch
@@ -300,6 +303,8 @@ class Worker:
             records.no_bars.append(symbol)
         if outcome.skipped_files:
             records.skipped[symbol] = outcome.skipped_files
+        if outcome.inputs is not None and outcome.events is not None:
+            records.inputs[symbol] = outcome.inputs
         return outcome.bars, outcome.events
 
     def _finish(self, committed: int, failed: list[str], events: int, shards: int) -> WorkerOutcome:
@@ -353,6 +358,7 @@ class _Records:
 
     no_bars: list[str] = field(default_factory=list)
     skipped: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    inputs: dict[str, InputFingerprint] = field(default_factory=dict)
 
 
 def _bytes_of(symbol: str, bars_root: Path) -> int:

@@ -302,7 +302,7 @@ class RayBackend:
                 symbols=out.covered,
                 failures=out.failures,
                 config_hash=spec.config_hash,
-                outcomes=BatchRecords(out.no_bars, out.skipped_files),
+                outcomes=BatchRecords(out.no_bars, out.skipped_files, out.inputs),
             )
         except (IntradayEventsError, OSError) as exc:
             self._lost(lane, f"commit failed: {exc}")

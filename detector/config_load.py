@@ -216,14 +216,16 @@ def _session_pair(raw: Any, path: str) -> tuple[str, str]:
 
 
 def _time_list(raw: Any, path: str) -> tuple[str, ...]:
-    if raw is None:
-        return ()
+    """A list of "HH:MM" times, sorted (their order means nothing, so it never changes the
+    config hash). An empty value is an error, not "off": ``[]`` says that plainly."""
     if not isinstance(raw, list | tuple):
-        raise ConfigError(path, f'must be a list of times like ["09:30", "16:00"], got {raw!r}')
-    times = tuple(_hhmm(item, f"{path}[{i}]") for i, item in enumerate(raw))
+        raise ConfigError(
+            path, f'must be a list of times like ["09:30", "16:00"] ([] for none), got {raw!r}'
+        )
+    times = [_hhmm(item, f"{path}[{i}]") for i, item in enumerate(raw)]
     if len(set(times)) != len(times):
-        raise ConfigError(path, f"lists a time twice: {list(times)!r}")
-    return times
+        raise ConfigError(path, f"lists a time twice: {times!r}")
+    return tuple(sorted(times))
 
 
 def _hhmm(raw: Any, path: str) -> str:
@@ -275,6 +277,13 @@ def _check_detector(det: DetectorConfig) -> None:
             f"{base}.session_bounds",
             "sessions must be ordered and contiguous: premarket end == rth start, "
             "rth end == afterhours start, each start before its end",
+        )
+    outside = [t for t in sb.auction_minutes if not pm[0] <= minutes_of(t) < ah[1]]
+    if outside:
+        raise ConfigError(
+            f"{base}.session_bounds.auction_minutes",
+            f"{outside[0]} is outside the day [{sb.premarket[0]}, {sb.afterhours[1]}): "
+            "no bar there is ever read",
         )
     gf = det.global_filters
     if gf.min_price > gf.max_price:

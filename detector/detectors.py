@@ -88,14 +88,14 @@ def detector_rules(cfg: DetectorConfig) -> Detection:
         vwap = pl.col("vwap")
         first["vb_dist"] = ratio(c - vwap, vwap) * 100
         dist = pl.col("vb_dist")
-        prev_close, prev_vwap = pl.col("prev_close"), pl.col("prev_vwap")
+        prev_gap = pl.col("prev_vwap_gap")  # previous close vs its VWAP, by sign
         up = (
-            (prev_close <= prev_vwap)
+            (prev_gap <= 0)
             & (dist >= vb.bullish.min_distance_pct)
             & (vol_mult >= vb.bullish.min_volume_confirm)
         )
         down = (
-            (prev_close >= prev_vwap)
+            (prev_gap >= 0)
             & (dist <= -vb.bearish.min_distance_pct)
             & (vol_mult >= vb.bearish.min_volume_confirm)
         )

@@ -220,9 +220,11 @@ def _bar_exprs(cfg: DetectorConfig) -> tuple[list[pl.Expr], list[pl.Expr], pl.Ex
         pl.col("volume").cum_sum().alias("volume_cum"),
         (ratio(high - low, pl.col("open")) * 100).alias("range_pct"),
         (volume * close).alias("dollar_volume"),
+        # Three times Σ typical x volume: (h + l + c) is not divided by 3 here, so that
+        # the test of a lone flat bar's VWAP side is exact (see _looked_back_exprs).
         per_day(
-            pl.when(in_vwap).then((high + low + close) / 3 * volume).otherwise(0.0).cum_sum()
-        ).alias("cum_pv"),
+            pl.when(in_vwap).then((high + low + close) * volume).otherwise(0.0).cum_sum()
+        ).alias("cum_pv3"),
         per_day(high.cum_max()).alias("day_high_so_far"),
     ]
     auctions = len(auction_minutes(cfg))
@@ -322,17 +324,25 @@ def _looked_back_exprs(cfg: DetectorConfig) -> list[pl.Expr]:
     back_n = cfg.price_momentum.window_minutes
     red_n = cfg.flush_detection.min_consecutive_red_bars
 
-    def vwap(suffix: str) -> pl.Expr:
+    def vwap_volume(suffix: str) -> pl.Expr:
+        """Σ volume since the RTH open; null before it (no VWAP there)."""
         cum_v = (pl.col(f"volume_cum{suffix}") - pl.col(_BEFORE_RTH)).cast(pl.Float64)
-        in_vwap = pl.col(f"minute{suffix}") >= rth_start
-        return pl.when(in_vwap).then(ratio(pl.col(f"cum_pv{suffix}"), cum_v))
+        return pl.when(pl.col(f"minute{suffix}") >= rth_start).then(cum_v)
+
+    # "At or below its VWAP" is decided as close x 3 x Σv against Σ(h + l + c) x v, with
+    # no division: for a bar whose high, low and close are one print (often the day's
+    # first RTH bar) both sides are then the same float, the tie they are. Divided,
+    # (h + l + c) / 3 is one unit in the last place off the close for a third of prices.
+    prev_cum_v = vwap_volume("_1")
+    prev_gap = pl.col("close_1") * 3 * prev_cum_v - pl.col("cum_pv3_1")
 
     red_run = (pl.col("close") < pl.col("open")).cast(pl.Int32) + pl.col("red_before").cast(
         pl.Int32
     )
     return [
-        vwap("").alias("vwap"),
-        from_pos(1, vwap("_1")).alias("prev_vwap"),
+        (ratio(pl.col("cum_pv3"), vwap_volume("")) / 3).alias("vwap"),
+        # The previous close's side of its VWAP (the sign only); null where it has none.
+        from_pos(1, pl.when(prev_cum_v > 0).then(prev_gap)).alias("prev_vwap_gap"),
         from_pos(1, pl.col("close_1")).alias("prev_close"),
         from_pos(1, pl.col("high_1")).alias("prev_high"),
         from_pos(1, pl.col("low_1")).alias("prev_low"),
@@ -344,7 +354,7 @@ def _looked_back_exprs(cfg: DetectorConfig) -> list[pl.Expr]:
 
 _DAY_COLUMNS = ("atr14_pct", "or_high", "or_low")
 # Columns read one bar back from a screened bar.
-_PREVIOUS = ("close", "high", "low", "minute", "cum_pv", "volume_cum")
+_PREVIOUS = ("close", "high", "low", "minute", "cum_pv3", "volume_cum")
 # Running values only VWAP is built from.
-_RUNNING = ("volume_cum", "cum_pv")
+_RUNNING = ("volume_cum", "cum_pv3")
 _BEFORE_RTH = "volume_before_rth"

@@ -369,8 +369,8 @@ def test_new_keys_default_when_absent_and_change_the_hash() -> None:
         (["09:30", "16:00"], ("09:30", "16:00")),
         ([570, 960], ("09:30", "16:00")),  # YAML 1.1 reads unquoted 09:30 as 570
         ([], ()),
-        (None, ()),
         (["16:00"], ("16:00",)),
+        (["16:00", "09:30"], ("09:30", "16:00")),  # same rule, same config hash
     ],
 )
 def test_auction_minutes_load(value: Any, expected: tuple[str, ...]) -> None:
@@ -384,6 +384,9 @@ def test_auction_minutes_load(value: Any, expected: tuple[str, ...]) -> None:
         ("session_bounds", "auction_minutes", ["09:30", "09:30"], "twice"),
         ("session_bounds", "auction_minutes", ["9:30"], 'time "HH:MM"'),
         ("session_bounds", "auction_minutes", "09:30", "list of times"),
+        ("session_bounds", "auction_minutes", None, "([] for none)"),
+        ("session_bounds", "auction_minutes", ["03:59"], "outside the day [04:00, 20:00)"),
+        ("session_bounds", "auction_minutes", ["20:00"], "outside the day"),
         ("opening_range_break", "max_breaks_per_day", 0, "at least 1"),
         ("consolidation_break", "min_atr_days", 0, "at least 1"),
     ],
@@ -396,3 +399,22 @@ def test_bad_values_of_the_new_keys_name_the_key(
         config_from_document(doc)
     assert f"{section}.{key}" in info.value.key_path
     assert problem in str(info.value)
+
+
+# ------------------------------------------------------------ vwap_break: an exact tie
+
+
+@pytest.mark.parametrize("price", [279.17, 49.99, 423.15, 10.0, 1.1, 20.3, 0.37])
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_a_previous_close_exactly_at_its_vwap_counts_as_at(price: float, direction: str) -> None:
+    # The day's first RTH bar is one flat print, so its VWAP is its close: "at or below"
+    # (up) and "at or above" (down) both hold for the next bar. Computed as
+    # (h + l + c) / 3 the VWAP was one unit in the last place off the close for a third
+    # of prices (279.17, 49.99 and TYL's 423.15 on 2024-02-15 missed a default event).
+    moved = price * (1.025 if direction == "up" else 0.975)
+    rows = [
+        *flat_bars(DAY, "09:11", 19, price=price, volume=1000),
+        (DAY, "09:30", price, price, price, price, 1000),
+        (DAY, "09:31", price, max(price, moved), min(price, moved), moved, 5000),
+    ]
+    assert hits(detect(rows, loose_config("vwap_break"))) == [("09:31", "vwap_break", direction)]

@@ -985,7 +985,7 @@ def reference_candidates(bars: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFram
 
     in_vwap = minute >= rth_start
     in_or = (minute >= rth_start) & (minute < orb_end)
-    cum_pv = day(pl.when(in_vwap).then((high + low + close) / 3 * volume).otherwise(0.0).cum_sum())
+    cum_pv3 = day(pl.when(in_vwap).then((high + low + close) * volume).otherwise(0.0).cum_sum())
     cum_v = day(pl.when(in_vwap).then(volume).otherwise(0.0).cum_sum())
     vol_ref = (
         volume.rolling_median(vs.rolling_window_minutes, min_samples=1)
@@ -1029,7 +1029,9 @@ def reference_candidates(bars: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFram
     ).with_columns(
         range_pct=ratio(high - low, open_) * 100,
         dollar_volume=volume * close,
-        vwap=pl.when(in_vwap).then(ratio(cum_pv, cum_v)),
+        vwap=pl.when(in_vwap).then(ratio(cum_pv3, cum_v)) / 3,
+        cum_pv3=cum_pv3,
+        cum_v=pl.when(in_vwap).then(cum_v),
         prior_high_20=day(high.shift(1).rolling_max(20, min_samples=1)),
         prior_low_20=day(low.shift(1).rolling_min(20, min_samples=1)),
         close_back=day(close.shift(pm.window_minutes)),
@@ -1043,7 +1045,12 @@ def reference_candidates(bars: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFram
     frame = frame.with_columns(
         vol_mult=ratio(volume, pl.col("vol_avg20")),
         prev_close=day(close.shift(1)),
-        prev_vwap=day(pl.col("vwap").shift(1)),
+        # The side of the previous close vs its VWAP, undivided (EVENTS.md's tie exact).
+        prev_vwap_gap=day(
+            pl.when(pl.col("cum_v") > 0)
+            .then(close * 3 * pl.col("cum_v") - pl.col("cum_pv3"))
+            .shift(1)
+        ),
     )
     detection = detector_rules(cfg)
     for stage in detection.stages:

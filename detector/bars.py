@@ -236,7 +236,9 @@ def load_symbol_bars(
 def input_fingerprints(
     symbols: Iterable[str], bars_root: Path
 ) -> dict[str, InputFingerprint | None]:
-    """The fingerprint of each symbol's bar files as they are now (None: no file)."""
+    """The fingerprint of each symbol's bar files as they are now (None: no file).
+
+    A stat per file: about 1 s per 200,000 files on a local disk."""
     out: dict[str, InputFingerprint | None] = {}
     for symbol in symbols:
         files = bar_files(symbol, bars_root)

@@ -40,11 +40,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class InputPolicy:
-    """What a run does with missing or unreadable bars (``--allow-missing``,
-    ``--skip-unreadable``); by default both are failures, never a completed symbol."""
+    """What a run does with missing, unreadable or changed bars (``--allow-missing``,
+    ``--skip-unreadable``, ``--redo-changed``); by default missing and unreadable bars
+    are failures, never a completed symbol, and changed bars are only reported."""
 
     allow_missing: bool = False  # no bar file: record the symbol as no_bars
     skip_unreadable: bool = False  # an unreadable file: detect without it, list it
+    redo_changed: bool = False  # completed, but its bars changed since: detect it again
 
 
 @dataclass(frozen=True)

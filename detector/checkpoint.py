@@ -1,5 +1,10 @@
 """The run checkpoint: what is committed, what failed, and the shard counter.
 
+A symbol is normally covered by one shard. ``launch --redo-changed`` commits a
+symbol whose bars changed again, in a new shard: the later commit supersedes the
+earlier one (the final file takes each symbol's rows from its latest commit), and
+``inputs`` records what the latest commit was computed from.
+
 The checkpoint is a cache of the truth held by committed shards (each records in
 its Parquet metadata the symbols it covers), so it can always be rebuilt from
 them. This module is pure: JSON in and out, and functions from one checkpoint
@@ -35,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from detector.input_fingerprint import InputFingerprint
+from detector.input_fingerprint import InputFingerprint, to_redo
 
 FORMAT_VERSION = 2
 
@@ -78,9 +83,16 @@ class Checkpoint:
             if f.attempts >= max_attempts and s not in self.completed
         )
 
-    def settled(self, max_attempts: int) -> frozenset[str]:
-        """Symbols nothing more is done for: completed, quarantined, or without bars."""
-        return self.completed | self.quarantined(max_attempts) | self.no_bars
+    def settled(
+        self, max_attempts: int, redo: Mapping[str, InputFingerprint] | None = None
+    ) -> frozenset[str]:
+        """Symbols nothing more is done for: completed, quarantined, or without bars.
+
+        ``redo`` (``--redo-changed``) maps completed symbols whose bars changed to the
+        fingerprint they have now: each is not settled until a commit records it.
+        """
+        settled = self.completed | self.quarantined(max_attempts) | self.no_bars
+        return settled - to_redo(self.inputs, redo) if redo else settled
 
     def remaining(self, max_attempts: int) -> frozenset[str]:
         """Symbols of the universe still to detect (what a run waits for to merge)."""

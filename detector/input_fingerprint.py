@@ -84,3 +84,14 @@ def changed(
         if now is None or now.digest != before.digest:
             out.append(symbol)
     return tuple(sorted(out))
+
+
+def to_redo(
+    recorded: Mapping[str, InputFingerprint], current: Mapping[str, InputFingerprint | None]
+) -> frozenset[str]:
+    """The changed symbols that can be recomputed: those that still have bar files.
+
+    Once a symbol's new commit records ``current``'s fingerprint it is no longer one of
+    them, so a run that is killed while recomputing picks up where it was.
+    """
+    return frozenset(s for s in changed(recorded, current) if current[s] is not None)

@@ -45,6 +45,23 @@ def latest_owners(shards: Mapping[str, Sequence[str]], order: Mapping[str, int])
     return owners
 
 
+def superseded_rows(layout: RunLayout, shards: Mapping[str, Sequence[str]]) -> int:
+    """Rows of committed shards that a later commit of their symbol replaced (0 unless a
+    run recomputed symbols from changed bars): what a count of all shard rows overcounts."""
+    on_disk = layout.committed_shards()
+    paths = {p.name: p for p in on_disk.values()}
+    order = {p.name: number for number, p in on_disk.items()}
+    known = {name: symbols for name, symbols in shards.items() if name in order}
+    owners = latest_owners(known, order)
+    total = 0
+    for name, symbols in known.items():
+        lost = [s for s in symbols if owners[s] != name]
+        if lost:
+            rows = pl.scan_parquet(paths[name]).filter(pl.col("symbol").is_in(lost))
+            total += rows.select(pl.len()).collect().item()
+    return total
+
+
 def latest_rows(layout: RunLayout, shards: Mapping[str, Sequence[str]]) -> pl.LazyFrame:
     """The events of the named committed shards, each symbol's from its latest commit only.
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import polars as pl
 import psutil
 
-from detector.bars import bar_files, symbols_without_bars
+from detector.bars import bar_files, input_fingerprints, symbols_without_bars
 from detector.batch import InputPolicy, detect_for_run
+from detector.checkpoint import Checkpoint
 from detector.config import AppConfig, config_hash
 from detector.faults import crash_point, pause_point
 from detector.heartbeat import (
@@ -34,7 +35,7 @@ from detector.heartbeat import (
     write_run_completed,
 )
 from detector.input_check import NoBarsUpdate, check_no_bars
-from detector.input_fingerprint import InputFingerprint
+from detector.input_fingerprint import InputFingerprint, to_redo
 from detector.merge import MergeResult, merge_shards
 from detector.run_layout import RunLayout
 from detector.run_store import BatchRecords, RunStore
@@ -170,7 +171,8 @@ class Worker:
                 " ".join(sorted(cp.no_bars & set(cfg.symbols))[:20]),
             )  # fmt: skip
         quarantined = cp.quarantined(cfg.max_attempts)
-        settled = cp.settled(cfg.max_attempts)
+        redo = self._changed_inputs(cp) if cfg.inputs.redo_changed else {}
+        settled = cp.settled(cfg.max_attempts, redo)
         todo = [s for s in cfg.symbols if s not in settled]
         if cfg.limit is not None:
             todo = todo[: cfg.limit]
@@ -289,6 +291,20 @@ class Worker:
             bars_root=cfg.bars_root,
             allow_missing=cfg.inputs.allow_missing,
         )
+
+    def _changed_inputs(self, cp: Checkpoint) -> dict[str, InputFingerprint]:
+        """This worker's completed symbols whose bars changed since their commit, with
+        the fingerprint of their bars now."""
+        mine = [s for s in self.cfg.symbols if s in cp.completed and s in cp.inputs]
+        current = input_fingerprints(mine, self.cfg.bars_root)
+        redo = {s: f for s in to_redo(cp.inputs, current) if (f := current[s]) is not None}
+        if redo:
+            log.info(
+                "%d completed symbols' bars changed since their commit, recomputed now "
+                "(--redo-changed): %s",
+                len(redo), " ".join(sorted(redo)[:20]),
+            )  # fmt: skip
+        return redo
 
     def _detect(
         self, symbol: str, failures: dict[str, str], records: _Records

@@ -21,11 +21,14 @@ from typing import Literal
 import psutil
 from filelock import FileLock, Timeout
 
-from detector.bars import discover_symbols, invalid_symbol_folders
+from detector.bars import discover_symbols, input_fingerprints, invalid_symbol_folders
 from detector.batch import InputPolicy
+from detector.checkpoint import Checkpoint
 from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError, RunBusyError
 from detector.input_check import check_no_bars
+from detector.input_fingerprint import InputFingerprint, to_redo
+from detector.input_fingerprint import changed as changed_inputs
 from detector.merge import MergeResult
 from detector.run_layout import RunLayout
 from detector.run_store import RunStore
@@ -184,7 +187,9 @@ class Launcher:
         settled = (
             (existing.completed | existing.quarantined(cfg.max_attempts)) if existing else set()
         )
+        changed, redo_prints = self._changed_inputs(existing)
         candidates = ((existing.universe if existing else frozenset()) | symbols) - settled
+        candidates |= frozenset(redo_prints)
         counted = time.perf_counter()
         work = expected_bars(sorted(candidates), cfg.bars_root)
         log.debug(
@@ -216,6 +221,9 @@ class Launcher:
             bars=work.bars,
             workers=cfg.workers,
             no_bars=cp.no_bars,
+            changed=changed,
+            redo=cfg.inputs.redo_changed,
+            bars_root=str(cfg.bars_root),
         )
         write_plan(
             layout.plan,
@@ -237,14 +245,36 @@ class Launcher:
         given_up: tuple[int, ...] = ()
         if plan.remaining and cfg.backend == "ray":
             assert cp.config_hash is not None  # open_run sets it
-            given_up = self._run_on_ray(store, plan, cp.config_hash)
+            given_up = self._run_on_ray(store, plan, cp.config_hash, redo_prints)
         elif plan.remaining:
             supervisor = Supervisor(
-                list(range(len(plan.assignments))), self._port(store, plan), self.app.supervision
+                list(range(len(plan.assignments))),
+                self._port(store, plan, redo_prints),
+                self.app.supervision,
             )
             self._supervise(supervisor)
             given_up = tuple(supervisor.given_up())
         return self._finish(store, plan, given_up, started)
+
+    def _changed_inputs(
+        self, existing: Checkpoint | None
+    ) -> tuple[frozenset[str], dict[str, InputFingerprint]]:
+        """Completed symbols whose bars changed since their commit, and, with
+        --redo-changed, the fingerprints they have now (what their new commits record)."""
+        if existing is None or not existing.inputs:
+            return frozenset(), {}
+        recorded = {s: f for s, f in existing.inputs.items() if s in existing.completed}
+        started = time.perf_counter()
+        current = input_fingerprints(sorted(recorded), self.cfg.bars_root)
+        log.debug(
+            "input fingerprints of %d symbols in %.2f s",
+            len(current),
+            time.perf_counter() - started,
+        )
+        changed = frozenset(changed_inputs(recorded, current))
+        if not self.cfg.inputs.redo_changed:
+            return changed, {}
+        return changed, {s: f for s in to_redo(recorded, current) if (f := current[s]) is not None}
 
     def _universe(self, known: frozenset[str]) -> frozenset[str]:
         if self.cfg.symbols is not None:
@@ -258,7 +288,9 @@ class Launcher:
             raise NoSymbolsError(self.cfg.bars_root)
         return frozenset(found)
 
-    def _port(self, store: RunStore, plan: Plan) -> LocalWorkers:
+    def _port(
+        self, store: RunStore, plan: Plan, redo: Mapping[str, InputFingerprint]
+    ) -> LocalWorkers:
         cfg = self.cfg
         command = WorkerCommand(
             cli=cfg.worker_cli,
@@ -270,9 +302,15 @@ class Launcher:
             end_date=cfg.end_date,
             inputs=cfg.inputs,
         )
-        return LocalWorkers(self.layout, store, command, plan.assignments)
+        return LocalWorkers(self.layout, store, command, plan.assignments, redo)
 
-    def _run_on_ray(self, store: RunStore, plan: Plan, config_hash: str) -> tuple[int, ...]:
+    def _run_on_ray(
+        self,
+        store: RunStore,
+        plan: Plan,
+        config_hash: str,
+        redo: Mapping[str, InputFingerprint],
+    ) -> tuple[int, ...]:
         cfg = self.cfg
         spec = RayRun(
             root=cfg.root.absolute(),  # not resolve(): a symlink may be the shared path
@@ -286,6 +324,7 @@ class Launcher:
             start_date=cfg.start_date,
             end_date=cfg.end_date,
             inputs=cfg.inputs,
+            redo=dict(redo),
         )
         backend = RayBackend(
             spec,

@@ -15,6 +15,7 @@ from detector.atomic_io import write_text_atomic
 from detector.batch import InputPolicy
 from detector.checkpoint import Checkpoint, CheckpointFormatError
 from detector.heartbeat import parse_heartbeat
+from detector.input_fingerprint import InputFingerprint
 from detector.run_layout import RunLayout
 from detector.run_store import RunStore
 from orchestrator.pidfile import PidFileError, read_pid_file, record_for, write_pid_file
@@ -60,6 +61,8 @@ class WorkerCommand:
             argv.append("--allow-missing")
         if self.inputs.skip_unreadable:
             argv.append("--skip-unreadable")
+        if self.inputs.redo_changed:
+            argv.append("--redo-changed")
         # The launcher looked for every symbol's bar files when it planned.
         argv.append("--inputs-checked")
         return argv
@@ -74,11 +77,13 @@ class LocalWorkers:
         store: RunStore,
         command: WorkerCommand,
         assignments: Sequence[Sequence[str]],
+        redo: Mapping[str, InputFingerprint] | None = None,
     ) -> None:
         self.layout = layout
         self.store = store
         self.command = command
         self.assignments = [tuple(a) for a in assignments]
+        self.redo = dict(redo or {})  # --redo-changed: symbol -> its bars' print now
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     # -- state ---------------------------------------------------------------------
@@ -92,7 +97,7 @@ class LocalWorkers:
         cp = self._checkpoint()
         if cp is None:
             return self.assignments[worker_id]
-        skip = cp.settled(self.command.max_attempts)
+        skip = cp.settled(self.command.max_attempts, self.redo)
         return tuple(s for s in self.assignments[worker_id] if s not in skip)
 
     def heartbeat(self, worker_id: int) -> HeartbeatView | None:

@@ -28,6 +28,11 @@ class Plan:
     created_at: str | None = None  # when the launch made it (local time, ISO)
     no_bars: tuple[str, ...] = ()  # no bar file (recorded, not detected)
     requested_workers: int | None = None  # --workers, when more than the remaining symbols
+    # Completed symbols whose bars changed since their commit: recomputed in this launch
+    # (--redo-changed), or only reported.
+    redo: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    bars_root: str | None = None  # the bars folder the launch read (status looks there)
 
     @property
     def capped(self) -> bool:
@@ -55,10 +60,16 @@ def make_plan(
     bars: Mapping[str, int],
     workers: int,
     no_bars: frozenset[str] = frozenset(),
+    changed: frozenset[str] = frozenset(),
+    redo: bool = False,
+    bars_root: str | None = None,
 ) -> Plan:
+    """``changed``: completed symbols whose bars changed since their commit; with ``redo``
+    they are detected again (``--redo-changed``), else only reported."""
     if workers < 1:
         raise ValueError("workers must be at least 1")
-    todo = universe - completed - quarantined - no_bars
+    redone = (changed & universe & completed) if redo else frozenset()
+    todo = (universe - completed - quarantined - no_bars) | redone
     remaining = sorted(todo, key=lambda s: (-bars.get(s, 0), s))
     # A worker with nothing to do is never started: at most one per remaining symbol
     # (and one line saying there is nothing to do when nothing remains).
@@ -72,6 +83,9 @@ def make_plan(
         bars={s: bars.get(s, 0) for s in remaining},
         requested_workers=workers if workers > real else None,
         no_bars=tuple(sorted((no_bars & universe) - completed)),
+        redo=tuple(sorted(redone)),
+        changed=tuple(sorted((changed & universe) - redone)),
+        bars_root=bars_root,
     )
 
 
@@ -89,6 +103,16 @@ def format_plan(plan: Plan) -> str:
         lines.append(
             f"Symbols without bar files (no_bars, not detected): {len(plan.no_bars)} ({shown})"
         )
+    if plan.redo:
+        lines.append(
+            f"Recomputed, their bars changed since their commit (--redo-changed): "
+            f"{len(plan.redo)} ({_shown(plan.redo)})"
+        )
+    if plan.changed:
+        lines.append(
+            f"Completed, but their bars changed since their commit: {len(plan.changed)} "
+            f"({_shown(plan.changed)}); `launch --redo-changed` recomputes them"
+        )
     lines.append(f"Remaining symbols: {plan.remaining} ({_millions(plan.remaining_bars)} bars)")
     if plan.capped and plan.remaining:
         lines.append(
@@ -101,6 +125,10 @@ def format_plan(plan: Plan) -> str:
             f"Worker {k}: {len(symbols)} symbols ({span}), {_millions(plan.worker_bars(k))} bars"
         )
     return "\n".join(lines)
+
+
+def _shown(symbols: tuple[str, ...], most: int = 10) -> str:
+    return " ".join(symbols[:most]) + (" ..." if len(symbols) > most else "")
 
 
 def format_invalid_folders(bars_root: Path, names: list[str], shown: int = 5) -> str:
@@ -132,6 +160,12 @@ def plan_to_json(plan: Plan, *, created_at: str, batch_size: int) -> str:
         data["requested_workers"] = plan.requested_workers
     if plan.no_bars:  # only then, so that other plans read as before
         data["no_bars"] = list(plan.no_bars)
+    if plan.redo:
+        data["redo"] = list(plan.redo)
+    if plan.changed:
+        data["changed"] = list(plan.changed)
+    if plan.bars_root is not None:
+        data["bars_root"] = plan.bars_root
     return json.dumps(data, indent=1) + "\n"
 
 
@@ -160,6 +194,9 @@ def read_plan(path: Path) -> Plan:
                 int(data["requested_workers"]) if data.get("requested_workers") else None
             ),
             no_bars=_symbols(data.get("no_bars") or []),
+            redo=_symbols(data.get("redo") or []),
+            changed=_symbols(data.get("changed") or []),
+            bars_root=_typed(data["bars_root"], str) if data.get("bars_root") else None,
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise PlanFileError(f"{path}: {exc}") from exc

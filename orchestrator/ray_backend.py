@@ -29,7 +29,7 @@ import importlib
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ from detector.heartbeat import (
     parse_heartbeat,
     write_heartbeat,
 )
+from detector.input_fingerprint import InputFingerprint
 from detector.run_layout import RunLayout
 from detector.run_store import BatchRecords, RunStore
 from detector.stopping import StopRequest
@@ -107,6 +108,9 @@ class RayRun:
     start_date: date | None = None
     end_date: date | None = None
     inputs: InputPolicy = field(default_factory=InputPolicy)
+    # --redo-changed: completed symbols to detect again, with their bars' fingerprints
+    # now; each is done once a commit records that fingerprint.
+    redo: Mapping[str, InputFingerprint] = field(default_factory=dict)
 
 
 def connect(ray: ModuleType, address: str | None, workers: int) -> None:
@@ -231,7 +235,7 @@ class RayBackend:
             cp = self.store.reconcile(remove_temps=False)
         if cp is None:
             return frozenset()
-        return cp.settled(self.run_spec.max_attempts)
+        return cp.settled(self.run_spec.max_attempts, self.run_spec.redo)
 
     def _send(self, lane: Lane, remote: Any, app_ref: Any, now: float) -> None:
         spec = self.run_spec

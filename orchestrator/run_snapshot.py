@@ -20,9 +20,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from detector.bars import input_fingerprints
 from detector.checkpoint import Checkpoint, CheckpointFormatError, FailedSymbol, from_json
 from detector.errors import ExitCode, IntradayEventsError
 from detector.heartbeat import BatchLogEntry, parse_heartbeat
+from detector.input_fingerprint import changed
+from detector.merge import superseded_rows
 from detector.process_identity import existed_at
 from detector.run_layout import RunLayout
 from orchestrator.plan import Plan
@@ -115,6 +118,9 @@ class RunSnapshot:
     launched_at: datetime | None = None  # the latest launch (plan.json), else first worker start
     elapsed_s: float | None = None  # since launched_at: until now, or the last activity
     recent_shards: tuple[BatchLogEntry, ...] = ()  # newest last
+    # Completed symbols whose bars changed since their commit; None when not looked at
+    # (it takes a stat of every bar file: ``status`` looks, the dashboard does not).
+    changed_inputs: tuple[str, ...] | None = None
 
     @property
     def progress_pct(self) -> float | None:
@@ -180,7 +186,38 @@ def read_snapshot(layout: RunLayout, *, now: datetime, max_attempts: int = 3) ->
     except (OSError, UnicodeDecodeError, RecursionError, CheckpointFormatError) as exc:
         problem = f"checkpoint unreadable ({exc}); resume rebuilds it from the shards"
         return replace(base, state="running" if running else "unknown", problem=problem)
+    if _recommitted(cp):
+        try:
+            superseded = superseded_rows(layout, cp.shards)
+        except Exception:  # a shard removed or unreadable meanwhile: counted as it is
+            superseded = 0
+        base = replace(base, events_so_far=base.events_so_far - superseded)
     return _with_checkpoint(base, plan, cp, running=running)
+
+
+def with_changed_inputs(
+    snapshot: RunSnapshot, layout: RunLayout, bars_root: Path | None
+) -> RunSnapshot:
+    """``snapshot`` with the completed symbols whose bars changed since their commit,
+    under ``bars_root``, or the folder the latest launch read (its plan says)."""
+    if bars_root is None:
+        plan = run_plan(layout)
+        if plan is None or plan.bars_root is None:
+            return snapshot  # not known where the bars are: not looked at
+        bars_root = Path(plan.bars_root)
+    try:
+        cp = from_json(layout.checkpoint.read_text(encoding="utf-8"), layout.run_id)
+    except (OSError, UnicodeDecodeError, RecursionError, CheckpointFormatError):
+        return snapshot
+    recorded = {s: f for s, f in cp.inputs.items() if s in cp.completed}
+    current = input_fingerprints(sorted(recorded), bars_root)
+    return replace(snapshot, changed_inputs=changed(recorded, current))
+
+
+def _recommitted(cp: Checkpoint) -> bool:
+    """Whether some symbol has more than one commit (recomputed from changed bars)."""
+    covered = [s for symbols in cp.shards.values() for s in symbols]
+    return len(covered) != len(set(covered))
 
 
 def _with_checkpoint(

@@ -198,6 +198,13 @@ def _inputs(s: RunSnapshot) -> list[str]:
             f" ... and {len(s.no_bars) - _MAX_LISTED} more" if len(s.no_bars) > _MAX_LISTED else ""
         )
         lines += ["no bar files (no_bars: not completed, no events)", f"  {shown}{more}"]
+    if s.changed_inputs:
+        shown = " ".join(s.changed_inputs[:_MAX_LISTED])
+        more = len(s.changed_inputs) - _MAX_LISTED
+        lines += [
+            "bars changed since their commit (`launch --redo-changed` recomputes them)",
+            f"  {shown}" + (f" ... and {more} more" if more > 0 else ""),
+        ]
     if s.skipped_files:
         lines.append("unreadable bar files skipped (--skip-unreadable)")
         for symbol, files in list(s.skipped_files.items())[:_MAX_LISTED]:
@@ -232,6 +239,7 @@ def snapshot_to_json(s: RunSnapshot) -> dict[str, Any]:
         "remaining": _names(s.remaining),
         "quarantined": _names(s.quarantined),
         "no_bars": _names(s.no_bars),
+        "changed_inputs": _names(s.changed_inputs),
         "skipped_files": None
         if s.skipped_files is None
         else {sym: list(files) for sym, files in s.skipped_files.items()},

@@ -107,6 +107,7 @@ def detect(
     max_attempts: int,
     allow_missing: bool,
     skip_unreadable: bool,
+    redo_changed: bool,
     inputs_checked: bool,
     parent_pid: int | None,
     extra_symbols: tuple[str, ...],
@@ -138,7 +139,7 @@ def detect(
         merge=not no_merge,
         force_config=force_config,
         max_attempts=max_attempts,
-        inputs=input_policy(allow_missing, skip_unreadable),
+        inputs=input_policy(allow_missing, skip_unreadable, redo_changed),
         inputs_checked=inputs_checked,
     )
     stop = StopRequest()

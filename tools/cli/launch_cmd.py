@@ -186,6 +186,7 @@ def run_launch(
     extra_symbols: tuple[str, ...] = (),
     allow_missing: bool = False,
     skip_unreadable: bool = False,
+    redo_changed: bool = False,
 ) -> ExitCode:
     """Build the launch from the options, run it, print the summary; return the exit code."""
     if backend == "ray":
@@ -214,7 +215,7 @@ def run_launch(
         backend="ray" if backend == "ray" else "local",
         ray_address=ray_address,
         ray_task_retries=ray_task_retries,
-        inputs=input_policy(allow_missing, skip_unreadable),
+        inputs=input_policy(allow_missing, skip_unreadable, redo_changed),
     )
     launcher = Launcher(
         cfg,

@@ -37,7 +37,16 @@ def viewer_max_attempts_option() -> Callable[[Any], Any]:
 
 
 def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--allow-missing`` and ``--skip-unreadable`` of ``launch`` and ``detect``."""
+    """``--allow-missing``, ``--skip-unreadable`` and ``--redo-changed`` of ``launch`` and
+    ``detect``."""
+    command = click.option(
+        "--redo-changed",
+        is_flag=True,
+        help="Recompute completed symbols whose bar files changed since their events were "
+        "committed (a day added, rewritten or removed); the final file then holds each "
+        "symbol's rows from its latest commit only. Default: such symbols are reported, "
+        "not recomputed.",
+    )(command)
     command = click.option(
         "--skip-unreadable",
         is_flag=True,
@@ -53,8 +62,12 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-def input_policy(allow_missing: bool, skip_unreadable: bool) -> InputPolicy:
-    return InputPolicy(allow_missing=allow_missing, skip_unreadable=skip_unreadable)
+def input_policy(
+    allow_missing: bool, skip_unreadable: bool, redo_changed: bool = False
+) -> InputPolicy:
+    return InputPolicy(
+        allow_missing=allow_missing, skip_unreadable=skip_unreadable, redo_changed=redo_changed
+    )
 
 
 def date_option(name: str, help_text: str) -> Callable[[Any], Any]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
@@ -30,6 +30,7 @@ from detector.run_store import RunStore
 from detector.stopping import StopRequest
 from detector.symbols import read_symbol_file
 from detector.worker import run_hash
+from detector.zone_sample import check_bars_zone
 from orchestrator.cleanup import stop_recorded_processes
 from orchestrator.final_merge import live_launcher_pid, merge_final
 from orchestrator.local_workers import LocalWorkers, WorkerCommand
@@ -70,6 +71,7 @@ class LaunchConfig:
     backend: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # None: ray.init()'s own choice; "local": a new local Ray
     ray_task_retries: int = 3
+    check_timezone: bool = True  # refuse when a sample's volume peaks are off the auctions
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class LaunchOutcome:
     wall_s: float
     stopped: str | None
     exit_code: ExitCode
+    suspect_timezone: Mapping[str, str] = field(default_factory=dict)  # symbol -> shifts
 
 
 class NotConfirmedError(IntradayEventsError):
@@ -171,6 +174,12 @@ class Launcher:
         store = RunStore(layout)
         existing = store.reconcile()
         symbols = self._universe(existing.universe if existing else frozenset())
+        if cfg.check_timezone:
+            # Before the run is opened: a refusal leaves no checkpoint and starts nothing.
+            done = existing.completed if existing else frozenset()
+            pending = sorted(symbols - done)
+            if pending:
+                check_bars_zone(cfg.bars_root, pending, self.app.bars.naive_timezone)
         cp = store.open_run(
             config_hash=run_hash(self.app, cfg.start_date, cfg.end_date),
             symbols=symbols,
@@ -353,4 +362,7 @@ class Launcher:
             wall_s=self.clock() - started,
             stopped=self.stop.reason,
             exit_code=code,
+            suspect_timezone={
+                s: note for s, note in sorted(cp.suspect_timezone.items()) if s in cp.universe
+            },
         )

@@ -17,7 +17,7 @@ import os
 import socket
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -44,6 +44,9 @@ class SymbolOutcome:
     bars: int
     events: pl.DataFrame | None  # None when detection failed
     error: str | None = None
+    # Its volume peaks are off the auctions as read (detector.zone_check): the shifts
+    # that would put them there, per daylight-saving period. Its events are kept.
+    suspect_timezone: str | None = None
 
 
 def detect_for_run(
@@ -65,7 +68,15 @@ def detect_for_run(
     if result.stats.files_skipped:
         log.warning("%s: skipped %d unreadable files", symbol, len(result.stats.files_skipped))
     log.debug("%s: %d bars, %d events, %s", symbol, result.bars, events.height, result.stats)
-    return SymbolOutcome(symbol, result.bars, events)
+    zone = result.stats.zone
+    suspect = zone.note() if zone is not None and not zone.fits else None
+    if suspect:
+        log.warning(
+            "%s: suspect time zone: its volume peaks sit on the 09:30/16:00 auctions only "
+            "shifted by %s (%s); its events are kept; check intraday_events.bars.naive_timezone",
+            symbol, suspect, zone.describe() if zone else "",
+        )  # fmt: skip
+    return SymbolOutcome(symbol, result.bars, events, suspect_timezone=suspect)
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,7 @@ class BatchOutput:
     host: str
     stopped: bool  # a stop was requested: the rest of the batch was not started
     seconds: float
+    suspect_timezone: dict[str, str] = field(default_factory=dict)  # symbol -> shifts
 
 
 def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
@@ -124,6 +136,7 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
     frames: list[pl.DataFrame] = []
     covered: list[str] = []
     failures: dict[str, str] = {}
+    suspects: dict[str, str] = {}
     lines: list[tuple[object, ...]] = []
     bars = 0
     stopped = False
@@ -141,6 +154,8 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
         else:
             frames.append(outcome.events)
             covered.append(symbol)
+            if outcome.suspect_timezone:
+                suspects[symbol] = outcome.suspect_timezone
         found = 0 if outcome.events is None else outcome.events.height
         now = datetime.now()
         beat.write(
@@ -177,6 +192,7 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
         host=socket.gethostname(),
         stopped=stopped,
         seconds=time.perf_counter() - started,
+        suspect_timezone=suspects,
     )
 
 

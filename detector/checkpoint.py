@@ -54,6 +54,9 @@ class Checkpoint:
     seeded_from: tuple[str, ...] = ()  # every source run seeded from, first seeding first
     seeded_at: str | None = None  # the latest seeding that changed something
     extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys, kept as they are
+    # Completed symbols whose volume peaks sit off the auctions as read (a wrong time
+    # zone?): symbol -> the shifts that fit (detector.zone_check). Their events are kept.
+    suspect_timezone: Mapping[str, str] = field(default_factory=dict)
 
     def quarantined(self, max_attempts: int) -> frozenset[str]:
         return frozenset(
@@ -96,6 +99,8 @@ def to_json(cp: Checkpoint) -> str:
             data["seeded_from"] = list(cp.seeded_from)
         data["seeded_at"] = cp.seeded_at
         data["seeded"] = dict(sorted(cp.seeded.items()))
+    if cp.suspect_timezone:  # only when some symbol is suspect: others read as before
+        data["suspect_timezone"] = dict(sorted(cp.suspect_timezone.items()))
     return json.dumps(data, indent=1) + "\n"
 
 
@@ -119,6 +124,7 @@ _KNOWN = {
     "seeded",
     "seeded_from",
     "seeded_at",
+    "suspect_timezone",
 }
 
 
@@ -155,6 +161,9 @@ def from_json(text: str, run_id: str) -> Checkpoint:
             seeded={str(k): str(v) for k, v in (data.get("seeded") or {}).items()},
             seeded_from=_seeded_from(data.get("seeded_from")),
             seeded_at=data.get("seeded_at"),
+            suspect_timezone={
+                str(k): str(v) for k, v in (data.get("suspect_timezone") or {}).items()
+            },
             extra={
                 k: v
                 for k, v in data.items()
@@ -175,8 +184,11 @@ def with_commit(
     symbols: Iterable[str],
     failures: Mapping[str, str],
     now: datetime,
+    suspects: Mapping[str, str] | None = None,
 ) -> Checkpoint:
-    """The checkpoint after committing one shard: a union, never a replacement."""
+    """The checkpoint after committing one shard: a union, never a replacement.
+
+    ``suspects`` (symbol -> note) of the covered symbols join ``suspect_timezone``."""
     covered = tuple(sorted(symbols))
     failed = dict(cp.failed)
     for symbol in covered:
@@ -190,6 +202,10 @@ def with_commit(
         failed=failed,
         shard_counter=max(cp.shard_counter, shard_number),
         last_updated=_stamp(now),
+        suspect_timezone={
+            **cp.suspect_timezone,
+            **{s: note for s, note in (suspects or {}).items() if s in covered},
+        },
     )
 
 

@@ -235,14 +235,18 @@ class RunStore:
         symbols: tuple[str, ...],
         failures: Mapping[str, str],
         config_hash: str,
+        suspects: Mapping[str, str] | None = None,
     ) -> CommitResult:
-        """Commit one batch: ``symbols`` were detected (``events`` holds their rows)."""
+        """Commit one batch: ``symbols`` were detected (``events`` holds their rows);
+        ``suspects`` are those of them recorded as ``suspect_timezone``."""
         temp = self.layout.temp_shard(shard_dir, worker_id, os.getpid(), os.urandom(4).hex())
         try:
             if symbols:
                 self._write_temp(temp, events, symbols, config_hash)
                 crash_point("after_temp_shard")
-            return self._publish(temp, shard_dir, symbols, failures, config_hash, events)
+            return self._publish(
+                temp, shard_dir, symbols, failures, config_hash, events, suspects or {}
+            )
         finally:
             temp.unlink(missing_ok=True)
 
@@ -254,6 +258,7 @@ class RunStore:
         symbols: tuple[str, ...],
         failures: Mapping[str, str],
         config_hash: str,
+        suspects: Mapping[str, str] | None = None,
     ) -> CommitResult:
         """Commit a batch whose temporary shard another process wrote (a Ray task).
 
@@ -272,7 +277,9 @@ class RunStore:
                     raise ShardWriteError(str(temp), f"not a readable shard: {exc}") from exc
                 if info.run_id != self.layout.run_id or set(info.symbols) != set(symbols):
                     raise ShardWriteError(str(temp), "its footer does not match the batch")
-            return self._publish(temp, shard_dir, symbols, failures, config_hash, None)
+            return self._publish(
+                temp, shard_dir, symbols, failures, config_hash, None, suspects or {}
+            )
         finally:
             if temp is not None:
                 temp.unlink(missing_ok=True)
@@ -285,6 +292,7 @@ class RunStore:
         failures: Mapping[str, str],
         config_hash: str,
         events: pl.DataFrame | None,
+        suspects: Mapping[str, str],
     ) -> CommitResult:
         """Under the lock: drop symbols committed meanwhile, name the shard, record it.
 
@@ -319,6 +327,7 @@ class RunStore:
                     symbols=fresh,
                     failures=failures,
                     now=now,
+                    suspects=suspects,
                 )
             )
             return CommitResult(shard, fresh, already, height)

@@ -71,6 +71,7 @@ class WorkerOutcome:
     shards: int
     merged: MergeResult | None
     stopped: str | None = None  # why the worker stopped before its list was done
+    suspect_timezone: tuple[str, ...] = ()  # committed by this process, peaks off the auctions
 
     @property
     def ok(self) -> bool:
@@ -174,18 +175,20 @@ class Worker:
         )  # fmt: skip
         self.beat("running", symbols_total=len(todo), total_batches=len(batches))
         failed: list[str] = []
+        suspect: list[str] = []
         committed = events_total = shards = 0
         bytes_done = bars_done = 0
         for number, batch in enumerate(batches, start=1):
             frames: list[pl.DataFrame] = []
             covered: list[str] = []
             failures: dict[str, str] = {}
+            suspects: dict[str, str] = {}
             for symbol in batch:
                 if self.stop.requested:
                     break
                 self.beat("running", current_symbol=symbol, batch_num=number)
                 pause_point("before_detection", symbol)
-                bars, result = self._detect(symbol, failures)
+                bars, result = self._detect(symbol, failures, suspects)
                 crash_point("during_detection", symbol)
                 bytes_done += sizes.get(symbol, 0)
                 bars_done += bars
@@ -219,7 +222,9 @@ class Worker:
                 symbols=tuple(covered),
                 failures=failures,
                 config_hash=self.hash,
+                suspects=suspects,
             )
+            suspect.extend(s for s in outcome.committed if s in suspects)
             commit_ms = (time.perf_counter() - commit_started) * 1000
             del frames, events  # memory stays bounded by one batch
             failed.extend(failures)
@@ -251,13 +256,20 @@ class Worker:
                 self.stop.reason,
                 committed,
             )
-        return self._finish(committed, failed, events_total, shards)
+        return replace(
+            self._finish(committed, failed, events_total, shards),
+            suspect_timezone=tuple(sorted(suspect)),
+        )
 
-    def _detect(self, symbol: str, failures: dict[str, str]) -> tuple[int, pl.DataFrame | None]:
+    def _detect(
+        self, symbol: str, failures: dict[str, str], suspects: dict[str, str]
+    ) -> tuple[int, pl.DataFrame | None]:
         cfg = self.cfg
         outcome = detect_for_run(symbol, cfg.bars_root, self.app, cfg.start_date, cfg.end_date)
         if outcome.error is not None:
             failures[symbol] = outcome.error
+        if outcome.suspect_timezone is not None:
+            suspects[symbol] = outcome.suspect_timezone
         return outcome.bars, outcome.events
 
     def _finish(self, committed: int, failed: list[str], events: int, shards: int) -> WorkerOutcome:

@@ -300,6 +300,7 @@ class RayBackend:
                 symbols=out.covered,
                 failures=out.failures,
                 config_hash=spec.config_hash,
+                suspects=out.suspect_timezone,
             )
         except (IntradayEventsError, OSError) as exc:
             self._lost(lane, f"commit failed: {exc}")

@@ -111,6 +111,8 @@ class RunSnapshot:
     launched_at: datetime | None = None  # the latest launch (plan.json), else first worker start
     elapsed_s: float | None = None  # since launched_at: until now, or the last activity
     recent_shards: tuple[BatchLogEntry, ...] = ()  # newest last
+    # Completed symbols whose volume peaks are off the auctions as read: symbol -> shifts.
+    suspect_timezone: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def progress_pct(self) -> float | None:
@@ -215,6 +217,7 @@ def _with_checkpoint(
         remaining=tuple(sorted(remaining)),
         failed=dict(sorted(failed.items())),
         quarantined=tuple(sorted(quarantined)),
+        suspect_timezone=dict(sorted(cp.suspect_timezone.items())),
         remaining_bars=remaining_bars,
         bars_total=bars_total,
         bars_done=bars_done,

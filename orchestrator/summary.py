@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from detector.merge import MergeResult
 from orchestrator.launch import LaunchOutcome
 
@@ -23,6 +25,24 @@ def format_merged(merged: MergeResult) -> list[str]:
         f"  by type: {_counts(merged.by_type)}",
         f"  by direction: {_counts(merged.by_direction)}",
         f"  by session: {_counts(merged.by_session)}",
+    ]
+
+
+SUSPECTS_SHOWN = 10
+
+
+def format_suspects(suspects: Mapping[str, str], run_id: str) -> list[str]:
+    """Completed symbols whose volume peaks are off the auctions as read (a few shown)."""
+    if not suspects:
+        return []
+    shown = list(suspects.items())[:SUSPECTS_SHOWN]
+    more = len(suspects) - len(shown)
+    where = f"suspect_timezone in logs/checkpoints/{run_id}_completed.json"
+    return [
+        f"suspect time zone ({len(suspects)}): volume peaks on the 09:30/16:00 auctions only "
+        f"once shifted; events written; check intraday_events.bars.naive_timezone",
+        *(f"  {s}: {note}" for s, note in shown),
+        *([f"  ... and {more} more ({where})"] if more else []),
     ]
 
 
@@ -48,6 +68,7 @@ def format_summary(outcome: LaunchOutcome) -> str:
     )
     lines += _listed("failed, retried by the next launch", outcome.failed)
     lines += _listed("quarantined, skipped from now on", outcome.quarantined)
+    lines += format_suspects(outcome.suspect_timezone, run)
     if outcome.given_up:
         workers = ", ".join(str(k) for k in outcome.given_up)
         lines.append(f"workers given up after too many restarts: {workers}")

@@ -163,8 +163,8 @@ def auction_profile(clocked: pl.DataFrame) -> pl.DataFrame:
     """
     code = pl.lit(_SHIFT_CODES).gather(pl.col("minute"))
     key = pl.col("date").cast(pl.Int64) * _CODES + code
-    volume = pl.col("volume").cast(pl.Float64).fill_null(0.0).clip(lower_bound=0.0)
-    per_day = clocked.group_by(key.alias("key")).agg(volume.sum().alias("volume"))
+    volume = pl.col("volume").clip(lower_bound=0).sum().cast(pl.Float64)
+    per_day = clocked.lazy().group_by(key.alias("key")).agg(volume.alias("volume"))
     day = (pl.col("key") // _CODES).cast(pl.Int32).cast(pl.Date)
     k = (pl.col("key") % _CODES).cast(pl.Int32)
     per_day = per_day.select(
@@ -182,6 +182,7 @@ def auction_profile(clocked: pl.DataFrame) -> pl.DataFrame:
         .with_columns(weight.alias("weight"))
         .group_by("period", "k")
         .agg(pl.col("weight").sum())
+        .collect()
     )
 
 

@@ -165,3 +165,9 @@ def test_real_tape_fits_as_read_and_is_caught_as_new_york_wall_clock_read_as_utc
     assert right.judged and right.fits
     assert {p.period: p.best_offset for p in wrong.periods} == {"summer": 8, "winter": 10}
     assert fitting_zone("UTC", wrong) == "America/New_York"
+    # Each symbol alone, as detection judges it: all 17 fit, all 17 caught when shifted.
+    for path in files:
+        alone, _ = read_bar_files([path], "UTC")
+        assert verdict_of(alone).fits, path.name
+        caught = verdict_of(ny_wall_read_as(alone, "UTC"))
+        assert caught.note() == "summer +4 h, winter +5 h", path.name

@@ -20,10 +20,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from detector.batch import BatchTask, LaneProgress, run_batch
 from detector.checkpoint import Checkpoint, from_json, to_json, with_commit
+from detector.config import AppConfig
 from detector.faults import ENV as CRASH_ENV
 from detector.faults import PAUSE_ENV
 from detector.run_layout import RunLayout
+from detector.run_store import RunStore
 from tools.demo_data import DemoDataSpec, generate_demo_bars
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,3 +224,26 @@ def test_checkpoints_without_suspects_load_and_suspects_round_trip() -> None:
     )  # fmt: skip
     assert after.suspect_timezone == {"B": "winter +5 h"}  # only symbols of the shard
     assert from_json(to_json(after), "r").suspect_timezone == {"B": "winter +5 h"}
+
+
+def test_a_ray_task_reports_suspects_and_the_driver_records_them(
+    naive: Path, tmp_path: Path
+) -> None:
+    # What a Ray task runs (run_batch) and what the driver commits, without Ray.
+    layout = RunLayout(tmp_path, "tz_ray")
+    store = RunStore(layout)
+    store.open_run(config_hash="h", symbols=["DAAA", "DAAB"], resume=False, force_config=False)
+    task = BatchTask(
+        root=tmp_path, run_id="tz_ray", lane=0, number=1, total_batches=1,
+        symbols=("DAAA", "DAAB"), bars_root=naive, config_hash="h", owner_pid=os.getpid(),
+        progress=LaneProgress(0, 2, 0, 0, datetime.now().isoformat(timespec="seconds")),
+        stop_token="t",
+    )  # fmt: skip
+    out = run_batch(task, AppConfig())
+    assert out.covered == ("DAAA", "DAAB")
+    assert out.suspect_timezone == {"DAAA": "winter +5 h", "DAAB": "winter +5 h"}
+    store.commit_written(
+        out.temp, shard_dir=layout.shard_dir(0), symbols=out.covered, failures=out.failures,
+        config_hash="h", suspects=out.suspect_timezone,
+    )  # fmt: skip
+    assert checkpoint(tmp_path, "tz_ray")["suspect_timezone"] == out.suspect_timezone

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
 from detector.batch import BatchTask, LaneProgress, run_batch
 from detector.checkpoint import Checkpoint, from_json, to_json, with_commit
@@ -27,6 +28,7 @@ from detector.faults import ENV as CRASH_ENV
 from detector.faults import PAUSE_ENV
 from detector.run_layout import RunLayout
 from detector.run_store import RunStore
+from tools.cli import cli
 from tools.demo_data import DemoDataSpec, generate_demo_bars
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,3 +249,15 @@ def test_a_ray_task_reports_suspects_and_the_driver_records_them(
         config_hash="h", suspects=out.suspect_timezone,
     )  # fmt: skip
     assert checkpoint(tmp_path, "tz_ray")["suspect_timezone"] == out.suspect_timezone
+
+
+def test_detect_symbol_says_when_one_symbol_looks_shifted(aware: Path, naive: Path) -> None:
+    runner = CliRunner()
+    shifted = runner.invoke(cli, ["detect-symbol", "DAAA", "--bars", str(naive)])
+    assert shifted.exit_code == 0, shifted.output
+    assert shifted.stderr.startswith(
+        "suspect time zone: the volume peaks sit on the 09:30/16:00 auctions only once shifted "
+        "by winter +5 h (winter: "
+    )
+    right = runner.invoke(cli, ["detect-symbol", "DAAA", "--bars", str(aware)])
+    assert right.exit_code == 0 and "suspect" not in right.stderr

@@ -103,6 +103,17 @@ def test_a_fixed_utc_minus_5_reading_is_right_in_winter_and_an_hour_off_in_summe
     assert fitting_zone("Etc/GMT+5", verdict) == "America/New_York"
 
 
+def test_new_york_wall_clock_read_as_chicago_is_an_hour_late_all_year() -> None:
+    bars = pl.concat(
+        [demo_symbol_bars(0, "DAAE", WINTER), demo_symbol_bars(0, "DAAE", SUMMER)]
+    ).sort("timestamp")
+    verdict = verdict_of(ny_wall_read_as(bars, "America/Chicago"))
+    assert {p.period: p.best_offset for p in verdict.periods} == {"summer": -2, "winter": -2}
+    assert verdict.note() == "summer -1 h, winter -1 h" and verdict.offsets_text() == "1 h"
+    assert fitting_zone("America/Chicago", verdict) == "America/New_York"
+    assert fitting_zone("UTC", verdict_of(bars)) is None  # a fitting reading needs no hint
+
+
 def test_bars_without_auction_surges_never_contradict_whatever_their_zone() -> None:
     # Random walks with bursts at random minutes, the same every day: no auctions at all.
     days = [d.isoformat() for d in WINTER]

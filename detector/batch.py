@@ -60,6 +60,9 @@ class SymbolOutcome:
     no_bars: bool = False  # no bar file, and the run allows it: recorded, not covered
     skipped_files: tuple[str, ...] = ()  # unreadable files left out (skip_unreadable)
     inputs: InputFingerprint | None = None  # what the events were computed from
+    # Its volume peaks are off the auctions as read (detector.zone_check): the shifts
+    # that would put them there, per daylight-saving period. Its events are kept.
+    suspect_timezone: str | None = None
 
 
 def detect_for_run(
@@ -98,7 +101,22 @@ def detect_for_run(
     if skipped:
         log.warning("%s: skipped %d unreadable files (--skip-unreadable)", symbol, len(skipped))
     log.debug("%s: %d bars, %d events, %s", symbol, result.bars, events.height, result.stats)
-    return SymbolOutcome(symbol, result.bars, events, skipped_files=skipped, inputs=result.inputs)
+    zone = result.stats.zone
+    suspect = zone.note() if zone is not None and not zone.fits else None
+    if suspect:
+        log.warning(
+            "%s: suspect time zone: its volume peaks sit on the 09:30/16:00 auctions only "
+            "shifted by %s (%s); its events are kept; check intraday_events.bars.naive_timezone",
+            symbol, suspect, zone.describe() if zone else "",
+        )  # fmt: skip
+    return SymbolOutcome(
+        symbol,
+        result.bars,
+        events,
+        skipped_files=skipped,
+        inputs=result.inputs,
+        suspect_timezone=suspect,
+    )
 
 
 @dataclass(frozen=True)
@@ -147,6 +165,7 @@ class BatchOutput:
     no_bars: tuple[str, ...] = ()  # no bar file (allow_missing): recorded, not covered
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # of covered
     inputs: Mapping[str, InputFingerprint] = field(default_factory=dict)  # of covered
+    suspect_timezone: dict[str, str] = field(default_factory=dict)  # symbol -> shifts
 
 
 def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
@@ -164,6 +183,7 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
     no_bars: list[str] = []
     skipped: dict[str, tuple[str, ...]] = {}
     inputs: dict[str, InputFingerprint] = {}
+    suspects: dict[str, str] = {}
     lines: list[tuple[object, ...]] = []
     bars = 0
     stopped = False
@@ -189,6 +209,8 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
                 skipped[symbol] = outcome.skipped_files
             if outcome.inputs is not None:
                 inputs[symbol] = outcome.inputs
+            if outcome.suspect_timezone:
+                suspects[symbol] = outcome.suspect_timezone
         found = 0 if outcome.events is None else outcome.events.height
         now = datetime.now()
         beat.write(
@@ -229,6 +251,7 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
         no_bars=tuple(no_bars),
         skipped_files=skipped,
         inputs=inputs,
+        suspect_timezone=suspects,
     )
 
 

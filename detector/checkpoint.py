@@ -75,6 +75,9 @@ class Checkpoint:
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # What each symbol's latest commit was computed from (absent for older commits).
     inputs: Mapping[str, InputFingerprint] = field(default_factory=dict)
+    # Completed symbols whose volume peaks sit off the auctions as read (a wrong time
+    # zone?): symbol -> the shifts that fit (detector.zone_check). Their events are kept.
+    suspect_timezone: Mapping[str, str] = field(default_factory=dict)
 
     def quarantined(self, max_attempts: int) -> frozenset[str]:
         return frozenset(
@@ -138,6 +141,8 @@ def to_json(cp: Checkpoint) -> str:
         data["skipped_files"] = {s: list(f) for s, f in sorted(cp.skipped_files.items())}
     if cp.inputs:
         data["inputs"] = {s: f.to_json() for s, f in sorted(cp.inputs.items())}
+    if cp.suspect_timezone:  # only when some symbol is suspect: others read as before
+        data["suspect_timezone"] = dict(sorted(cp.suspect_timezone.items()))
     return json.dumps(data, indent=1) + "\n"
 
 
@@ -164,6 +169,7 @@ _KNOWN = {
     "no_bars",
     "skipped_files",
     "inputs",
+    "suspect_timezone",
 }
 
 
@@ -208,6 +214,9 @@ def from_json(text: str, run_id: str) -> Checkpoint:
             inputs={
                 str(s): InputFingerprint.from_json(f) for s, f in (data.get("inputs") or {}).items()
             },
+            suspect_timezone={
+                str(k): str(v) for k, v in (data.get("suspect_timezone") or {}).items()
+            },
             extra={
                 k: v
                 for k, v in data.items()
@@ -231,13 +240,15 @@ def with_commit(
     no_bars: Iterable[str] = (),
     skipped_files: Mapping[str, tuple[str, ...]] | None = None,
     inputs: Mapping[str, InputFingerprint] | None = None,
+    suspects: Mapping[str, str] | None = None,
 ) -> Checkpoint:
     """The checkpoint after committing one shard: a union, never a replacement.
 
     ``no_bars`` are symbols of the batch found without bar files (not covered);
     ``skipped_files`` the unreadable files each covered symbol was detected without;
     ``inputs`` what each was computed from. For a symbol committed again (recomputed
-    from changed bars) both replace the earlier commit's records.
+    from changed bars) both replace the earlier commit's records. ``suspects``
+    (symbol -> note) of the covered symbols join ``suspect_timezone``.
     """
     covered = tuple(sorted(symbols))
     failed = dict(cp.failed)
@@ -260,6 +271,10 @@ def with_commit(
         inputs={**{s: f for s, f in cp.inputs.items() if s not in covered}, **prints},
         shard_counter=max(cp.shard_counter, shard_number),
         last_updated=_stamp(now),
+        suspect_timezone={
+            **{s: note for s, note in cp.suspect_timezone.items() if s not in covered},
+            **{s: note for s, note in (suspects or {}).items() if s in covered},
+        },
     )
     return with_outcomes(base, failures, no_bars, now)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from detector.et_clock import with_et_clock
+from detector.zone_check import ZoneVerdict, auction_profile, zone_verdict
 
 REQUIRED_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -26,6 +27,9 @@ class CleaningStats:
     dropped_duplicate_timestamp: int = 0
     dropped_outside_hours: int = 0
     rows_kept: int = 0
+    # Whether the volume peaks sit on the auctions as read (detector.zone_check), judged
+    # on every valid bar before the cut to [start, end), which would hide a shifted session.
+    zone: ZoneVerdict | None = field(default=None, compare=False, repr=False)
 
     @property
     def rows_dropped(self) -> int:
@@ -70,12 +74,14 @@ def clean_bars(
     day_start_minute: int,
     day_end_minute: int,
     stats: CleaningStats | None = None,
+    check_zone: bool = True,
 ) -> tuple[pl.DataFrame, CleaningStats]:
     """Sort, drop bad rows, keep the last of repeated timestamps, keep [start, end) ET.
 
     ``frame`` has the canonical types of :func:`normalize_types`. Returns the clean
     bars with ``ts_et`` (America/New_York), ``date`` (ET trading day) and ``minute``
-    (ET minutes after midnight) added, and the statistics.
+    (ET minutes after midnight) added, and the statistics; with ``check_zone`` these
+    hold the time-zone verdict of the bars (:mod:`detector.zone_check`, a few ms).
 
     Each step copies the rows only when it drops or moves some: real files are
     sorted and clean, so usually nothing is copied at all.
@@ -100,6 +106,7 @@ def clean_bars(
     deduped_rows = frame.height
 
     frame = with_et_clock(frame)
+    zone = zone_verdict(auction_profile(frame)) if check_zone else None
     outside = 0
     if not frame.is_empty():
         first, last = frame.select(pl.col("minute").min(), pl.col("minute").max().alias("x")).row(0)
@@ -119,6 +126,7 @@ def clean_bars(
         dropped_duplicate_timestamp=valid_rows - deduped_rows,
         dropped_outside_hours=outside,
         rows_kept=frame.height,
+        zone=zone,
     )
     return frame, result
 

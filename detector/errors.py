@@ -176,3 +176,55 @@ class RunBusyError(IntradayEventsError):
             f"`intraday-events status --run-id {run_id}`, or stop it with "
             f"`intraday-events restart --run-id {run_id}`"
         )
+
+
+class TimezoneMismatchError(IntradayEventsError):
+    """The bars' volume peaks are not on the auctions in the configured reading.
+
+    Naive timestamps: the setting is wrong (exit 2). Zone-aware ones: the files are
+    (exit 3), and no setting of ours changes how they are read.
+    """
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(
+        self,
+        *,
+        naive: bool,
+        naive_timezone: str,
+        distance: str,
+        details: str,
+        sampled: int,
+        fitting_zone: str | None,
+    ) -> None:
+        self.naive = naive
+        self.naive_timezone = naive_timezone
+        self.distance = distance
+        self.details = details
+        self.sampled = sampled
+        self.fitting_zone = fitting_zone
+        if not naive:
+            self.exit_code = ExitCode.DATA
+        key = "intraday_events.bars.naive_timezone"
+        peaks = (
+            f"put the volume peaks {distance} away from the 09:30/16:00 auctions in "
+            f"{sampled} sampled symbol{'s' if sampled != 1 else ''} ({details})"
+        )
+        if naive:
+            fix = (
+                f"the bars look like {fitting_zone} local time; set {key}: {fitting_zone}"
+                if fitting_zone
+                else f"set {key} to the zone the files were written in"
+            )
+            line = f"naive timestamps read as {naive_timezone} ({key}) {peaks}: {fix}"
+        else:
+            looks = (
+                f"they look like {fitting_zone} local time written as UTC; "
+                if fitting_zone == "America/New_York"
+                else ""
+            )
+            line = (
+                f"the bar files' zone-aware timestamps {peaks}: {looks}{key} ({naive_timezone}) "
+                f"applies to naive timestamps only: correct the files"
+            )
+        super().__init__(f"{line}, or pass --no-timezone-check")

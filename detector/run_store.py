@@ -60,6 +60,7 @@ class BatchRecords:
     no_bars: tuple[str, ...] = ()  # symbols found without bar files (--allow-missing)
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per symbol
     inputs: Mapping[str, InputFingerprint] = field(default_factory=dict)  # per symbol
+    suspects: Mapping[str, str] = field(default_factory=dict)  # suspect time zone, per symbol
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,8 @@ class RunStore:
         config_hash: str,
         outcomes: BatchRecords | None = None,
     ) -> CommitResult:
-        """Commit one batch: ``symbols`` were detected (``events`` holds their rows)."""
+        """Commit one batch: ``symbols`` were detected (``events`` holds their rows);
+        ``suspects`` are those of them recorded as ``suspect_timezone``."""
         temp = self.layout.temp_shard(shard_dir, worker_id, os.getpid(), os.urandom(4).hex())
         records = outcomes or BatchRecords()
         try:
@@ -385,6 +387,7 @@ class RunStore:
                     no_bars=records.no_bars,
                     skipped_files=records.skipped_files,
                     inputs=records.inputs,
+                    suspects=records.suspects,
                 )
             )
             return CommitResult(shard, fresh, already, height)

@@ -80,6 +80,7 @@ class WorkerOutcome:
     stopped: str | None = None  # why the worker stopped before its list was done
     no_bars: tuple[str, ...] = ()  # of its symbols: recorded without bar files
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # of its symbols
+    suspect_timezone: tuple[str, ...] = ()  # committed by this process, peaks off the auctions
 
     @property
     def ok(self) -> bool:
@@ -194,6 +195,7 @@ class Worker:
         )  # fmt: skip
         self.beat("running", symbols_total=len(todo), total_batches=len(batches))
         failed: list[str] = []
+        suspect: list[str] = []
         committed = events_total = shards = 0
         bytes_done = bars_done = 0
         for number, batch in enumerate(batches, start=1):
@@ -241,9 +243,13 @@ class Worker:
                 failures=failures,
                 config_hash=self.hash,
                 outcomes=BatchRecords(
-                    tuple(records.no_bars), dict(records.skipped), dict(records.inputs)
+                    tuple(records.no_bars),
+                    dict(records.skipped),
+                    dict(records.inputs),
+                    dict(records.suspects),
                 ),
             )
+            suspect.extend(s for s in outcome.committed if s in records.suspects)
             commit_ms = (time.perf_counter() - commit_started) * 1000
             del frames, events  # memory stays bounded by one batch
             failed.extend(failures)
@@ -275,7 +281,10 @@ class Worker:
                 self.stop.reason,
                 committed,
             )
-        return self._finish(committed, failed, events_total, shards)
+        return replace(
+            self._finish(committed, failed, events_total, shards),
+            suspect_timezone=tuple(sorted(suspect)),
+        )
 
     def _check_inputs(self) -> NoBarsUpdate:
         """Refuse before anything is written when symbols to do have no bar file
@@ -321,6 +330,8 @@ class Worker:
             records.skipped[symbol] = outcome.skipped_files
         if outcome.inputs is not None and outcome.events is not None:
             records.inputs[symbol] = outcome.inputs
+        if outcome.suspect_timezone is not None:
+            records.suspects[symbol] = outcome.suspect_timezone
         return outcome.bars, outcome.events
 
     def _finish(self, committed: int, failed: list[str], events: int, shards: int) -> WorkerOutcome:
@@ -375,6 +386,7 @@ class _Records:
     no_bars: list[str] = field(default_factory=list)
     skipped: dict[str, tuple[str, ...]] = field(default_factory=dict)
     inputs: dict[str, InputFingerprint] = field(default_factory=dict)
+    suspects: dict[str, str] = field(default_factory=dict)  # time zone (detector.zone_check)
 
 
 def _bytes_of(symbol: str, bars_root: Path) -> int:

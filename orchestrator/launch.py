@@ -35,6 +35,7 @@ from detector.run_store import RunStore
 from detector.stopping import StopRequest
 from detector.symbols import read_symbol_file
 from detector.worker import run_hash
+from detector.zone_sample import check_bars_zone
 from orchestrator.cleanup import stop_recorded_processes
 from orchestrator.final_merge import live_launcher_pid, merge_final
 from orchestrator.local_workers import LocalWorkers, WorkerCommand
@@ -76,6 +77,7 @@ class LaunchConfig:
     ray_address: str | None = None  # None: ray.init()'s own choice; "local": a new local Ray
     ray_task_retries: int = 3
     inputs: InputPolicy = field(default_factory=InputPolicy)
+    check_timezone: bool = True  # refuse when a sample's volume peaks are off the auctions
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class LaunchOutcome:
     exit_code: ExitCode
     no_bars: tuple[str, ...] = ()  # no bar file (--allow-missing): settled, not completed
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    suspect_timezone: Mapping[str, str] = field(default_factory=dict)  # symbol -> shifts
 
 
 class NotConfirmedError(IntradayEventsError):
@@ -182,6 +185,12 @@ class Launcher:
         store = RunStore(layout)
         existing = store.reconcile()
         symbols = self._universe(existing.universe if existing else frozenset())
+        if cfg.check_timezone:
+            # Before the run is opened: a refusal leaves no checkpoint and starts nothing.
+            done = existing.completed if existing else frozenset()
+            pending = sorted(symbols - done)
+            if pending:
+                check_bars_zone(cfg.bars_root, pending, self.app.bars.naive_timezone)
         # Symbols still to do, those recorded as no_bars included (their files may be
         # back), looked for before anything is written: none may "complete" unread.
         settled = (
@@ -418,4 +427,7 @@ class Launcher:
             exit_code=code,
             no_bars=tuple(sorted(cp.no_bars & cp.universe)),
             skipped_files={s: f for s, f in sorted(cp.skipped_files.items()) if s in cp.universe},
+            suspect_timezone={
+                s: note for s, note in sorted(cp.suspect_timezone.items()) if s in cp.universe
+            },
         )

@@ -51,6 +51,7 @@ class WorkerCommand:
             "--max-attempts", str(self.max_attempts),
             "--resume",
             "--no-merge",
+            "--no-timezone-check",  # the launcher checked the zone before starting workers
             "--parent-pid", str(parent_pid),
         ]  # fmt: skip
         if self.start_date is not None:

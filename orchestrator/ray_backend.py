@@ -306,7 +306,9 @@ class RayBackend:
                 symbols=out.covered,
                 failures=out.failures,
                 config_hash=spec.config_hash,
-                outcomes=BatchRecords(out.no_bars, out.skipped_files, out.inputs),
+                outcomes=BatchRecords(
+                    out.no_bars, out.skipped_files, out.inputs, out.suspect_timezone
+                ),
             )
         except (IntradayEventsError, OSError) as exc:
             self._lost(lane, f"commit failed: {exc}")

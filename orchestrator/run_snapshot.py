@@ -121,6 +121,8 @@ class RunSnapshot:
     # Completed symbols whose bars changed since their commit; None when not looked at
     # (it takes a stat of every bar file: ``status`` looks, the dashboard does not).
     changed_inputs: tuple[str, ...] | None = None
+    # Completed symbols whose volume peaks are off the auctions as read: symbol -> shifts.
+    suspect_timezone: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def progress_pct(self) -> float | None:
@@ -258,6 +260,7 @@ def _with_checkpoint(
         quarantined=tuple(sorted(quarantined)),
         no_bars=tuple(sorted(cp.no_bars)),
         skipped_files=dict(sorted(cp.skipped_files.items())),
+        suspect_timezone=dict(sorted(cp.suspect_timezone.items())),
         remaining_bars=remaining_bars,
         bars_total=bars_total,
         bars_done=bars_done,

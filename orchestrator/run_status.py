@@ -123,6 +123,7 @@ def render_text(s: RunSnapshot) -> str:
         lines.extend(_worker_table(s.workers))
     lines.extend(_failures(s))
     lines.extend(_inputs(s))
+    lines.extend(_suspects(s))
     return "\n".join(lines)
 
 
@@ -214,6 +215,19 @@ def _inputs(s: RunSnapshot) -> list[str]:
     return lines
 
 
+def _suspects(s: RunSnapshot) -> list[str]:
+    if not s.suspect_timezone:
+        return []
+    lines = [
+        f"suspect time zone ({len(s.suspect_timezone)}, events written; "
+        "check intraday_events.bars.naive_timezone)"
+    ]
+    lines += [f"  {sym}: {note}" for sym, note in list(s.suspect_timezone.items())[:_MAX_LISTED]]
+    if len(s.suspect_timezone) > _MAX_LISTED:
+        lines.append(f"  ... and {len(s.suspect_timezone) - _MAX_LISTED} more (see --json)")
+    return lines
+
+
 # -- JSON ---------------------------------------------------------------------------
 def snapshot_to_json(s: RunSnapshot) -> dict[str, Any]:
     """Plain JSON types only; counts beside the names so that scripts need not count."""
@@ -250,6 +264,7 @@ def snapshot_to_json(s: RunSnapshot) -> dict[str, Any]:
             for sym, f in s.failed.items()
         },
         "max_attempts": s.max_attempts,
+        "suspect_timezone": dict(s.suspect_timezone),
         "events_so_far": s.events_so_far,
         "shards": s.shards,
         "unreadable_shards": list(s.unreadable_shards),

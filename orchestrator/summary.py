@@ -60,6 +60,24 @@ def format_inputs(
     return lines
 
 
+SUSPECTS_SHOWN = 10
+
+
+def format_suspects(suspects: Mapping[str, str], run_id: str) -> list[str]:
+    """Completed symbols whose volume peaks are off the auctions as read (a few shown)."""
+    if not suspects:
+        return []
+    shown = list(suspects.items())[:SUSPECTS_SHOWN]
+    more = len(suspects) - len(shown)
+    where = f"suspect_timezone in logs/checkpoints/{run_id}_completed.json"
+    return [
+        f"suspect time zone ({len(suspects)}): volume peaks on the 09:30/16:00 auctions only "
+        f"once shifted; events written; check intraday_events.bars.naive_timezone",
+        *(f"  {s}: {note}" for s, note in shown),
+        *([f"  ... and {more} more ({where})"] if more else []),
+    ]
+
+
 def format_summary(outcome: LaunchOutcome) -> str:
     run = outcome.run_id
     rate = outcome.completed_now / outcome.wall_s if outcome.wall_s > 0 else 0.0
@@ -84,6 +102,7 @@ def format_summary(outcome: LaunchOutcome) -> str:
     lines += _listed("failed, retried by the next launch", outcome.failed)
     lines += _listed("quarantined, skipped from now on", outcome.quarantined)
     lines += format_inputs(outcome.no_bars, outcome.skipped_files)
+    lines += format_suspects(outcome.suspect_timezone, run)
     if outcome.given_up:
         workers = ", ".join(str(k) for k in outcome.given_up)
         lines.append(f"workers given up after too many restarts: {workers}")

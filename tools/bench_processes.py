@@ -69,6 +69,7 @@ def _env() -> dict[str, str]:
 
 
 def _cli(root: Path, config_path: Path | None) -> list[str]:
+    root.mkdir(parents=True, exist_ok=True)  # a fresh root: the CLI refuses a missing one
     argv = [sys.executable, "-m", "tools", "--root", str(root)]
     if config_path is not None:
         argv += ["--config", str(config_path.resolve())]

@@ -17,7 +17,8 @@ from detector.run_logging import setup_logging
 from detector.run_select import resolve_run_id
 from detector.stopping import StopRequest
 from detector.worker import Worker, WorkerConfig
-from orchestrator.summary import format_inputs
+from detector.zone_sample import check_bars_zone
+from orchestrator.summary import SUSPECTS_SHOWN, format_inputs
 from tools.cli.context import CliContext
 from tools.cli.options import (
     check_date_range,
@@ -86,6 +87,12 @@ from tools.cli.options import (
     hidden=True,
     help="Stop (committing what is detected) as soon as this parent process is gone.",
 )
+@click.option(
+    "--no-timezone-check",
+    is_flag=True,
+    help="Start even when the volume peaks of a sample of the symbols are not on the "
+    "09:30/16:00 auctions in the configured time zone (intraday_events.bars.naive_timezone).",
+)
 @click.argument("extra_symbols", nargs=-1)
 @click.pass_obj
 def detect(
@@ -110,6 +117,7 @@ def detect(
     redo_changed: bool,
     inputs_checked: bool,
     parent_pid: int | None,
+    no_timezone_check: bool,
     extra_symbols: tuple[str, ...],
 ) -> None:
     """Detect events for many symbols, in durable batches (one Parquet shard per batch)."""
@@ -118,6 +126,10 @@ def detect(
         raise click.UsageError("no symbols: give --symbols A B ... or --from-file F")
     check_date_range(start_date, end_date)
     app = obj.config()
+    bars_root = obj.bars_root(bars)
+    if not no_timezone_check:
+        # Before any run file exists: a refusal leaves nothing behind.
+        check_bars_zone(bars_root, symbols, app.bars.naive_timezone)
     now = datetime.now()
     chosen = resolve_run_id(obj.root, run_id, resume=resume, now=now)
     layout = RunLayout(obj.root, chosen)
@@ -128,7 +140,7 @@ def detect(
         root=obj.root,
         run_id=chosen,
         symbols=tuple(symbols),
-        bars_root=obj.bars_root(bars),
+        bars_root=bars_root,
         batch_size=batch_size,
         limit=limit,
         resume=resume,
@@ -149,6 +161,14 @@ def detect(
     outcome = Worker(cfg, app, stop=stop).run()
     for line in format_inputs(outcome.no_bars, outcome.skipped_files):
         click.echo(line, err=True)
+    if outcome.suspect_timezone:
+        click.echo(
+            f"{len(outcome.suspect_timezone)} symbols have their volume peaks off the "
+            "09:30/16:00 auctions (events written, recorded as suspect_timezone in the "
+            "checkpoint; check intraday_events.bars.naive_timezone): "
+            + " ".join(outcome.suspect_timezone[:SUSPECTS_SHOWN]),
+            err=True,
+        )
     if outcome.stopped:
         click.echo(f"stopped: {outcome.stopped}; continue with --resume", err=True)
         sys.exit(stop.exit_code)

@@ -51,6 +51,14 @@ def detect_symbol(
     if out is not None:
         write_parquet_atomic(result.events, out)
     Console().print(summary_table(result, elapsed, raw=raw, out=out))
+    zone = result.stats.zone
+    if zone is not None and not zone.fits:
+        click.echo(
+            f"suspect time zone: the volume peaks sit on the 09:30/16:00 auctions only once "
+            f"shifted by {zone.note()} ({zone.describe()}); "
+            "check intraday_events.bars.naive_timezone",
+            err=True,
+        )
 
 
 def summary_table(result: DetectionResult, elapsed: float, *, raw: bool, out: Path | None) -> Table:

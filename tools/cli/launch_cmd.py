@@ -143,6 +143,12 @@ _LAUNCH_OPTIONS = [
         show_default=True,
         help="With --backend ray: times Ray sends a task again when its process or node dies.",
     ),
+    click.option(
+        "--no-timezone-check",
+        is_flag=True,
+        help="Start even when the volume peaks of a sample of symbols are not on the "
+        "09:30/16:00 auctions in the configured time zone (intraday_events.bars.naive_timezone).",
+    ),
     # `--symbols A B` as detect takes it: symbols after the first are arguments.
     click.argument("extra_symbols", nargs=-1),
 ]
@@ -187,6 +193,7 @@ def run_launch(
     allow_missing: bool = False,
     skip_unreadable: bool = False,
     redo_changed: bool = False,
+    no_timezone_check: bool = False,
 ) -> ExitCode:
     """Build the launch from the options, run it, print the summary; return the exit code."""
     if backend == "ray":
@@ -216,6 +223,7 @@ def run_launch(
         ray_address=ray_address,
         ray_task_retries=ray_task_retries,
         inputs=input_policy(allow_missing, skip_unreadable, redo_changed),
+        check_timezone=not no_timezone_check,
     )
     launcher = Launcher(
         cfg,

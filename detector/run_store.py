@@ -29,6 +29,7 @@ from filelock import FileLock
 from detector import checkpoint as ck
 from detector.atomic_io import fsync_dir, write_text_atomic
 from detector.errors import (
+    ENVIRONMENT_ERRNOS,
     ConfigMismatchError,
     ExitCode,
     IntradayEventsError,
@@ -421,6 +422,8 @@ class RunStore:
             )
         except OSError as exc:
             temp.unlink(missing_ok=True)
+            if exc.errno in ENVIRONMENT_ERRNOS:  # one line at the CLI, exit 5
+                raise OSError(exc.errno, exc.strerror, exc.filename or str(temp)) from exc
             raise ShardWriteError(str(temp), exc.strerror or str(exc)) from exc
 
     def _remove_stale_temp_shards(self) -> None:

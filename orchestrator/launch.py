@@ -9,11 +9,12 @@ every symbol is completed or quarantined.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
@@ -87,6 +88,8 @@ class LaunchOutcome:
     wall_s: float
     stopped: str | None
     exit_code: ExitCode
+    worker_errors: dict[int, str] = field(default_factory=dict)  # given up: their last exit
+    environment_error: str | None = None  # a worker's refused write that stopped the run
 
 
 class NotConfirmedError(IntradayEventsError):
@@ -136,6 +139,8 @@ class Launcher:
         self.clock = clock
         self.sleep = sleep
         self.layout = RunLayout(cfg.root, cfg.run_id)
+        self._environment_error: str | None = None
+        self._worker_errors: dict[int, str] = {}
 
     # -- the whole launch ----------------------------------------------------------
     def run(self) -> LaunchOutcome:
@@ -162,7 +167,10 @@ class Launcher:
             )
             return self._launch()
         finally:
-            layout.orchestrator_pid_file.unlink(missing_ok=True)
+            # A read-only launch folder must not hide the error that ended the launch;
+            # a PID file left behind is checked against its process before any use.
+            with contextlib.suppress(OSError):
+                layout.orchestrator_pid_file.unlink(missing_ok=True)
             lock.release()
 
     def _launch(self) -> LaunchOutcome:
@@ -222,6 +230,9 @@ class Launcher:
             )
             self._supervise(supervisor)
             given_up = tuple(supervisor.given_up())
+            self._worker_errors = {
+                k: slot.last_exit or "?" for k, slot in supervisor.slots.items() if k in given_up
+            }
         return self._finish(store, plan, given_up, started)
 
     def _universe(self, known: frozenset[str]) -> frozenset[str]:
@@ -285,6 +296,10 @@ class Launcher:
                 if self.stop.requested and not supervisor.stopping_all:
                     self._notify(supervisor.stop_all(now, self.stop.reason or "stop requested"))
                 self._notify(supervisor.tick(now))
+                failure = supervisor.environment_failure
+                if failure is not None and not supervisor.stopping_all:
+                    self._environment_error = f"worker {failure[0]}: {failure[1]}"
+                    self._notify(supervisor.stop_all(now, "a worker could not write"))
                 if self.monitor is not None:
                     self.monitor.tick(now)
                 if not supervisor.finished:
@@ -326,7 +341,7 @@ class Launcher:
         quarantined_set = cp.quarantined(cfg.max_attempts)
         left = cp.universe - cp.completed - quarantined_set
         merged = None
-        if not left and not self.stop.requested:
+        if not left and not self.stop.requested and self._environment_error is None:
             merged = merge_final(self.layout, cp, complete=True)
         planned = {s for a in plan.assignments for s in a}
         done_now = planned & cp.completed
@@ -335,6 +350,8 @@ class Launcher:
         unfinished = tuple(sorted(left - set(failed)))
         if self.stop.requested:
             code = self.stop.exit_code
+        elif self._environment_error is not None:
+            code = ExitCode.ENVIRONMENT
         elif failed or quarantined or unfinished:
             code = ExitCode.FAILURE
         else:
@@ -353,4 +370,6 @@ class Launcher:
             wall_s=self.clock() - started,
             stopped=self.stop.reason,
             exit_code=code,
+            worker_errors=self._worker_errors,
+            environment_error=self._environment_error,
         )

@@ -121,6 +121,8 @@ def render_text(s: RunSnapshot) -> str:
     if s.workers:
         lines.append("workers")
         lines.extend(_worker_table(s.workers))
+        errors = [w for w in s.workers if w.last_error]
+        lines.extend(f"  w{w.worker_id} last error: {w.last_error}" for w in errors)
     lines.extend(_failures(s))
     return "\n".join(lines)
 
@@ -247,4 +249,5 @@ def _worker_json(w: WorkerSnapshot) -> dict[str, Any]:
         "bars_per_s": w.bars_per_s,
         "started_at": w.started_at,
         "updated_at": w.updated_at,
+        "last_error": w.last_error,
     }

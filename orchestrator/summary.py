@@ -51,6 +51,10 @@ def format_summary(outcome: LaunchOutcome) -> str:
     if outcome.given_up:
         workers = ", ".join(str(k) for k in outcome.given_up)
         lines.append(f"workers given up after too many restarts: {workers}")
-    if outcome.unfinished or outcome.failed or outcome.stopped:
+        for k, last in sorted(outcome.worker_errors.items()):
+            lines.append(f"  worker {k} last exit: {last}")
+    if outcome.environment_error:
+        lines.append(f"stopped, a write was refused: {outcome.environment_error}")
+    if outcome.unfinished or outcome.failed or outcome.stopped or outcome.environment_error:
         lines.append(f"Continue with: intraday-events launch --run-id {run}")
     return "\n".join(lines)

@@ -48,6 +48,7 @@ class FakePort:
         self.kills: list[int] = []  # pids
         self.forgets: list[tuple[int, int]] = []  # (worker_id, pid)
         self.crashes: list[tuple[int, str, str]] = []  # (worker_id, symbol, reason)
+        self.errors: dict[int, str] = {}  # worker id -> its last error line
         self._next_pid = 1000
 
     # -- WorkerPort ---------------------------------------------------------------
@@ -71,6 +72,9 @@ class FakePort:
 
     def forget(self, worker_id: int, handle: ProcessHandle) -> None:
         self.forgets.append((worker_id, handle.pid))
+
+    def last_error(self, worker_id: int) -> str | None:
+        return self.errors.get(worker_id)
 
     def record_crash(self, worker_id: int, symbol: str, reason: str) -> None:
         self.crashes.append((worker_id, symbol, reason))

@@ -218,6 +218,15 @@ class RunStore:
             self._write(cp)
             return cp
 
+    def retry_quarantined(self, max_attempts: int) -> tuple[ck.Checkpoint, tuple[str, ...]]:
+        """Give the run's quarantined symbols another round of attempts (recorded)."""
+        with self._lock:
+            cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
+            updated, symbols = ck.with_quarantine_retry(cp, max_attempts, self.clock())
+            if symbols:
+                self._write(updated)
+            return updated, symbols
+
     def record_failures(self, failures: Mapping[str, str]) -> ck.Checkpoint:
         """Count one failed attempt for each symbol (e.g. its worker died while on it)."""
         with self._lock:

@@ -71,6 +71,7 @@ class LaunchConfig:
     backend: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # None: ray.init()'s own choice; "local": a new local Ray
     ray_task_retries: int = 3
+    retry_quarantined: bool = False  # give quarantined symbols another --max-attempts
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,13 @@ class Launcher:
             resume=True,
             force_config=cfg.force_config,
         )
+        if cfg.retry_quarantined:
+            cp, retried = store.retry_quarantined(cfg.max_attempts)
+            shown = " ".join(retried[:10]) + (" ..." if len(retried) > 10 else "")
+            self.echo(
+                f"--retry-quarantined: {len(retried)} quarantined symbols get "
+                f"{cfg.max_attempts} more attempts" + (f": {shown}" if retried else "")
+            )
         quarantined = cp.quarantined(cfg.max_attempts)
         todo = cp.universe - cp.completed - quarantined
         counted = time.perf_counter()

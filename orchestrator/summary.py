@@ -57,4 +57,9 @@ def format_summary(outcome: LaunchOutcome) -> str:
         lines.append(f"stopped, a write was refused: {outcome.environment_error}")
     if outcome.unfinished or outcome.failed or outcome.stopped or outcome.environment_error:
         lines.append(f"Continue with: intraday-events launch --run-id {run}")
+    if outcome.quarantined:
+        lines.append(
+            f"Retry the quarantined symbols once fixed: "
+            f"intraday-events launch --run-id {run} --retry-quarantined"
+        )
     return "\n".join(lines)

@@ -118,6 +118,12 @@ _LAUNCH_OPTIONS = [
         help="Failed attempts (errors or worker deaths on it) before a symbol is quarantined.",
     ),
     click.option(
+        "--retry-quarantined",
+        is_flag=True,
+        help="Give the run's quarantined symbols another --max-attempts attempts "
+        "(recorded in the checkpoint).",
+    ),
+    click.option(
         "--backend",
         type=click.Choice(["local", "ray"]),
         default="local",
@@ -177,6 +183,7 @@ def run_launch(
     backend: str,
     ray_address: str | None,
     ray_task_retries: int,
+    retry_quarantined: bool = False,
     extra_symbols: tuple[str, ...] = (),
 ) -> ExitCode:
     """Build the launch from the options, run it, print the summary; return the exit code."""
@@ -213,6 +220,7 @@ def run_launch(
         backend="ray" if backend == "ray" else "local",
         ray_address=ray_address,
         ray_task_retries=ray_task_retries,
+        retry_quarantined=retry_quarantined,
     )
     launcher = Launcher(
         cfg,

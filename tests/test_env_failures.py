@@ -223,3 +223,14 @@ def test_seed_import_refused_write(tmp_path: Path, bars: Path) -> None:
     assert not RunLayout(src, "dst").committed_shards()
     assert cli(src, "seed-checkpoint", RUN, "dst", "--import-events").returncode == 0
     assert len(RunLayout(src, "dst").committed_shards()) == 1
+
+
+def test_dedupe_output_and_report_refused_writes(tmp_path: Path, reference: Path) -> None:
+    args = ["dedupe", "--input", str(reference), "--output", str(tmp_path / "out.parquet")]
+    done = cli(tmp_path, *args, env={WRITE_ENV: "ENOSPC@out.parquet"})
+    assert_one_line(done, "out.parquet", "ENOSPC")
+    assert not (tmp_path / "out.parquet").exists()
+    report = cli(tmp_path, *args, env={WRITE_ENV: "EFBIG@out.parquet.stats.json"})
+    assert_one_line(report, "out.parquet.stats.json", "EFBIG")
+    assert cli(tmp_path, *args).returncode == 0
+    assert_frame_equal(pl.read_parquet(tmp_path / "out.parquet"), pl.read_parquet(reference))

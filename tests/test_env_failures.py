@@ -234,3 +234,17 @@ def test_dedupe_output_and_report_refused_writes(tmp_path: Path, reference: Path
     assert_one_line(report, "out.parquet.stats.json", "EFBIG")
     assert cli(tmp_path, *args).returncode == 0
     assert_frame_equal(pl.read_parquet(tmp_path / "out.parquet"), pl.read_parquet(reference))
+
+
+def test_demo_data_refused_write(tmp_path: Path) -> None:
+    args = ["demo-data", "--out", str(tmp_path / "bars"), "--symbols", "2", "--days", "2"]
+    done = cli(tmp_path, *args, env={WRITE_ENV: "ENOSPC@date=*.parquet:3"})
+    assert_one_line(done, "bars/symbol=", "ENOSPC")
+    assert cli(tmp_path, *args).returncode == 0
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    assert cli(clean, *args[:2], str(clean / "bars"), *args[3:]).returncode == 0
+    files = sorted(p.relative_to(tmp_path / "bars") for p in (tmp_path / "bars").rglob("*.parquet"))
+    assert files == sorted(
+        p.relative_to(clean / "bars") for p in (clean / "bars").rglob("*.parquet")
+    )

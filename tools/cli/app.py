@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,16 @@ INTERRUPTED_LINE = (
 )
 
 
+class _OneLine(click.ClickException):
+    def show(self, file: Any = None) -> None:
+        # On a full disk the line itself may not be writable (a worker's stderr is its
+        # console log): the exit status must still say what happened.
+        with contextlib.suppress(OSError):
+            super().show(file)
+
+
 def _one_line(exc: IntradayEventsError) -> click.ClickException:
-    error = click.ClickException(str(exc))
+    error = _OneLine(str(exc))
     error.exit_code = int(exc.exit_code)
     return error
 

@@ -112,6 +112,18 @@ class NoSymbolsError(IntradayEventsError):
         )
 
 
+def refused_line(worker_id: int, line: str, *, root: Path) -> str:
+    """The launcher's line for a worker that exited 5: the worker's own line, or, when
+    even that could not be written (its console log is on the full disk), what is known."""
+    if "cannot write" not in line:
+        line = (
+            f"{line}: a write was refused and the worker's own line could not be written "
+            f"either (disk full?); free space or make {root} writable, then run the same "
+            "`intraday-events launch` again (it continues the run); nothing committed was lost"
+        )
+    return f"worker {worker_id}: {line}"
+
+
 Confirm = Callable[[Plan], bool]
 Echo = Callable[[str], None]
 
@@ -306,7 +318,7 @@ class Launcher:
                 self._notify(supervisor.tick(now))
                 failure = supervisor.environment_failure
                 if failure is not None and not supervisor.stopping_all:
-                    self._environment_error = f"worker {failure[0]}: {failure[1]}"
+                    self._environment_error = refused_line(*failure, root=self.cfg.root)
                     self._notify(supervisor.stop_all(now, "a worker could not write"))
                 if self.monitor is not None:
                     self.monitor.tick(now)

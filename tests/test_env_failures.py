@@ -22,6 +22,7 @@ from polars.testing import assert_frame_equal
 
 from detector.faults import WRITE_ENV
 from detector.run_layout import RunLayout
+from orchestrator.launch import refused_line
 from tools.demo_data import DemoDataSpec, generate_demo_bars
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
@@ -248,3 +249,13 @@ def test_demo_data_refused_write(tmp_path: Path) -> None:
     assert files == sorted(
         p.relative_to(clean / "bars") for p in (clean / "bars").rglob("*.parquet")
     )
+
+
+def test_a_worker_whose_own_line_could_not_be_written_still_gets_one() -> None:
+    """Its console log on the full disk: the launcher says what it knows."""
+    line = refused_line(1, "exit 5", root=Path("/data/ws"))
+    assert line.startswith("worker 1: exit 5: a write was refused")
+    assert "free space or make /data/ws writable" in line
+    assert line.endswith("nothing committed was lost")
+    own = "cannot write x: No space left on device (ENOSPC); ...; nothing committed was lost"
+    assert refused_line(0, own, root=Path("/data/ws")) == f"worker 0: {own}"

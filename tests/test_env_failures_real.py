@@ -42,6 +42,14 @@ def bars(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Not in the workspace: it may be full or read-only."""
+    path = tmp_path_factory.mktemp("config") / "supervision.yaml"
+    path.write_text(SUPERVISION)
+    return path
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     point = tmp_path / "mnt"
@@ -67,9 +75,7 @@ def remount(point: Path, mode: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{mode}", str(point)], check=True, timeout=30)
 
 
-def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    config = Path(os.environ.get("TMPDIR", "/tmp")) / f"ie-supervision-{os.getpid()}.yaml"
-    config.write_text(SUPERVISION)  # outside the workspace: it may be full or read-only
+def cli(root: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tools", "--root", str(root), "--config", str(config), *args],
         cwd=root.parent,
@@ -81,8 +87,8 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def launch(root: Path, bars: Path) -> subprocess.CompletedProcess[str]:
-    return cli(root, "launch", "--bars", str(bars), "--run-id", RUN, "--workers", "2",
+def launch(root: Path, bars: Path, config: Path) -> subprocess.CompletedProcess[str]:
+    return cli(root, config, "launch", "--bars", str(bars), "--run-id", RUN, "--workers", "2",
                "--batch-size", "1", "--yes")  # fmt: skip
 
 
@@ -100,14 +106,16 @@ def free_bytes(path: Path) -> int:
     return stat.f_bavail * stat.f_frsize
 
 
-def test_a_disk_that_fills_up_during_a_launch(tmp_path: Path, tmpfs: Path, bars: Path) -> None:
+def test_a_disk_that_fills_up_during_a_launch(
+    tmp_path: Path, tmpfs: Path, bars: Path, config: Path
+) -> None:
     reference = tmp_path / "reference"
     reference.mkdir()
-    assert launch(reference, bars).returncode == 0
+    assert launch(reference, bars, config).returncode == 0
     # How much a whole run takes on this file system, then leave half of it free.
     before = free_bytes(tmpfs)
     (tmpfs / "measure").mkdir()
-    assert launch(tmpfs / "measure", bars).returncode == 0
+    assert launch(tmpfs / "measure", bars, config).returncode == 0
     used = before - free_bytes(tmpfs)
     shutil.rmtree(tmpfs / "measure")
     filler = tmpfs / "filler"
@@ -115,10 +123,10 @@ def test_a_disk_that_fills_up_during_a_launch(tmp_path: Path, tmpfs: Path, bars:
 
     root = tmpfs / "ws"
     root.mkdir()
-    line = assert_one_line(launch(root, bars), "ENOSPC")
+    line = assert_one_line(launch(root, bars, config), "ENOSPC")
     assert "No space left on device" in line
     filler.unlink()  # space freed: the same command completes the run
-    again = launch(root, bars)
+    again = launch(root, bars, config)
     assert again.returncode == 0, again.stderr
     assert_frame_equal(
         pl.read_parquet(RunLayout(root, RUN).final),
@@ -126,23 +134,23 @@ def test_a_disk_that_fills_up_during_a_launch(tmp_path: Path, tmpfs: Path, bars:
     )
 
 
-def test_a_read_only_workspace(tmp_path: Path, tmpfs: Path, bars: Path) -> None:
+def test_a_read_only_workspace(tmp_path: Path, tmpfs: Path, bars: Path, config: Path) -> None:
     reference = tmp_path / "reference"
     reference.mkdir()
-    assert launch(reference, bars).returncode == 0
+    assert launch(reference, bars, config).returncode == 0
     root = tmpfs / "ws"
     root.mkdir()
     remount(tmpfs, "ro")
-    line = assert_one_line(launch(root, bars), "EROFS")
+    line = assert_one_line(launch(root, bars, config), "EROFS")
     assert "cannot write logs/" in line and "mount it read-write" in line
     remount(tmpfs, "rw")
-    assert launch(root, bars).returncode == 0
+    assert launch(root, bars, config).returncode == 0
     final = RunLayout(root, RUN).final
     final.unlink()
     remount(tmpfs, "ro")
     assert "cannot write logs/launch/r/" in assert_one_line(
-        cli(root, "merge", "--run-id", RUN), "EROFS"
+        cli(root, config, "merge", "--run-id", RUN), "EROFS"
     )
     remount(tmpfs, "rw")
-    assert cli(root, "merge", "--run-id", RUN).returncode == 0
+    assert cli(root, config, "merge", "--run-id", RUN).returncode == 0
     assert_frame_equal(pl.read_parquet(final), pl.read_parquet(RunLayout(reference, RUN).final))

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
+from detector.io_errors import writing
+
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
     """Write zstd Parquet to ``path`` via a temporary file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        frame.write_parquet(tmp, compression="zstd")
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Encoded in memory (the compressed file is smaller than the frame), written
+            # by Python: a refused write then says why (polars turns EFBIG at the
+            # footer into "Invalid thrift: transport error").
+            encoded = io.BytesIO()
+            frame.write_parquet(encoded, compression="zstd")
+            with open(tmp, "wb") as handle:
+                handle.write(encoded.getbuffer())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -45,18 +55,20 @@ def write_text_atomic(
     ``durable=False`` skips the fsyncs (still atomic to readers): for files such as
     heartbeats that are rewritten every second and worthless after a power cut.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                if durable:
+                    os.fsync(handle.fileno())
         if before_replace is not None:
             before_replace()
-        os.replace(tmp, path)
-        if durable:
-            fsync_dir(path.parent)
+        with writing(path, inject=False):
+            os.replace(tmp, path)
+            if durable:
+                fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)

@@ -78,6 +78,9 @@ class Checkpoint:
     # Completed symbols whose volume peaks sit off the auctions as read (a wrong time
     # zone?): symbol -> the shifts that fit (detector.zone_check). Their events are kept.
     suspect_timezone: Mapping[str, str] = field(default_factory=dict)
+    # launch --retry-quarantined: {"at", "max_attempts", "symbols": {symbol: failure}}
+    # per retry, the failures it cleared kept here (absent from older checkpoints).
+    quarantine_retries: tuple[Mapping[str, Any], ...] = ()
 
     def quarantined(self, max_attempts: int) -> frozenset[str]:
         return frozenset(
@@ -127,6 +130,8 @@ def to_json(cp: Checkpoint) -> str:
             },
         }
     )
+    if cp.quarantine_retries:  # only once used, so that other checkpoints read as before
+        data["quarantine_retries"] = [dict(r) for r in cp.quarantine_retries]
     if cp.seeded_from or cp.seeded:
         # Only for seeded runs, so that every other checkpoint reads as before. The old
         # tool wrote one source as a string: kept as it is until another source joins.
@@ -170,6 +175,7 @@ _KNOWN = {
     "skipped_files",
     "inputs",
     "suspect_timezone",
+    "quarantine_retries",
 }
 
 
@@ -217,6 +223,7 @@ def from_json(text: str, run_id: str) -> Checkpoint:
             suspect_timezone={
                 str(k): str(v) for k, v in (data.get("suspect_timezone") or {}).items()
             },
+            quarantine_retries=tuple(dict(r) for r in data.get("quarantine_retries") or ()),
             extra={
                 k: v
                 for k, v in data.items()
@@ -388,6 +395,37 @@ def with_seeded(
             last_updated=stamp,
         ),
         new,
+    )
+
+
+def with_quarantine_retry(
+    cp: Checkpoint, max_attempts: int, now: datetime
+) -> tuple[Checkpoint, tuple[str, ...]]:
+    """Give every quarantined symbol a new round of ``max_attempts`` attempts.
+
+    Their failures leave ``failed`` (so they are planned again) and are kept in a
+    ``quarantine_retries`` record. Returns ``cp`` itself when none is quarantined.
+    """
+    symbols = tuple(sorted(cp.quarantined(max_attempts)))
+    if not symbols:
+        return cp, ()
+    cleared = {
+        s: {
+            "error": cp.failed[s].error,
+            "attempts": cp.failed[s].attempts,
+            "last_failed_at": cp.failed[s].last_failed_at,
+        }
+        for s in symbols
+    }
+    record = {"at": _stamp(now), "max_attempts": max_attempts, "symbols": cleared}
+    return (
+        replace(
+            cp,
+            failed={s: f for s, f in cp.failed.items() if s not in cleared},
+            quarantine_retries=(*cp.quarantine_retries, record),
+            last_updated=_stamp(now),
+        ),
+        symbols,
     )
 
 

@@ -6,6 +6,9 @@ the CLI turns it into one line on stderr and ``exit_code``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 from enum import IntEnum
 from pathlib import Path
 
@@ -16,6 +19,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad arguments or configuration: nothing was started
     DATA = 3  # input data unreadable or malformed
     BUSY = 4  # another live process owns the run (a second launch of it)
+    ENVIRONMENT = 5  # a write was refused (read-only, disk full, file too large)
     INTERRUPTED = 130  # SIGINT
     TERMINATED = 143  # SIGTERM
 
@@ -228,3 +232,51 @@ class TimezoneMismatchError(IntradayEventsError):
                 f"applies to naive timestamps only: correct the files"
             )
         super().__init__(f"{line}, or pass --no-timezone-check")
+
+
+# errno -> (name, what the operator does about it), for writes the system refused.
+ENVIRONMENT_ERRNOS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("ENOSPC", "free space"),
+    errno.EDQUOT: ("EDQUOT", "free space or raise the disk quota"),
+    errno.EFBIG: ("EFBIG", "raise the file size limit (ulimit -f)"),
+    errno.EROFS: ("EROFS", "mount it read-write"),
+    errno.EACCES: ("EACCES", "make it writable by this user"),
+    errno.EPERM: ("EPERM", "make it writable by this user"),
+}
+
+
+class EnvironmentWriteError(IntradayEventsError):
+    """The system refused a write: read-only, full disk, quota, file size limit.
+
+    Nothing committed is lost by it: a shard becomes committed only by its rename,
+    after a complete write, and the checkpoint is replaced whole or not at all.
+    """
+
+    exit_code = ExitCode.ENVIRONMENT
+
+    def __init__(self, path: str, errno_: int, strerror: str, then: str) -> None:
+        self.path = path
+        self.errno = errno_
+        self.strerror = strerror
+        self.then = then
+        name, remedy = ENVIRONMENT_ERRNOS[errno_]
+        super().__init__(
+            f"cannot write {path}: {strerror} ({name}); {remedy}, then {then}; "
+            "nothing committed was lost"
+        )
+
+
+def environment_error(
+    exc: BaseException, *, root: Path | None, then: str
+) -> EnvironmentWriteError | None:
+    """``exc`` as one line when it is an environment refusal of a write, else None.
+
+    The path is shown relative to ``root`` when it lies under it.
+    """
+    if not isinstance(exc, OSError) or exc.errno not in ENVIRONMENT_ERRNOS:
+        return None
+    shown = str(exc.filename) if exc.filename is not None else "a file"
+    if root is not None and exc.filename is not None:
+        with contextlib.suppress(ValueError):
+            shown = str(Path(str(exc.filename)).resolve().relative_to(root.resolve()))
+    return EnvironmentWriteError(shown, exc.errno, exc.strerror or os.strerror(exc.errno), then)

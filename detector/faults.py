@@ -13,18 +13,28 @@ symbol across all processes (a marker file ``DIR/point@SYMBOL`` is created
 exclusively first): a task retried on another process after the fault then runs
 normally, as after a real crash.
 
+``INTRADAY_EVENTS_WRITE_ERROR=ERRNO@GLOB[:N]`` makes a write refused by the system:
+from the N-th write (default 1) of this process to a file whose name matches GLOB
+(``fnmatch``, e.g. ``*_completed.json``, ``.*_w*.tmp`` for a worker's shards, ``plan.json``),
+the real write call raises ``OSError(ERRNO)`` (``ENOSPC``, ``EFBIG``, ``EROFS``, ``EACCES``),
+as a full disk, a file size limit or a read-only directory would.
+
 Unset, each costs one dict lookup.
 """
 
 from __future__ import annotations
 
+import errno
+import fnmatch
 import os
 import signal
 import time
+from pathlib import Path
 
 ENV = "INTRADAY_EVENTS_CRASH_AT"
 PAUSE_ENV = "INTRADAY_EVENTS_PAUSE_AT"
 ONCE_ENV = "INTRADAY_EVENTS_FAULT_ONCE_DIR"
+WRITE_ENV = "INTRADAY_EVENTS_WRITE_ERROR"
 _seen: dict[str, int] = {}
 
 
@@ -69,3 +79,19 @@ def pause_point(name: str, symbol: str | None = None) -> None:
     seconds = _matches(spec, name, symbol)
     if seconds and _first_time(name, symbol):
         time.sleep(float(seconds))
+
+
+def write_fault(path: Path) -> None:
+    """Raise the configured ``OSError`` for a write to ``path`` (see the module doc)."""
+    spec = os.environ.get(WRITE_ENV)
+    if not spec:
+        return
+    code, _, rest = spec.partition("@")
+    pattern, _, nth = rest.partition(":")
+    if not fnmatch.fnmatch(path.name, pattern):
+        return
+    key = f"write@{pattern}"
+    _seen[key] = _seen.get(key, 0) + 1
+    if _seen[key] >= int(nth or 1):
+        number = getattr(errno, code)
+        raise OSError(number, os.strerror(number), str(path))

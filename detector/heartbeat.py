@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from detector.atomic_io import write_text_atomic
+from detector.io_errors import writing
 
 Status = Literal["starting", "running", "committing", "completed", "failed", "stopped"]
 STATUSES: frozenset[str] = frozenset(get_args(Status))
@@ -145,9 +146,10 @@ def write_run_completed(
 
 def append_line(path: Path, fields: list[object]) -> None:
     """Append one TSV line; the file is opened per line so it is always flushed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8", buffering=1) as handle:
-        handle.write("\t".join(str(f) for f in fields) + "\n")
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8", buffering=1) as handle:
+            handle.write("\t".join(str(f) for f in fields) + "\n")
 
 
 def local_stamp(now: datetime) -> str:

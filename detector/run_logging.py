@@ -9,6 +9,7 @@ processes ever rotate the same file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -20,6 +21,9 @@ from typing import TextIO
 from rich import get_console
 from rich.console import Console
 from rich.logging import RichHandler
+
+from detector.faults import write_fault
+from detector.io_errors import writing
 
 MAX_BYTES = 50 * 1024 * 1024
 BACKUPS = 20
@@ -59,12 +63,42 @@ def _console_handler() -> logging.Handler:
     return handler
 
 
+class _MainLogHandler(logging.handlers.RotatingFileHandler):
+    """The main log; a write the system refuses (full disk, read-only) is one line on
+    stderr, once, not logging's traceback per record: the run goes on without it."""
+
+    _failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            write_fault(Path(self.baseFilename))  # tests: a disk that fills up mid-run
+        except OSError:
+            self.handleError(record)
+            return
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if self._failed or not isinstance(exc, OSError):
+            if not self._failed:
+                super().handleError(record)
+            return
+        self._failed = True
+        reason = exc.strerror or str(exc)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(
+                f"warning: cannot write the main log {self.baseFilename}: {reason}; "
+                "its lines are lost until the next start (console lines go on)\n"
+            )
+
+
 def setup_logging(main_log: Path, *, console: bool = True, max_bytes: int = MAX_BYTES) -> None:
     """Route the project's loggers to ``main_log`` (DEBUG) and the console (INFO)."""
-    main_log.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        main_log, mode="a", maxBytes=max_bytes, backupCount=BACKUPS, encoding="utf-8"
-    )
+    with writing(main_log):
+        main_log.parent.mkdir(parents=True, exist_ok=True)
+        handler = _MainLogHandler(
+            main_log, mode="a", maxBytes=max_bytes, backupCount=BACKUPS, encoding="utf-8"
+        )
     handler.namer = lambda name: name + ".zip"
     handler.rotator = _zip_rotator
     handler.setLevel(logging.DEBUG)

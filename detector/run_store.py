@@ -29,6 +29,7 @@ from filelock import FileLock
 from detector import checkpoint as ck
 from detector.atomic_io import fsync_dir, write_text_atomic
 from detector.errors import (
+    ENVIRONMENT_ERRNOS,
     ConfigMismatchError,
     ExitCode,
     IntradayEventsError,
@@ -266,6 +267,15 @@ class RunStore:
             self._write(cp)
             return cp
 
+    def retry_quarantined(self, max_attempts: int) -> tuple[ck.Checkpoint, tuple[str, ...]]:
+        """Give the run's quarantined symbols another round of attempts (recorded)."""
+        with self._lock:
+            cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
+            updated, symbols = ck.with_quarantine_retry(cp, max_attempts, self.clock())
+            if symbols:
+                self._write(updated)
+            return updated, symbols
+
     def record_failures(self, failures: Mapping[str, str]) -> ck.Checkpoint:
         """Count one failed attempt for each symbol (e.g. its worker died while on it)."""
         with self._lock:
@@ -498,6 +508,8 @@ class RunStore:
             )  # fmt: skip
         except OSError as exc:
             temp.unlink(missing_ok=True)
+            if exc.errno in ENVIRONMENT_ERRNOS:  # one line at the CLI, exit 5
+                raise OSError(exc.errno, exc.strerror, exc.filename or str(temp)) from exc
             raise ShardWriteError(str(temp), exc.strerror or str(exc)) from exc
 
     def _remove_stale_temp_shards(self) -> None:

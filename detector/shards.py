@@ -20,6 +20,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from detector.input_fingerprint import InputFingerprint
+from detector.io_errors import writing
 from detector.schema import empty_events
 
 META_RUN_ID = b"intraday_events.run_id"
@@ -69,11 +70,12 @@ def write_shard_file(
     if prints:
         metadata[META_INPUTS] = json.dumps(prints).encode()
     table = table.replace_schema_metadata(metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd")
-        handle.flush()
-        os.fsync(handle.fileno())
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def read_shard_info(path: Path) -> ShardInfo:

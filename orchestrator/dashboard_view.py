@@ -168,7 +168,12 @@ def _workers(frame: Frame) -> RenderableType:
             _NONE if w.rss_gb is None else f"{w.rss_gb:.2f}",
             _age(w, frame),
         )
-    return table
+    errors = [
+        Text(f"w{w.worker_id} last error: {w.last_error}", style="red", overflow="fold")
+        for w in s.workers
+        if w.last_error
+    ]
+    return Group(table, *errors) if errors else table
 
 
 def _age(w: WorkerSnapshot, frame: Frame) -> Text:

@@ -39,10 +39,12 @@ class IncompleteRunError(IntradayEventsError):
         self.left = left
         self.quarantined = quarantined
         held_back = f" and {quarantined} quarantined" if quarantined else ""
+        # A plain launch skips quarantined symbols: they need --retry-quarantined.
+        retry = " --retry-quarantined" if quarantined else ""
         super().__init__(
             f"run {run_id} has {left} symbols not completed{held_back}; finish it with "
-            f"`intraday-events launch --run-id {run_id}`, or pass --partial to merge the "
-            f"committed symbols anyway"
+            f"`intraday-events launch --run-id {run_id}{retry}`, or pass --partial to merge "
+            f"the committed symbols anyway"
         )
 
 

@@ -9,6 +9,7 @@ every symbol is completed or quarantined.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -78,6 +79,7 @@ class LaunchConfig:
     ray_task_retries: int = 3
     inputs: InputPolicy = field(default_factory=InputPolicy)
     check_timezone: bool = True  # refuse when a sample's volume peaks are off the auctions
+    retry_quarantined: bool = False  # give quarantined symbols another --max-attempts
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class LaunchOutcome:
     no_bars: tuple[str, ...] = ()  # no bar file (--allow-missing): settled, not completed
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     suspect_timezone: Mapping[str, str] = field(default_factory=dict)  # symbol -> shifts
+    worker_errors: dict[int, str] = field(default_factory=dict)  # given up: their last exit
+    environment_error: str | None = None  # a worker's refused write that stopped the run
 
 
 class NotConfirmedError(IntradayEventsError):
@@ -120,6 +124,18 @@ class NoSymbolsError(IntradayEventsError):
             f"no symbols: no bar files under {bars_root}{where} (symbol=SYM/ directories or "
             f"SYM.parquet files); check --bars, or give --from-file F or --symbols"
         )
+
+
+def refused_line(worker_id: int, line: str, *, root: Path) -> str:
+    """The launcher's line for a worker that exited 5: the worker's own line, or, when
+    even that could not be written (its console log is on the full disk), what is known."""
+    if "cannot write" not in line:
+        line = (
+            f"{line}: a write was refused and the worker's own line could not be written "
+            f"either (disk full?); free space or make {root} writable, then run the same "
+            "`intraday-events launch` again (it continues the run); nothing committed was lost"
+        )
+    return f"worker {worker_id}: {line}"
 
 
 Confirm = Callable[[Plan], bool]
@@ -150,6 +166,8 @@ class Launcher:
         self.clock = clock
         self.sleep = sleep
         self.layout = RunLayout(cfg.root, cfg.run_id)
+        self._environment_error: str | None = None
+        self._worker_errors: dict[int, str] = {}
 
     # -- the whole launch ----------------------------------------------------------
     def run(self) -> LaunchOutcome:
@@ -176,7 +194,10 @@ class Launcher:
             )
             return self._launch()
         finally:
-            layout.orchestrator_pid_file.unlink(missing_ok=True)
+            # A read-only launch folder must not hide the error that ended the launch;
+            # a PID file left behind is checked against its process before any use.
+            with contextlib.suppress(OSError):
+                layout.orchestrator_pid_file.unlink(missing_ok=True)
             lock.release()
 
     def _launch(self) -> LaunchOutcome:
@@ -221,6 +242,13 @@ class Launcher:
         )
         if update.missing or update.found:
             cp = store.record_no_bars(update.missing, update.found)
+        if cfg.retry_quarantined:
+            cp, retried = store.retry_quarantined(cfg.max_attempts)
+            shown = " ".join(retried[:10]) + (" ..." if len(retried) > 10 else "")
+            self.echo(
+                f"--retry-quarantined: {len(retried)} quarantined symbols get "
+                f"{cfg.max_attempts} more attempts" + (f": {shown}" if retried else "")
+            )
         quarantined = cp.quarantined(cfg.max_attempts)
         plan = make_plan(
             run_id=cfg.run_id,
@@ -263,6 +291,9 @@ class Launcher:
             )
             self._supervise(supervisor)
             given_up = tuple(supervisor.given_up())
+            self._worker_errors = {
+                k: slot.last_exit or "?" for k, slot in supervisor.slots.items() if k in given_up
+            }
         return self._finish(store, plan, given_up, started)
 
     def _changed_inputs(
@@ -357,6 +388,10 @@ class Launcher:
                 if self.stop.requested and not supervisor.stopping_all:
                     self._notify(supervisor.stop_all(now, self.stop.reason or "stop requested"))
                 self._notify(supervisor.tick(now))
+                failure = supervisor.environment_failure
+                if failure is not None and not supervisor.stopping_all:
+                    self._environment_error = refused_line(*failure, root=self.cfg.root)
+                    self._notify(supervisor.stop_all(now, "a worker could not write"))
                 if self.monitor is not None:
                     self.monitor.tick(now)
                 if not supervisor.finished:
@@ -398,7 +433,7 @@ class Launcher:
         quarantined_set = cp.quarantined(cfg.max_attempts)
         left = cp.remaining(cfg.max_attempts)
         merged = None
-        if not left and not self.stop.requested:
+        if not left and not self.stop.requested and self._environment_error is None:
             merged = merge_final(self.layout, cp, complete=True)
         planned = {s for a in plan.assignments for s in a}
         done_now = planned & cp.completed
@@ -407,6 +442,8 @@ class Launcher:
         unfinished = tuple(sorted(left - set(failed)))
         if self.stop.requested:
             code = self.stop.exit_code
+        elif self._environment_error is not None:
+            code = ExitCode.ENVIRONMENT
         elif failed or quarantined or unfinished:
             code = ExitCode.FAILURE
         else:
@@ -430,4 +467,6 @@ class Launcher:
             suspect_timezone={
                 s: note for s, note in sorted(cp.suspect_timezone.items()) if s in cp.universe
             },
+            worker_errors=self._worker_errors,
+            environment_error=self._environment_error,
         )

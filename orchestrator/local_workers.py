@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import psutil
+
 from detector.atomic_io import write_text_atomic
 from detector.batch import InputPolicy
 from detector.checkpoint import Checkpoint, CheckpointFormatError
@@ -21,6 +23,7 @@ from detector.run_store import RunStore
 from orchestrator.pidfile import PidFileError, read_pid_file, record_for, write_pid_file
 from orchestrator.processes import signal_group, spawn
 from orchestrator.supervisor import HeartbeatView, ProcessHandle
+from orchestrator.worker_errors import console_size, read_last_error
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class LocalWorkers:
         self.assignments = [tuple(a) for a in assignments]
         self.redo = dict(redo or {})  # --redo-changed: symbol -> its bars' print now
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
+        self._console_from: dict[int, int] = {}  # where each current process's output starts
 
     # -- state ---------------------------------------------------------------------
     def _checkpoint(self) -> Checkpoint | None:
@@ -109,18 +113,24 @@ class LocalWorkers:
         symbols_file = self.layout.worker_symbols_file(worker_id)
         write_text_atomic(symbols_file, "".join(f"{s}\n" for s in symbols), durable=False)
         argv = self.command.argv(worker_id, symbols_file, os.getpid())
-        process = spawn(
-            argv, console_log=self.layout.worker_console_log(worker_id), env=self.command.env
-        )
+        console = self.layout.worker_console_log(worker_id)
+        self._console_from[worker_id] = console_size(console)
+        process = spawn(argv, console_log=console, env=self.command.env)
         self.processes[worker_id] = process
         try:
             record = record_for(
                 process.pid, run_id=self.layout.run_id, role="worker", worker_id=worker_id
             )
-            write_pid_file(self.layout.worker_pid_file(worker_id), record)
-        except Exception as exc:  # it already exited: the supervisor sees that on its next pass
+        except psutil.Error as exc:  # it already exited: the supervisor sees that next pass
             log.debug("no PID file for worker %d (pid %d): %s", worker_id, process.pid, exc)
+        else:
+            write_pid_file(self.layout.worker_pid_file(worker_id), record)
         return process
+
+    def last_error(self, worker_id: int) -> str | None:
+        return read_last_error(
+            self.layout.worker_console_log(worker_id), self._console_from.get(worker_id, 0)
+        )
 
     def terminate(self, handle: ProcessHandle) -> None:
         signal_group(handle.pid, signal.SIGTERM)

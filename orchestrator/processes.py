@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from detector.io_errors import writing
 from orchestrator.supervisor import describe_exit
 
 
@@ -25,8 +26,10 @@ def spawn(
     argv: Sequence[str], *, console_log: Path, env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in a new session, its output appended to ``console_log``."""
-    console_log.parent.mkdir(parents=True, exist_ok=True)
-    with open(console_log, "ab") as out:
+    with writing(console_log):
+        console_log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(console_log, "ab")  # noqa: SIM115 (closed below, once the child has it)
+    with out:
         return subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,

@@ -38,6 +38,7 @@ from orchestrator.run_files import (
     recent_shards,
     run_plan,
 )
+from orchestrator.worker_errors import PROCESS_START, read_last_error
 
 RunState = Literal["running", "merging", "completed", "stopped", "not started", "unknown"]
 # Heartbeat statuses of a process that is still working on its list.
@@ -75,6 +76,7 @@ class WorkerSnapshot:
     symbols_per_s: float | None = None  # likewise
     started_at: str | None = None
     updated_at: str | None = None
+    last_error: str | None = None  # a dead worker's last error line (its console log)
 
     @property
     def live(self) -> bool:
@@ -153,7 +155,7 @@ def read_snapshot(layout: RunLayout, *, now: datetime, max_attempts: int = 3) ->
     """Everything the run's files say at ``now``; never writes and never raises for a file."""
     orchestrator_pid, orchestrator_alive, worker_pids = read_pid_files(layout)
     workers = tuple(
-        _worker(layout, k, worker_pids.get(k), now)
+        _with_last_error(layout, _worker(layout, k, worker_pids.get(k), now))
         for k in sorted(set(heartbeat_ids(layout)) | set(worker_pids))
     )
     events, shards, unreadable = count_events(layout)
@@ -356,6 +358,14 @@ def _worker(
         started_at=beat.started_at,
         updated_at=beat.updated_at,
     )
+
+
+def _with_last_error(layout: RunLayout, w: WorkerSnapshot) -> WorkerSnapshot:
+    """A dead worker gets the last error line its last process printed, if any."""
+    if w.status != "dead":
+        return w
+    error = read_last_error(layout.worker_console_log(w.worker_id), after=PROCESS_START)
+    return replace(w, last_error=error) if error else w
 
 
 def _heartbeat_pid_alive(pid: int, started: datetime) -> bool:

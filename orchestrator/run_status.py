@@ -121,6 +121,8 @@ def render_text(s: RunSnapshot) -> str:
     if s.workers:
         lines.append("workers")
         lines.extend(_worker_table(s.workers))
+        errors = [w for w in s.workers if w.last_error]
+        lines.extend(f"  w{w.worker_id} last error: {w.last_error}" for w in errors)
     lines.extend(_failures(s))
     lines.extend(_inputs(s))
     lines.extend(_suspects(s))
@@ -298,4 +300,5 @@ def _worker_json(w: WorkerSnapshot) -> dict[str, Any]:
         "bars_per_s": w.bars_per_s,
         "started_at": w.started_at,
         "updated_at": w.updated_at,
+        "last_error": w.last_error,
     }

@@ -106,6 +106,15 @@ def format_summary(outcome: LaunchOutcome) -> str:
     if outcome.given_up:
         workers = ", ".join(str(k) for k in outcome.given_up)
         lines.append(f"workers given up after too many restarts: {workers}")
-    if outcome.unfinished or outcome.failed or outcome.stopped:
+        for k, last in sorted(outcome.worker_errors.items()):
+            lines.append(f"  worker {k} last exit: {last}")
+    if outcome.environment_error:
+        lines.append(f"stopped, a write was refused: {outcome.environment_error}")
+    if outcome.unfinished or outcome.failed or outcome.stopped or outcome.environment_error:
         lines.append(f"Continue with: intraday-events launch --run-id {run}")
+    if outcome.quarantined:
+        lines.append(
+            f"Retry the quarantined symbols once fixed: "
+            f"intraday-events launch --run-id {run} --retry-quarantined"
+        )
     return "\n".join(lines)

@@ -28,6 +28,7 @@ from enum import Enum
 from typing import Protocol
 
 from detector.config import SupervisionConfig
+from detector.errors import ExitCode
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,10 @@ class WorkerPort(Protocol):
 
     def record_crash(self, worker_id: int, symbol: str, reason: str) -> None:
         """Count a failed attempt for ``symbol``, in progress when its worker died."""
+        ...
+
+    def last_error(self, worker_id: int) -> str | None:
+        """The last error line the worker's current process printed, if any."""
         ...
 
 
@@ -130,6 +135,9 @@ class Supervisor:
         self.config = config
         self.slots = {k: WorkerSlot(k) for k in worker_ids}
         self.stopping_all = False
+        # (worker, its error line) of the first worker that exited because the system
+        # refused a write (exit 5): no symbol is to blame, and no restart can help.
+        self.environment_failure: tuple[int, str] | None = None
 
     # -- queries ---------------------------------------------------------------
     @property
@@ -256,6 +264,9 @@ class Supervisor:
         assert slot.handle is not None
         handle = slot.handle
         how = describe_exit(returncode)
+        error = self.port.last_error(slot.worker_id) if returncode > 0 else None
+        if error:
+            how = f"{how}: {error}"
         slot.last_exit = how
         beat = self.port.heartbeat(slot.worker_id)
         own_beat = beat if beat is not None and beat.pid == handle.pid else None
@@ -269,6 +280,20 @@ class Supervisor:
         if self.stopping_all:
             slot.state = SlotState.STOPPED
             notices.append(Notice(slot.worker_id, f"pid {handle.pid} stopped ({how})"))
+            return
+        if returncode == ExitCode.ENVIRONMENT:
+            # A full disk or a read-only folder: not the symbol's fault (no attempt is
+            # counted) and not worth a restart; the launcher stops the run.
+            slot.state = SlotState.STOPPED
+            if self.environment_failure is None:
+                self.environment_failure = (slot.worker_id, error or how)
+            notices.append(
+                Notice(
+                    slot.worker_id,
+                    f"pid {handle.pid} could not write ({how}); not restarted",
+                    logging.ERROR,
+                )
+            )
             return
         in_progress = own_beat.current_symbol if own_beat is not None else None
         if in_progress:

@@ -48,6 +48,7 @@ class FakePort:
         self.kills: list[int] = []  # pids
         self.forgets: list[tuple[int, int]] = []  # (worker_id, pid)
         self.crashes: list[tuple[int, str, str]] = []  # (worker_id, symbol, reason)
+        self.errors: dict[int, str] = {}  # worker id -> its last error line
         self._next_pid = 1000
 
     # -- WorkerPort ---------------------------------------------------------------
@@ -71,6 +72,9 @@ class FakePort:
 
     def forget(self, worker_id: int, handle: ProcessHandle) -> None:
         self.forgets.append((worker_id, handle.pid))
+
+    def last_error(self, worker_id: int) -> str | None:
+        return self.errors.get(worker_id)
 
     def record_crash(self, worker_id: int, symbol: str, reason: str) -> None:
         self.crashes.append((worker_id, symbol, reason))
@@ -868,3 +872,49 @@ def test_unreadable_heartbeat_is_no_news_and_does_not_hide_a_stall() -> None:
 
     assert port.terminates == [port.process(0).pid]
     assert state(sup) is SlotState.STOPPING
+
+
+# -- a worker's last error line, and refused writes --------------------------------------
+
+
+def test_a_death_with_an_error_line_shows_it_and_records_it_with_the_symbol() -> None:
+    port = FakePort({0: ["A", "B"]})
+    sup = supervisor(port)
+    sup.tick(0.0)
+    port.beat(0, "t1", current_symbol="A")
+    port.errors[0] = "ZeroDivisionError: division by zero"
+    port.die(0, 1)
+    notices = sup.tick(1.0)
+    assert "died (exit 1: ZeroDivisionError: division by zero) while detecting A" in (
+        messages(notices)
+    )
+    assert port.crashes == [
+        (0, "A", "worker 0 died (exit 1: ZeroDivisionError: division by zero) while detecting it")
+    ]
+    assert sup.slots[0].last_exit == "exit 1: ZeroDivisionError: division by zero"
+    assert state(sup) is SlotState.WAITING  # restarted as any death
+
+
+def test_a_signal_death_reads_no_error_line() -> None:
+    port = FakePort({0: ["A"]})
+    sup = supervisor(port)
+    sup.tick(0.0)
+    port.errors[0] = "an older process's line"
+    port.die(0, -9)
+    assert "died (SIGKILL(-9));" in messages(sup.tick(1.0))
+
+
+def test_exit_5_is_a_refused_write_not_restarted_and_no_symbol_blamed() -> None:
+    port = FakePort({0: ["A", "B"], 1: ["C"]})
+    sup = supervisor(port)
+    sup.tick(0.0)
+    port.beat(0, "t1", current_symbol="A")
+    port.errors[0] = "cannot write x: No space left on device (ENOSPC); ..."
+    port.die(0, 5)
+    notices = sup.tick(1.0)
+    assert state(sup, 0) is SlotState.STOPPED and port.crashes == []
+    assert sup.environment_failure == (0, "cannot write x: No space left on device (ENOSPC); ...")
+    assert "could not write (exit 5: cannot write x" in messages(notices)
+    assert state(sup, 1) is SlotState.RUNNING  # the launcher decides to stop the others
+    sup.tick(30.0)
+    assert len(port.spawned(0)) == 1  # never restarted

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from detector.config import AppConfig
-from detector.errors import ConfigMismatchError, RunExistsError, ShardWriteError
+from detector.errors import ConfigMismatchError, RunExistsError
 from detector.run_layout import RunLayout
 from detector.run_select import resolve_run_id
 from detector.shards import read_shard_info
@@ -113,7 +113,7 @@ def test_disk_full_marks_nothing_and_resume_completes(
     full = OSError(errno.ENOSPC, "No space left on device")
     with (
         mock.patch("detector.run_store.write_shard_file", side_effect=full),
-        pytest.raises(ShardWriteError, match="No space left"),
+        pytest.raises(OSError, match="No space left"),  # one line, exit 5, at the CLI
     ):
         run(tmp_path, bars_root, symbols, batch_size=3)
     assert checkpoint(tmp_path)["completed_symbols"] == []
@@ -141,8 +141,9 @@ def test_disk_full_through_the_cli_exits_non_zero(
                 *symbols,
             ],
         )
-    assert result.exit_code == 1
-    assert "cannot write shard" in result.output
+    assert result.exit_code == 5  # the environment refused a write
+    assert "cannot write processed/events/shards/.r1_solo_" in result.output
+    assert "No space left on device (ENOSPC); free space" in result.output
 
 
 def test_failing_symbol_is_retried_then_quarantined(

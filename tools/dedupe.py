@@ -34,7 +34,7 @@ import polars as pl
 import pyarrow as pa
 
 from detector.atomic_io import write_text_atomic
-from detector.errors import ExitCode, IntradayEventsError
+from detector.errors import ENVIRONMENT_ERRNOS, ExitCode, IntradayEventsError
 from detector.schema import EVENT_KEY
 from tools.dedupe_partitions import (
     DEFAULT_PARTITION_ROWS,
@@ -364,6 +364,8 @@ def _writing(path: Path) -> Iterator[None]:
     try:
         yield
     except (pl.exceptions.PolarsError, pa.ArrowException, OSError, WriteFailedError) as exc:
+        if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+            raise  # read-only, full disk, file too large: one line and exit 5 at the CLI
         raise DedupeWriteError(path, _first_line(exc)) from exc
 
 
@@ -395,6 +397,8 @@ def _run(path: Path, query: Callable[[], T]) -> T:
     try:
         return query()
     except (pl.exceptions.PolarsError, OSError, RowsChangedError) as exc:
+        if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+            raise  # writing the spilled partitions: one line and exit 5 at the CLI
         raise DedupeInputError(path, f"cannot read: {_first_line(exc)}") from exc
 
 

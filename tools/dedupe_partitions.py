@@ -38,6 +38,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from detector.atomic_io import fsync_dir
+from detector.errors import ENVIRONMENT_ERRNOS
+from detector.io_errors import writing
 
 if TYPE_CHECKING:
     from tools.dedupe import DedupePlan
@@ -159,7 +161,7 @@ def spill(scan: pl.LazyFrame, layout: Layout, directory: Path) -> list[Partition
     """Write each partition's rows, row numbers included, to its own file in
     ``directory``: one pass over the input, a batch of rows at a time."""
     assert layout.column is not None
-    with _spill_errors():
+    with _spill_errors(directory):
         directory.mkdir(parents=True)
     paths = [directory / f"{i:05d}.parquet" for i in range(len(layout.partitions))]
     writers: dict[int, pq.ParquetWriter] = {}
@@ -175,14 +177,14 @@ def spill(scan: pl.LazyFrame, layout: Layout, directory: Path) -> list[Partition
             for (part,), rows in by_part.items():
                 if part is None:
                     raise RowsChangedError(f"{layout.column} values appeared after the count")
-                with _spill_errors():
+                with _spill_errors(directory):
                     table = rows.to_arrow()
                     if part not in writers:
                         writers[part] = pq.ParquetWriter(
                             paths[part], table.schema, compression="lz4", use_dictionary=False
                         )
                     writers[part].write_table(table)
-        with _spill_errors():
+        with _spill_errors(directory):
             for writer in writers.values():
                 writer.close()
     finally:
@@ -193,10 +195,13 @@ def spill(scan: pl.LazyFrame, layout: Layout, directory: Path) -> list[Partition
 
 
 @contextmanager
-def _spill_errors() -> Iterator[None]:
+def _spill_errors(directory: Path) -> Iterator[None]:
     try:
         yield
     except (OSError, pa.ArrowException) as exc:
+        if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+            # A full disk or read-only folder: one line and exit 5 at the CLI.
+            raise OSError(exc.errno, exc.strerror, str(directory)) from exc
         raise WriteFailedError(str(exc)) from exc
 
 
@@ -286,16 +291,17 @@ class ParquetAppender:
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> ParquetAppender:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.tmp, "wb")  # closed by commit() or __exit__
-        self._writer = pq.ParquetWriter(
-            self._handle,
-            self.schema,
-            compression="zstd",
-            compression_level=ZSTD_LEVEL,
-            # Like polars: dictionaries for text only (they only bloat unique numbers).
-            use_dictionary=[field.name for field in self.schema if _is_text(field.type)],
-        )
+        with writing(self.path):  # a refused write names the output, not the temp file
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.tmp, "wb")  # closed by commit() or __exit__
+            self._writer = pq.ParquetWriter(
+                self._handle,
+                self.schema,
+                compression="zstd",
+                compression_level=ZSTD_LEVEL,
+                # Like polars: dictionaries for text only (they only bloat unique numbers).
+                use_dictionary=[field.name for field in self.schema if _is_text(field.type)],
+            )
         return self
 
     def write(self, frame: pl.DataFrame) -> None:
@@ -305,21 +311,24 @@ class ParquetAppender:
             table = frame.slice(offset, ROW_GROUP_ROWS).to_arrow()
             if not table.schema.equals(self.schema, check_metadata=False):
                 table = table.cast(self.schema)
-            self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            with writing(self.path, inject=False):
+                self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
     def commit(self, expected_rows: int) -> None:
         """Finish the file, check its row count, fsync it and rename it to ``path``."""
         assert self._writer is not None and self._handle is not None
-        self._writer.close()
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
+        with writing(self.path, inject=False):
+            self._writer.close()
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
         # Cheap (footer only) and it guards the one promise that matters: no row lost.
         written = pq.ParquetFile(self.tmp).metadata.num_rows
         if written != expected_rows:
             raise OSError(f"wrote {written} rows, expected {expected_rows}")
-        os.replace(self.tmp, self.path)
-        fsync_dir(self.path.parent)
+        with writing(self.path, inject=False):
+            os.replace(self.tmp, self.path)
+            fsync_dir(self.path.parent)
 
     def __exit__(
         self,

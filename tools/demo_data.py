@@ -29,6 +29,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from detector.io_errors import writing
 from tools.demo_patterns import (
     MINUTES_PER_DAY,
     RTH_END,
@@ -344,8 +345,9 @@ def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
     # Atomic: a reader never sees a half-written file, a crash leaves only a .tmp.
     tmp = path.with_name(path.name + ".tmp")
     try:
-        frame.write_parquet(tmp, compression="zstd")
-        os.replace(tmp, path)
+        with writing(path):  # a refused write: one line naming the file, exit 5
+            frame.write_parquet(tmp, compression="zstd")
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

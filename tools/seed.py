@@ -52,12 +52,14 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from detector import checkpoint as ck
+from detector.config import DetectorConfig
 from detector.errors import ExitCode, IntradayEventsError
 from detector.run_layout import RunLayout, is_valid_run_id, new_run_id
 from detector.run_select import InvalidRunIdError
 from detector.run_store import RunStore, SeedResult
 from detector.schema import EVENT_KEY, EVENT_SCHEMA, NY, empty_events
 from detector.shards import ShardMetadataError, read_shard_info
+from tools.seed_columns import derive, missing_columns
 
 OURS = "shards (ours)"
 OLD = "old shards"
@@ -240,23 +242,30 @@ def find_source(root: Path, run_id: str) -> SourceRun:
 class SourceEvents:
     events: pl.DataFrame  # EVENT_SCHEMA, unique keys, sorted
     duplicates_dropped: int  # exact duplicate rows of the source left out
+    derived: tuple[str, ...] = ()  # columns some source file lacked, derived
 
 
-def _event_frame(path: Path, symbols: frozenset[str]) -> pl.DataFrame:
-    """The rows of ``symbols`` in ``path``, in our schema (legacy files converted)."""
+def _event_frame(
+    path: Path, symbols: frozenset[str], detector: Callable[[], DetectorConfig]
+) -> tuple[pl.DataFrame, list[str]]:
+    """The rows of ``symbols`` in ``path``, in our schema (legacy files converted, the
+    columns an older file lacks derived), and the columns that were derived."""
     try:
         frame = pl.read_parquet(path).filter(pl.col("symbol").is_in(list(symbols)))
     except Exception as exc:  # polars raises several types for unreadable files
         raise SourceDataError(path, f"unreadable ({exc})") from exc
-    needed = [c for c in EVENT_SCHEMA if c != "timestamp_et"]
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise SourceDataError(path, f"no column {', '.join(missing)} to import events from")
+    derivable, absent = missing_columns(frame.columns)
+    if absent:
+        raise SourceDataError(
+            path, f"no column {', '.join(absent)} to import events from (not derivable)"
+        )
     timestamp = pl.col("timestamp")
     dtype = frame.schema["timestamp"]
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
         timestamp = timestamp.dt.replace_time_zone("UTC")  # the legacy files hold UTC
     utc = timestamp.dt.convert_time_zone("UTC").cast(EVENT_SCHEMA["timestamp"])
+    derived = [c for c in derivable if c != "timestamp_et"]  # timestamp_et: always derived
+    frame = derive(frame, derived, utc, detector)
     columns = []
     for name, target in EVENT_SCHEMA.items():
         if name == "timestamp":
@@ -267,24 +276,32 @@ def _event_frame(path: Path, symbols: frozenset[str]) -> pl.DataFrame:
         else:
             columns.append(pl.col(name).cast(target, strict=True))
     try:
-        return frame.select(columns)
+        return frame.select(columns), derived
     except pl.exceptions.PolarsError as exc:
         raise SourceDataError(path, f"events not in the output schema ({exc})") from exc
 
 
-def read_events(source: SourceRun, symbols: frozenset[str]) -> SourceEvents:
+def read_events(
+    source: SourceRun,
+    symbols: frozenset[str],
+    detector: Callable[[], DetectorConfig] = DetectorConfig,
+) -> SourceEvents:
     """Every event of ``symbols`` in SRC, each symbol's rows from one place only.
 
     Our shards cover each symbol once and exactly; old shards come next; the final
     file last (it repeats the shards when they are there).
     """
     frames: list[pl.DataFrame] = []
+    derived: set[str] = set()
     left = set(symbols)
     for part in (source.ours, source.old, source.final):
         taken = left & part.symbols
         if not taken:
             continue
-        frames.extend(_event_frame(path, frozenset(taken)) for path in part.files)
+        for path in part.files:
+            frame, columns = _event_frame(path, frozenset(taken), detector)
+            frames.append(frame)
+            derived.update(columns)
         left -= taken
     events = pl.concat(frames) if frames else empty_events()
     unique = events.unique(maintain_order=True)
@@ -293,7 +310,8 @@ def read_events(source: SourceRun, symbols: frozenset[str]) -> SourceEvents:
         first = unique.filter(unique.select(EVENT_KEY).is_duplicated()).row(0, named=True)
         example = " ".join(str(first[c]) for c in EVENT_KEY)
         raise ConflictingEventsError(source.run_id, clashing, example)
-    return SourceEvents(unique.sort(EVENT_KEY), events.height - unique.height)
+    kept = tuple(c for c in EVENT_SCHEMA if c in derived)
+    return SourceEvents(unique.sort(EVENT_KEY), events.height - unique.height, kept)
 
 
 # -- the seeding --------------------------------------------------------------------
@@ -305,6 +323,7 @@ class SeedReport:
     result: SeedResult
     import_events: bool
     duplicates_dropped: int
+    derived: tuple[str, ...] = ()  # columns derived because SRC's files lacked them
 
 
 def resolve_runs(src: str, dst: str | None, now: datetime) -> tuple[str, str, bool]:
@@ -331,6 +350,7 @@ def seed_checkpoint(
     import_events: bool = False,
     current_hash: Callable[[], str],
     now: datetime | None = None,
+    detector: Callable[[], DetectorConfig] = DetectorConfig,
 ) -> SeedReport:
     """Seed DST from SRC (see the module docstring). ``current_hash`` gives the hash
     of the current detector config, used for imported events whose config neither
@@ -348,7 +368,7 @@ def seed_checkpoint(
         existing = None  # RunStore.seed rebuilds it from DST's shards under the lock
     # Read only the events DST still lacks; RunStore.seed decides again under the lock.
     have = ck.shard_covered(existing) if existing else frozenset()
-    events = read_events(source, source.importable - have)
+    events = read_events(source, source.importable - have, detector)
     config_hash = (
         source.config_hash or (existing.config_hash if existing else None) or current_hash()
     )
@@ -359,45 +379,6 @@ def seed_checkpoint(
         event_symbols=source.importable,
         config_hash=config_hash,
     )
-    return SeedReport(source, dst, defaulted, result, True, events.duplicates_dropped)
-
-
-def format_report(report: SeedReport) -> str:
-    source, result = report.source, report.result
-    how = " (default: today's run id)" if report.dst_defaulted else ""
-    lines = [f"seed-checkpoint {source.run_id} -> {report.dst}{how}"]
-    width = max(len(p.kind) for p in source.parts) + len(" (legacy)")
-    lines.append(f"  {'source':<{width}} {'files':>6} {'symbols':>8}")
-    for part in source.parts:
-        kind = part.kind
-        if part is source.checkpoint and source.checkpoint_format:
-            kind = f"{kind} ({source.checkpoint_format})"
-        lines.append(f"  {kind:<{width}} {len(part.files):>6} {len(part.symbols):>8,}")
-    lines.append(f"  {'all sources':<{width}} {'':>6} {len(source.symbols):>8,}")
-    cp = result.checkpoint
-    lines.append(f"newly marked completed: {len(result.newly_completed):,}")
-    if report.import_events and result.shard is not None:
-        lines.append(
-            f"imported: {len(result.imported):,} symbols, {result.events:,} events as "
-            f"{result.shard.name} (config {cp.config_hash}; "
-            f"{report.duplicates_dropped:,} exact duplicate rows of {source.run_id} dropped)"
-        )
-    elif report.import_events:
-        lines.append(
-            f"imported: nothing new (shards of {report.dst} already hold every symbol "
-            f"{source.run_id} has events for)"
-        )
-    if report.import_events and source.no_events_here:
-        lines.append(
-            f"marked without events: {len(source.no_events_here):,} symbols only "
-            f"{source.run_id}'s checkpoint lists (no file of it holds their events)"
-        )
-    lines.append(f"total completed in {report.dst}: {len(cp.completed):,}")
-    if cp.seeded:
-        lines.append(
-            f"seeded without events in {report.dst}: {len(cp.seeded):,} "
-            f"(their events stay in {', '.join(cp.seeded_from)}; --import-events brings "
-            "those that a shard or final file of the source holds; continue with `launch` "
-            "or `detect --resume`)"
-        )
-    return "\n".join(lines)
+    return SeedReport(
+        source, dst, defaulted, result, True, events.duplicates_dropped, events.derived
+    )

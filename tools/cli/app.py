@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import click
 
-from detector.errors import ExitCode, IntradayEventsError, RootNotFoundError
+from detector.errors import (
+    ExitCode,
+    IntradayEventsError,
+    RootNotFoundError,
+    environment_error,
+)
 from tools.cli.context import CliContext
 
 ROOT_ENV = "INTRADAY_EVENTS_ROOT"
 INTERRUPTED_LINE = (
     "interrupted: stopped at once; everything committed is kept (run it again to continue)"
 )
+
+
+class _OneLine(click.ClickException):
+    def show(self, file: Any = None) -> None:
+        # On a full disk the line itself may not be writable (a worker's stderr is its
+        # console log): the exit status must still say what happened.
+        with contextlib.suppress(OSError):
+            super().show(file)
+
+
+def _one_line(exc: IntradayEventsError) -> click.ClickException:
+    error = _OneLine(str(exc))
+    error.exit_code = int(exc.exit_code)
+    return error
+
+
+def _then(command: str | None) -> str:
+    """What to run once the write can succeed: the same command, which continues."""
+    if command == "detect":
+        return "run it again (`intraday-events launch` or `detect --resume` continues the run)"
+    if command in ("launch", "restart"):
+        return "run the same `intraday-events launch` again (it continues the run)"
+    return f"run the same `intraday-events {command}` again" if command else "run it again"
 
 
 class _Group(click.Group):
@@ -23,9 +52,19 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except IntradayEventsError as exc:
-            error = click.ClickException(str(exc))
-            error.exit_code = int(exc.exit_code)
-            raise error from exc
+            raise _one_line(exc) from exc
+        except OSError as exc:
+            # A write the system refused (read-only, full disk, file size limit): one
+            # line naming the file and what to do, exit 5; never a traceback.
+            obj = ctx.obj if isinstance(ctx.obj, CliContext) else None
+            failure = environment_error(
+                exc,
+                root=obj.root if obj is not None else None,
+                then=_then(ctx.invoked_subcommand),
+            )
+            if failure is None:
+                raise
+            raise _one_line(failure) from exc
         except KeyboardInterrupt:
             # A second Ctrl-C (the first asks for an orderly stop) or one before any
             # handler is installed: interrupted, exit 130 like the first, not click's

@@ -19,6 +19,7 @@ from detector.run_layout import RunLayout
 from detector.run_logging import setup_logging
 from detector.run_select import resolve_run_id
 from detector.stopping import StopRequest
+from detector.worker import run_hash
 from orchestrator.dashboard_live import (
     InlineDashboard,
     KeyReader,
@@ -123,6 +124,12 @@ _LAUNCH_OPTIONS = [
         help="Failed attempts (errors or worker deaths on it) before a symbol is quarantined.",
     ),
     click.option(
+        "--retry-quarantined",
+        is_flag=True,
+        help="Give the run's quarantined symbols another --max-attempts attempts "
+        "(recorded in the checkpoint).",
+    ),
+    click.option(
         "--backend",
         type=click.Choice(["local", "ray"]),
         default="local",
@@ -189,6 +196,7 @@ def run_launch(
     backend: str,
     ray_address: str | None,
     ray_task_retries: int,
+    retry_quarantined: bool = False,
     extra_symbols: tuple[str, ...] = (),
     allow_missing: bool = False,
     skip_unreadable: bool = False,
@@ -206,10 +214,17 @@ def run_launch(
     now = datetime.now()
     chosen = resolve_run_id(obj.root, run_id, resume=True, now=now)
     setup_logging(RunLayout(obj.root, chosen).main_log(now, None, os.getpid()), console=True)
+    bars_root = obj.bars_root(bars).resolve()
+    # The main log's first line: what this launcher was asked to do (the file only).
+    log.debug(
+        "launch start: run=%s root=%s bars=%s workers=%d batch_size=%d config=%s pid=%d",
+        chosen, obj.root, bars_root, workers, batch_size,
+        run_hash(app, start_date, end_date), os.getpid(),
+    )  # fmt: skip
     cfg = LaunchConfig(
         root=obj.root,
         run_id=chosen,
-        bars_root=obj.bars_root(bars).resolve(),
+        bars_root=bars_root,
         worker_cli=worker_cli(obj),
         symbols=tuple(symbols) if symbols else None,
         workers=workers,
@@ -224,6 +239,7 @@ def run_launch(
         ray_task_retries=ray_task_retries,
         inputs=input_policy(allow_missing, skip_unreadable, redo_changed),
         check_timezone=not no_timezone_check,
+        retry_quarantined=retry_quarantined,
     )
     launcher = Launcher(
         cfg,
@@ -236,10 +252,17 @@ def run_launch(
         ),
         handle_signals=True,
     )
-    outcome = launcher.run()
+    try:
+        outcome = launcher.run()
+    except Exception:
+        # The full traceback goes to the main log only; the CLI shows one line.
+        log.debug("launcher of run %s ended by an error", chosen, exc_info=True)
+        raise
     summary = format_summary(outcome)
     # Into the launcher's main log too (DEBUG: the file only), where operators grep
     # for DETECTION COMPLETE as they did in the old logs.
     log.debug("summary\n%s", summary)
     click.echo(summary)
+    if outcome.environment_error:
+        click.echo(f"Error: {outcome.environment_error}", err=True)
     return outcome.exit_code

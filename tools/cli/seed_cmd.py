@@ -6,7 +6,8 @@ import click
 
 from detector.worker import run_hash
 from tools.cli.context import CliContext
-from tools.seed import format_report, seed_checkpoint
+from tools.seed import seed_checkpoint
+from tools.seed_report import format_report
 
 
 @click.command("seed-checkpoint")
@@ -40,5 +41,7 @@ def seed_checkpoint_cmd(
         import_events=import_events,
         # Loaded only when imported events' config is recorded by neither run.
         current_hash=lambda: run_hash(obj.config(), None, None),
+        # Its session bounds, only when an older file lacks the column session.
+        detector=lambda: obj.config().detector,
     )
     click.echo(format_report(report))

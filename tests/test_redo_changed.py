@@ -186,3 +186,16 @@ def test_the_ray_backend_recomputes_changed_bars_too(
     redo = run_cli(root, launch_args(bars, workers=2, batch_size=2, extra=extra))
     assert redo.returncode == 0, redo.stdout
     assert_latest_commits_only(root, changed_reference)
+
+
+def test_seeding_from_a_recomputed_run_imports_the_latest_commits(
+    tmp_path: Path, demo: tuple[Path, Path], changed_reference: pl.DataFrame
+) -> None:
+    root, bars, _ = completed_run(tmp_path, demo)
+    redo = run_cli(root, launch_args(bars, workers=2, batch_size=2, extra=["--redo-changed"]))
+    assert redo.returncode == 0, redo.stdout
+    seeded = run_cli(root, ["seed-checkpoint", RUN_ID, "copy_run", "--import-events"])
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    merged = run_cli(root, ["merge", "--run-id", "copy_run"])
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    assert_frame_equal(pl.read_parquet(RunLayout(root, "copy_run").final), changed_reference)

@@ -54,7 +54,8 @@ import pyarrow.parquet as pq
 from detector import checkpoint as ck
 from detector.config import DetectorConfig
 from detector.errors import ExitCode, IntradayEventsError
-from detector.run_layout import RunLayout, is_valid_run_id, new_run_id
+from detector.merge import latest_owners
+from detector.run_layout import RunLayout, is_valid_run_id, new_run_id, shard_number
 from detector.run_select import InvalidRunIdError
 from detector.run_store import RunStore, SeedResult
 from detector.schema import EVENT_KEY, EVENT_SCHEMA, NY, empty_events
@@ -294,12 +295,18 @@ def read_events(
     frames: list[pl.DataFrame] = []
     derived: set[str] = set()
     left = set(symbols)
+    latest = _latest_commits(source)
     for part in (source.ours, source.old, source.final):
         taken = left & part.symbols
         if not taken:
             continue
         for path in part.files:
-            frame, columns = _event_frame(path, frozenset(taken), detector)
+            # Our shards: each symbol's rows from its latest commit (a symbol recomputed
+            # from changed bars has an earlier, superseded one).
+            wanted = taken & latest[path] if part is source.ours else taken
+            if not wanted:
+                continue
+            frame, columns = _event_frame(path, frozenset(wanted), detector)
             frames.append(frame)
             derived.update(columns)
         left -= taken
@@ -312,6 +319,14 @@ def read_events(
         raise ConflictingEventsError(source.run_id, clashing, example)
     kept = tuple(c for c in EVENT_SCHEMA if c in derived)
     return SourceEvents(unique.sort(EVENT_KEY), events.height - unique.height, kept)
+
+
+def _latest_commits(source: SourceRun) -> dict[Path, frozenset[str]]:
+    """Per shard of ours, the symbols it holds the latest commit of."""
+    numbers = {p: shard_number(p, source.run_id) or 0 for p in source.ours.files}
+    covered = {p.name: read_shard_info(p).symbols for p in source.ours.files}
+    owners = latest_owners(covered, {p.name: n for p, n in numbers.items()})
+    return {p: frozenset(s for s, name in owners.items() if name == p.name) for p in numbers}
 
 
 # -- the seeding --------------------------------------------------------------------

@@ -27,7 +27,7 @@ from detector.config import AppConfig
 from detector.faults import ENV as CRASH_ENV
 from detector.faults import PAUSE_ENV
 from detector.run_layout import RunLayout
-from detector.run_store import RunStore
+from detector.run_store import BatchRecords, RunStore
 from tools.cli import cli
 from tools.demo_data import DemoDataSpec, generate_demo_bars
 
@@ -246,7 +246,7 @@ def test_a_ray_task_reports_suspects_and_the_driver_records_them(
     assert out.suspect_timezone == {"DAAA": "winter +5 h", "DAAB": "winter +5 h"}
     store.commit_written(
         out.temp, shard_dir=layout.shard_dir(0), symbols=out.covered, failures=out.failures,
-        config_hash="h", suspects=out.suspect_timezone,
+        config_hash="h", outcomes=BatchRecords(suspects=out.suspect_timezone),
     )  # fmt: skip
     assert checkpoint(tmp_path, "tz_ray")["suspect_timezone"] == out.suspect_timezone
 

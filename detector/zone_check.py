@@ -24,6 +24,7 @@ a shifted session); ``detector.zone_sample`` reads a few symbols before a run.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -149,79 +150,75 @@ def format_offset(half_hours: int) -> str:
 def auction_profile(clocked: pl.DataFrame) -> pl.DataFrame:
     """Each day's volume shares per shift, summed per period: all :func:`zone_verdict` needs.
 
-    ``clocked`` has ``date`` and ``minute`` (New York day and minute after midnight, from
-    :func:`detector.et_clock.with_et_clock`) and ``volume``. Returns ``period`` (New
-    York's UTC offset in minutes that day), ``k`` (the shift in half-hours that moves
-    the minute into the opening window; null for minutes no whole half-hour shift
-    moves into a window) and ``weight``; a period's weights add up to its number of
-    days. Profiles of several symbols pool by concatenation.
+    ``clocked`` has ``timestamp`` (UTC), ``date`` and ``minute`` (New York day and minute
+    after midnight, from :func:`detector.et_clock.with_et_clock`) and ``volume``. Returns
+    ``period`` (New York's UTC offset in minutes that day), ``k`` (the shift in
+    half-hours that moves the minute into the opening window; null for minutes no whole
+    half-hour shift moves into a window) and ``weight``; a period's weights add up to its
+    number of days. Profiles of several symbols pool by concatenation.
 
     The two windows are 390 minutes (13 half-hours) apart, so a minute that some shift
     moves into the opening window is moved into the closing one by that shift plus 13:
     one key per bar (day and shift, as one integer), so one grouping of the bars leaves
-    a few dozen rows per day, and everything else works on those.
+    a few dozen rows per day, and everything else works on those. It runs for every
+    symbol a run detects, so it is kept to three eager steps (about 1.5 ms a symbol).
     """
-    code = pl.lit(_SHIFT_CODES).gather(pl.col("minute"))
-    key = pl.col("date").cast(pl.Int64) * _CODES + code
-    volume = pl.col("volume").clip(lower_bound=0).sum().cast(pl.Float64)
-    per_day = clocked.lazy().group_by(key.alias("key")).agg(volume.alias("volume"))
-    day = (pl.col("key") // _CODES).cast(pl.Int32).cast(pl.Date)
+    day = pl.col("date").cast(pl.Int64)
+    key = day * _CODES + pl.lit(_SHIFT_CODES).gather(pl.col("minute"))
+    # New York's offset as each bar's clock reads it (local minus UTC minutes).
+    offset = day * MINUTES_PER_DAY + pl.col("minute") - pl.col("timestamp").dt.epoch("ms") // 60_000
+    per_key = clocked.group_by(key.alias("key")).agg(
+        pl.col("volume").clip(lower_bound=0).sum().cast(pl.Float64).alias("volume"),
+        offset.min().cast(pl.Int32).alias("period"),
+    )
+    key_day = pl.col("key") // _CODES
     k = (pl.col("key") % _CODES).cast(pl.Int32)
-    per_day = per_day.select(
-        day.alias("date"), pl.when(k < SHIFTS).then(k - SHIFTS // 2 + 1).alias("k"), "volume"
-    )
-    noon = pl.col("date").cast(pl.Datetime("ms")) + pl.duration(hours=12)
-    offset = noon.dt.epoch("ms") - noon.dt.replace_time_zone(_NY).dt.epoch("ms")
-    periods = per_day.select(pl.col("date").unique()).with_columns(
-        (offset // 60_000).cast(pl.Int32).alias("period")
-    )
-    day_total = pl.col("volume").sum().over("date")
+    day_total = pl.col("volume").sum().over(key_day)
     weight = pl.when(day_total > 0).then(pl.col("volume") / day_total).otherwise(0.0)
     return (
-        per_day.join(periods, on="date")
-        .with_columns(weight.alias("weight"))
+        per_key.select(
+            # One period per day (a daylight-saving change falls on a Sunday night).
+            pl.col("period").min().over(key_day).alias("period"),
+            pl.when(k < SHIFTS).then(k - SHIFTS // 2 + 1).alias("k"),
+            weight.alias("weight"),
+        )
         .group_by("period", "k")
         .agg(pl.col("weight").sum())
-        .collect()
     )
 
 
 def zone_verdict(profiles: pl.DataFrame | Iterable[pl.DataFrame]) -> ZoneVerdict:
-    """The verdict from one profile of :func:`auction_profile`, or several pooled."""
+    """The verdict from one profile of :func:`auction_profile`, or several pooled.
+
+    A profile has a few dozen rows: its sums are plain Python (a polars call costs more
+    than all of them, and this runs once per symbol).
+    """
     profile = profiles if isinstance(profiles, pl.DataFrame) else pl.concat(list(profiles))
-    if profile.is_empty():
-        return ZoneVerdict()
-    days = profile.group_by("period").agg(pl.col("weight").sum().alias("days"))
-    placed = profile.drop_nulls("k")
-    apart = WINDOW_STARTS[1] - WINDOW_STARTS[0]
-    closing = (pl.col("k") + apart // HALF_HOUR + SHIFTS // 2 - 1) % SHIFTS - SHIFTS // 2 + 1
-    scores = (
-        pl.concat([placed, placed.with_columns(closing.cast(pl.Int32))])
-        .group_by("period", "k")
-        .agg(pl.col("weight").sum().alias("score"))
-    )
+    days: dict[int, float] = defaultdict(float)
+    scores: dict[tuple[int, int], float] = defaultdict(float)
+    apart = (WINDOW_STARTS[1] - WINDOW_STARTS[0]) // HALF_HOUR
+    for period, k, weight in profile.select("period", "k", "weight").iter_rows():
+        days[period] += weight
+        if k is not None:
+            scores[(period, k)] += weight  # into the opening window
+            closing = (k + apart + SHIFTS // 2 - 1) % SHIFTS - SHIFTS // 2 + 1
+            scores[(period, closing)] += weight  # into the closing one
     periods = []
     for name, offset in PERIOD_OFFSETS.items():
-        total = days.filter(pl.col("period") == offset)["days"].sum()
+        total = days.get(offset, 0.0)
         if not total:
             continue
-        mine = scores.filter(pl.col("period") == offset)
-        at_zero = mine.filter(pl.col("k") == 0)["score"].sum()
-        best_k, best_score = 0, at_zero
-        if not mine.is_empty():
-            # Highest score; among equals the reading as it is, then the smallest shift.
-            best = mine.sort(
-                [pl.col("score"), pl.col("k") != 0, pl.col("k").abs()],
-                descending=[True, False, False],
-            ).row(0, named=True)
-            best_k, best_score = int(best["k"]), float(best["score"])
+        mine = {k: score for (period, k), score in scores.items() if period == offset}
+        at_zero = mine.get(0, 0.0)
+        # Highest score; among equals the reading as it is, then the smallest shift.
+        best_k = min(mine, key=lambda k: (-mine[k], k != 0, abs(k)), default=0)
         periods.append(
             PeriodVerdict(
                 period=name,
-                days=float(total),
+                days=total,
                 best_offset=best_k,
-                share_at_zero=float(at_zero) / total,
-                share_at_best=best_score / total,
+                share_at_zero=at_zero / total,
+                share_at_best=mine.get(best_k, at_zero) / total,
             )
         )
     return ZoneVerdict(tuple(periods))
@@ -239,7 +236,6 @@ def _shift_into(minute: pl.Expr, start: int) -> pl.Expr:
 
 # Per minute of the day: the shift code 0..47 (shift + 23) that moves it into the opening
 # window, 48 when none does. Gathered per bar: cheaper than the arithmetic on every row.
-_NY = "America/New_York"
 _CODES = SHIFTS + 1
 _SHIFT_CODES = (
     pl.select(_shift_into(pl.int_range(MINUTES_PER_DAY), WINDOW_STARTS[0]) + (SHIFTS // 2 - 1))

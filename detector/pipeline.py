@@ -15,7 +15,7 @@ from detector.config_load import minutes_of
 from detector.expr_cache import per_config
 from detector.features import symbol_features
 from detector.input_fingerprint import InputFingerprint
-from detector.schema import EVENT_KEY, EVENT_SCHEMA, empty_events
+from detector.schema import EVENT_KEY, EVENT_SCHEMA, derived_columns, empty_events
 from detector.symbols import validate_symbol
 from detector.thinning import score_expr, thin
 
@@ -61,17 +61,7 @@ def events_from_clean_bars(
 
 def _output(symbol: str) -> list[pl.Expr]:
     """The output columns (EVENTS.md §6) from a candidate row."""
-    derived = {
-        "symbol": pl.lit(symbol),
-        "timestamp_et": pl.col("ts_et"),
-        "event_bias": pl.when(pl.col("direction") == "up")
-        .then(pl.lit("bullish"))
-        .otherwise(pl.lit("bearish")),
-        "close_vs_open": pl.when(pl.col("close") > pl.col("open"))
-        .then(pl.lit("green"))
-        .otherwise(pl.lit("red")),
-        "tier": pl.lit(1, pl.Int32),
-    }
+    derived = {"symbol": pl.lit(symbol), "timestamp_et": pl.col("ts_et"), **derived_columns()}
     return [
         derived.get(name, pl.col(name)).cast(dtype).alias(name)
         for name, dtype in EVENT_SCHEMA.items()

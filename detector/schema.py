@@ -29,6 +29,21 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
 EVENT_KEY = ("symbol", "timestamp", "event_type", "direction")
 
 
+def derived_columns() -> dict[str, pl.Expr]:
+    """The output columns that follow from the others of an event row: its bias from the
+    direction, its candle colour, its tier. (Also how older event files lacking them are
+    completed on import.)"""
+    return {
+        "event_bias": pl.when(pl.col("direction") == "up")
+        .then(pl.lit("bullish"))
+        .otherwise(pl.lit("bearish")),
+        "close_vs_open": pl.when(pl.col("close") > pl.col("open"))
+        .then(pl.lit("green"))
+        .otherwise(pl.lit("red")),
+        "tier": pl.lit(1, pl.Int32),
+    }
+
+
 def empty_events() -> pl.DataFrame:
     return pl.DataFrame(schema=EVENT_SCHEMA)
 

@@ -14,7 +14,7 @@ import polars as pl
 
 from detector.config import DetectorConfig
 from detector.features import session_label
-from detector.schema import EVENT_SCHEMA, NY
+from detector.schema import EVENT_SCHEMA, NY, derived_columns
 
 # What each derivable column is made from.
 DERIVABLE: dict[str, tuple[str, ...]] = {
@@ -50,13 +50,7 @@ def derive(
     exprs: dict[str, pl.Expr] = {
         "timestamp_et": et,
         "date": et.dt.date(),
-        "event_bias": pl.when(pl.col("direction") == "up")
-        .then(pl.lit("bullish"))
-        .otherwise(pl.lit("bearish")),
-        "close_vs_open": pl.when(pl.col("close") > pl.col("open"))
-        .then(pl.lit("green"))
-        .otherwise(pl.lit("red")),
-        "tier": pl.lit(1, pl.Int32),
+        **derived_columns(),
     }
     out = frame.with_columns(exprs[c].alias(c) for c in columns if c != "session")
     if "session" in columns:

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from detector.io_errors import writing
 
 
-def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
-    """Write zstd Parquet to ``path`` via a temporary file, fsync and rename."""
+def write_parquet_atomic(
+    frame: pl.DataFrame,
+    path: Path,
+    *,
+    metadata: Mapping[bytes, bytes] | None = None,
+    sorted_by: Sequence[str] = (),
+) -> None:
+    """Write zstd Parquet to ``path`` via a temporary file, fsync and rename.
+
+    ``metadata``: key-value pairs for the file's footer; ``sorted_by``: the columns the
+    rows are sorted by (ascending), declared in the footer (``sorting_columns``).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with writing(path):
@@ -22,7 +33,17 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
             # by Python: a refused write then says why (polars turns EFBIG at the
             # footer into "Invalid thrift: transport error").
             encoded = io.BytesIO()
-            frame.write_parquet(encoded, compression="zstd")
+            if metadata or sorted_by:
+                table = frame.to_arrow()
+                table = table.replace_schema_metadata(
+                    {**(table.schema.metadata or {}), **(metadata or {})}
+                )
+                order = pq.SortingColumn.from_ordering(
+                    table.schema, [(c, "ascending") for c in sorted_by]
+                )
+                pq.write_table(table, encoded, compression="zstd", sorting_columns=order or None)
+            else:
+                frame.write_parquet(encoded, compression="zstd")
             with open(tmp, "wb") as handle:
                 handle.write(encoded.getbuffer())
                 handle.flush()

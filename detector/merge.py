@@ -10,6 +10,7 @@ import polars as pl
 
 from detector.atomic_io import write_parquet_atomic
 from detector.errors import IntradayEventsError
+from detector.provenance import Provenance
 from detector.run_layout import RunLayout
 from detector.schema import EVENT_KEY, EVENT_SCHEMA, empty_events
 
@@ -87,18 +88,28 @@ def latest_rows(layout: RunLayout, shards: Mapping[str, Sequence[str]]) -> pl.La
     return pl.concat(frames) if frames else empty_events().lazy()
 
 
-def merge_shards(layout: RunLayout, shards: Mapping[str, Sequence[str]]) -> MergeResult:
+def merge_shards(
+    layout: RunLayout,
+    shards: Mapping[str, Sequence[str]],
+    provenance: Provenance | None = None,
+) -> MergeResult:
     """Merge the committed shards (name -> symbols covered, as the checkpoint lists them)
     into ``layout.final``, atomically: each symbol's rows from its latest commit.
 
-    Rows are sorted by the event key, which must be unique.
+    Rows are sorted by the event key, which must be unique, and the file says so in its
+    footer, with ``provenance`` (what produced it) when given.
     """
     events = latest_rows(layout, shards).collect()
     events = events.sort(EVENT_KEY)
     duplicates = events.height - events.select(EVENT_KEY).n_unique() if events.height else 0
     if duplicates:
         raise DuplicateKeysError(layout.final, duplicates)
-    write_parquet_atomic(events, layout.final)
+    write_parquet_atomic(
+        events,
+        layout.final,
+        metadata=provenance.metadata() if provenance is not None else None,
+        sorted_by=EVENT_KEY,
+    )
 
     def counts(column: str) -> dict[str, int]:
         return dict(events.group_by(column).len().sort(column).iter_rows())

@@ -122,6 +122,11 @@ class RunLayout:
         return self.launch_dir / "stop"
 
     @property
+    def summary_json(self) -> Path:
+        """The end of the latest launch, as data (orchestrator.summary_json)."""
+        return self.launch_dir / "summary.json"
+
+    @property
     def plan(self) -> Path:
         """The latest launch plan: workers, their symbols and every symbol's bar count."""
         return self.launch_dir / "plan.json"

@@ -37,6 +37,7 @@ from detector.heartbeat import (
 from detector.input_check import NoBarsUpdate, check_no_bars
 from detector.input_fingerprint import InputFingerprint, to_redo
 from detector.merge import MergeResult, merge_shards
+from detector.provenance import Provenance
 from detector.run_layout import RunLayout
 from detector.run_store import BatchRecords, RunStore
 from detector.schema import empty_events
@@ -343,7 +344,8 @@ class Worker:
         merged = None
         run_done = not cp.remaining(self.cfg.max_attempts)
         if run_done and self.cfg.merge and not self.stop.requested:
-            merged = merge_shards(self.layout, cp.shards)
+            provenance = Provenance.of_run(self.app, cp, bars_root=self.cfg.bars_root)
+            merged = merge_shards(self.layout, cp.shards, provenance)
             log.info(
                 "DETECTION COMPLETE run=%s symbols=%d events=%d by_type=%s by_direction=%s "
                 "by_session=%s final=%s",

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from detector.checkpoint import Checkpoint
+from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError, RunBusyError
 from detector.heartbeat import write_run_completed
 from detector.merge import MergeResult, merge_shards
+from detector.provenance import Provenance
 from detector.run_layout import RunLayout
 from detector.run_store import RunStore
 from orchestrator.pidfile import PidFileError, read_pid_file
+from orchestrator.run_files import run_plan
 
 
 class NothingToMergeError(IntradayEventsError):
@@ -62,9 +66,11 @@ class MergeReport:
         return not self.left and not self.quarantined
 
 
-def merge_final(layout: RunLayout, cp: Checkpoint, *, complete: bool) -> MergeResult:
+def merge_final(
+    layout: RunLayout, cp: Checkpoint, *, complete: bool, provenance: Provenance | None = None
+) -> MergeResult:
     """Merge the checkpoint's shards into the final file; mark the legacy heartbeat if complete."""
-    merged = merge_shards(layout, cp.shards)
+    merged = merge_shards(layout, cp.shards, provenance)
     if complete:
         write_run_completed(
             layout.run_heartbeat,
@@ -83,7 +89,9 @@ def live_launcher_pid(layout: RunLayout) -> int | None:
         return None
 
 
-def merge_run(layout: RunLayout, *, max_attempts: int, partial: bool) -> MergeReport:
+def merge_run(
+    layout: RunLayout, *, max_attempts: int, partial: bool, app: AppConfig | None = None
+) -> MergeReport:
     """Rebuild the final file of a run that no launcher is running (the ``merge`` command)."""
     layout.launch_dir.mkdir(parents=True, exist_ok=True)
     # Holding the launcher's lock keeps a launch from starting (and merging) meanwhile.
@@ -100,7 +108,10 @@ def merge_run(layout: RunLayout, *, max_attempts: int, partial: bool) -> MergeRe
         left = cp.remaining(max_attempts)
         if (left or quarantined) and not partial:
             raise IncompleteRunError(layout.run_id, len(left), len(quarantined))
-        merged = merge_final(layout, cp, complete=not left)
+        plan = run_plan(layout)
+        bars_root = Path(plan.bars_root) if plan is not None and plan.bars_root else None
+        provenance = Provenance.of_run(app or AppConfig(), cp, bars_root=bars_root)
+        merged = merge_final(layout, cp, complete=not left, provenance=provenance)
         return MergeReport(
             merged=merged,
             completed=len(cp.completed),

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +31,7 @@ from detector.input_check import check_no_bars
 from detector.input_fingerprint import InputFingerprint, to_redo
 from detector.input_fingerprint import changed as changed_inputs
 from detector.merge import MergeResult
+from detector.provenance import Provenance
 from detector.run_layout import RunLayout
 from detector.run_store import RunStore
 from detector.stopping import StopRequest
@@ -51,6 +52,7 @@ from orchestrator.plan import (
 )
 from orchestrator.processes import stop_tree
 from orchestrator.ray_backend import RayBackend, RayRun, import_ray
+from orchestrator.summary_json import summary_document, write_summary_json
 from orchestrator.supervisor import Notice, Supervisor
 from orchestrator.work_estimate import expected_bars
 
@@ -424,6 +426,34 @@ class Launcher:
             port.forget(worker_id, process)
 
     # -- the end -----------------------------------------------------------------
+    def _write_summary_json(
+        self,
+        cp: Checkpoint,
+        merged: MergeResult | None,
+        provenance: Provenance | None,
+        code: ExitCode,
+        completed_now: int,
+        wall_s: float,
+    ) -> None:
+        """summary.json of this launch; a refused write is logged, never fails the run."""
+        finished = datetime.now()
+        document = summary_document(
+            run_id=self.cfg.run_id,
+            cp=cp,
+            started_at=finished - timedelta(seconds=wall_s),
+            finished_at=finished,
+            exit_code=int(code),
+            final=merged.path if merged is not None else None,
+            provenance=provenance,
+            completed_now=completed_now,
+            stopped=self.stop.reason,
+            max_attempts=self.cfg.max_attempts,
+        )
+        try:
+            write_summary_json(self.layout.summary_json, document)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.layout.summary_json, exc)
+
     def _finish(
         self, store: RunStore, plan: Plan, given_up: tuple[int, ...], started: float
     ) -> LaunchOutcome:
@@ -433,8 +463,10 @@ class Launcher:
         quarantined_set = cp.quarantined(cfg.max_attempts)
         left = cp.remaining(cfg.max_attempts)
         merged = None
+        provenance = None
         if not left and not self.stop.requested and self._environment_error is None:
-            merged = merge_final(self.layout, cp, complete=True)
+            provenance = Provenance.of_run(self.app, cp, bars_root=self.cfg.bars_root)
+            merged = merge_final(self.layout, cp, complete=True, provenance=provenance)
         planned = {s for a in plan.assignments for s in a}
         done_now = planned & cp.completed
         failed = {s: f.error for s, f in sorted(cp.failed.items()) if s in left}
@@ -448,6 +480,8 @@ class Launcher:
             code = ExitCode.FAILURE
         else:
             code = ExitCode.OK
+        wall_s = self.clock() - started
+        self._write_summary_json(cp, merged, provenance, code, len(done_now), wall_s)
         return LaunchOutcome(
             run_id=cfg.run_id,
             plan=plan,
@@ -459,7 +493,7 @@ class Launcher:
             unfinished=unfinished,
             given_up=given_up if not self.stop.requested else (),
             merged=merged,
-            wall_s=self.clock() - started,
+            wall_s=wall_s,
             stopped=self.stop.reason,
             exit_code=code,
             no_bars=tuple(sorted(cp.no_bars & cp.universe)),

@@ -8,7 +8,7 @@ and in a log.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrator.run_snapshot import (
@@ -234,8 +234,9 @@ def _suspects(s: RunSnapshot) -> list[str]:
 def snapshot_to_json(s: RunSnapshot) -> dict[str, Any]:
     """Plain JSON types only; counts beside the names so that scripts need not count."""
     return {
+        "schema_version": STATUS_SCHEMA_VERSION,
         "run_id": s.run_id,
-        "taken_at": s.taken_at.isoformat(timespec="seconds"),
+        "taken_at": aware(s.taken_at),
         "state": s.state,
         "problem": s.problem,
         "config_hash": s.config_hash,
@@ -262,7 +263,11 @@ def snapshot_to_json(s: RunSnapshot) -> dict[str, Any]:
         "failed": None
         if s.failed is None
         else {
-            sym: {"error": f.error, "attempts": f.attempts, "last_failed_at": f.last_failed_at}
+            sym: {
+                "error": f.error,
+                "attempts": f.attempts,
+                "last_failed_at": aware(f.last_failed_at),
+            }
             for sym, f in s.failed.items()
         },
         "max_attempts": s.max_attempts,
@@ -283,6 +288,24 @@ def _names(items: tuple[str, ...] | None) -> list[str] | None:
     return None if items is None else list(items)
 
 
+# 2: schema_version itself, and every timestamp with its UTC offset (the run's files
+# hold the local time of the machine that wrote them, without one).
+STATUS_SCHEMA_VERSION = 2
+
+
+def aware(moment: datetime | str | None) -> str | None:
+    """``moment`` (a datetime, or ISO text; naive ones are this machine's local time) in
+    UTC, with its zone: ``2026-12-03T16:05:00+00:00``. Text that is not a time: as it is."""
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            return moment
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
 def _worker_json(w: WorkerSnapshot) -> dict[str, Any]:
     return {
         "worker_id": w.worker_id,
@@ -298,7 +321,7 @@ def _worker_json(w: WorkerSnapshot) -> dict[str, Any]:
         "rss_gb": w.rss_gb,
         "heartbeat_age_s": w.heartbeat_age_s,
         "bars_per_s": w.bars_per_s,
-        "started_at": w.started_at,
-        "updated_at": w.updated_at,
+        "started_at": aware(w.started_at),
+        "updated_at": aware(w.updated_at),
         "last_error": w.last_error,
     }

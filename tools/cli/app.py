@@ -95,6 +95,9 @@ def _default_config(root: Path) -> Path | None:
     help="YAML config (ours or the legacy config.yaml). Default ROOT/config/config.yaml "
     "when it exists, else built-in defaults.",
 )
+@click.version_option(
+    package_name="intraday-events", prog_name="intraday-events", message="%(prog)s %(version)s"
+)
 @click.pass_context
 def cli(ctx: click.Context, root: Path, config_path: Path | None) -> None:
     """Turn 1-minute bars into a clean table of intraday events."""

@@ -22,7 +22,7 @@ from tools.cli.options import existing_run_layout, viewer_max_attempts_option
 def merge(obj: CliContext, run_id: str | None, partial: bool, max_attempts: int) -> None:
     """Rebuild processed/events/{run_id}.parquet from the committed shards (as launch does)."""
     layout = existing_run_layout(obj.root, run_id)
-    report = merge_run(layout, max_attempts=max_attempts, partial=partial)
+    report = merge_run(layout, max_attempts=max_attempts, partial=partial, app=obj.config())
     shards = report.merged.shards
     click.echo(
         f"Merged {shards} committed shard{'' if shards == 1 else 's'} of run {layout.run_id}: "

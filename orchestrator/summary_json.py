@@ -1,0 +1,107 @@
+"""``logs/launch/{run_id}/summary.json``: the end of a launch, for scripts and reports.
+
+The same facts as the printed summary, as data: counts of symbols, events by type,
+direction and session, events per symbol, failures with their reasons, timings
+(UTC, with the zone), and the provenance of the final file. ``schema_version`` says
+which shape this is; a reader refuses a version it does not know.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from detector.atomic_io import write_text_atomic
+from detector.checkpoint import Checkpoint
+from detector.provenance import Provenance
+
+SCHEMA_VERSION = 1
+
+
+def summary_document(
+    *,
+    run_id: str,
+    cp: Checkpoint,
+    started_at: datetime,
+    finished_at: datetime,
+    exit_code: int,
+    final: Path | None,
+    provenance: Provenance | None,
+    completed_now: int,
+    stopped: str | None,
+    max_attempts: int,
+) -> dict[str, Any]:
+    """The summary of a launch that ended at ``finished_at``; ``final`` is the final file
+    when this launch wrote it."""
+    quarantined = cp.quarantined(max_attempts)
+    events: dict[str, Any] = {"total": None}
+    if final is not None and final.is_file():
+        frame = pl.read_parquet(final, columns=["symbol", "event_type", "direction", "session"])
+
+        def counts(column: str) -> dict[str, int]:
+            return {str(k): int(n) for k, n in frame.group_by(column).len().sort(column).rows()}
+
+        events = {
+            "total": frame.height,
+            "by_type": counts("event_type"),
+            "by_direction": counts("direction"),
+            "by_session": counts("session"),
+            "by_symbol": counts("symbol"),
+        }
+    wall = (finished_at - started_at).total_seconds()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "started_at": _utc(started_at),
+        "finished_at": _utc(finished_at),
+        "wall_s": round(wall, 3),
+        "exit_code": exit_code,
+        "stopped": stopped,
+        "final": None if final is None else str(final),
+        "symbols": {
+            "universe": len(cp.universe),
+            "completed": len(cp.completed & cp.universe),
+            "completed_by_this_launch": completed_now,
+            "quarantined": len(quarantined),
+            "failed": len(set(cp.failed) - cp.completed - quarantined),
+            "no_bars": len(cp.no_bars),
+            "suspect_timezone": len(cp.suspect_timezone),
+        },
+        "symbols_per_s": round(completed_now / wall, 3) if wall > 0 else None,
+        "events": events,
+        "failures": {
+            s: {
+                "error": f.error,
+                "attempts": f.attempts,
+                "quarantined": s in quarantined,
+                "last_failed_at": f.last_failed_at,
+            }
+            for s, f in sorted(cp.failed.items())
+            if s not in cp.completed
+        },
+        "no_bars": sorted(cp.no_bars),
+        "skipped_files": {s: list(f) for s, f in sorted(cp.skipped_files.items())},
+        "suspect_timezone": dict(sorted(cp.suspect_timezone.items())),
+        "provenance": None
+        if provenance is None
+        else {
+            "config_hash": provenance.config_hash,
+            "package_version": provenance.package_version,
+            "created_at": provenance.created_at,
+            "inputs": dict(provenance.inputs),
+            "config": dict(provenance.config),
+        },
+    }
+
+
+def write_summary_json(path: Path, document: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(document, indent=1, default=str) + "\n")
+
+
+def _utc(moment: datetime) -> str:
+    """A naive ``moment`` is this machine's local time."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds")

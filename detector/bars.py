@@ -158,7 +158,8 @@ def _read_one_by_one(
     skipped: list[str] = []
     for path in files:
         try:
-            schema = pl.Schema(pl.from_arrow(pq.read_schema(path).empty_table()).schema)
+            empty = pl.DataFrame(pq.read_schema(path).empty_table())
+            schema = empty.schema
         except Exception as exc:
             _unreadable(path, exc, skipped, skip_unreadable)
             continue

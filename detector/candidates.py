@@ -175,7 +175,7 @@ def _build(cfg: DetectorConfig) -> _Expressions:
     # rules one after the other, each column as one list.
     hits = (
         [
-            pl.concat_list(pl.arg_where(f).implode() for f in fired).alias("at"),
+            pl.concat_list(pl.arg_where(pl.col(f)).implode() for f in fired).alias("at"),
             pl.concat_list(
                 pl.repeat(i, pl.col(f).sum(), dtype=pl.Int64).implode() for i, f in enumerate(fired)
             ).alias("rule"),

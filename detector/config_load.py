@@ -150,7 +150,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
 def _convert(tp: Any, raw: Any, path: str, meta: Mapping[str, Any]) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, raw if raw is not None else {}, path)
     if origin in (types.UnionType, typing.Union):
         if raw is None and type(None) in args:

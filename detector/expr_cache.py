@@ -25,7 +25,7 @@ def per_config(config: object, name: str, build: Callable[[], T]) -> T:
     key = (id(config), name)
     found = _built.get(key)
     if found is not None and found[0]() is config:
-        return found[1]  # type: ignore[no-any-return]
+        return found[1]
     value = build()
     if len(_built) >= _MAX_ENTRIES:
         _built.clear()

@@ -39,10 +39,10 @@ def _zip_rotator(source: str, dest: str) -> None:
 CONSOLE_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Plain lines on whatever ``sys.stderr`` is when a record is emitted."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -117,7 +117,7 @@ class KeyReader:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdin
         self._fd: int | None = None
-        self._saved: list[object] | None = None
+        self._saved: list[Any] | None = None
 
     def __enter__(self) -> KeyReader:
         try:

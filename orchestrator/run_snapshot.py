@@ -195,7 +195,8 @@ def read_snapshot(layout: RunLayout, *, now: datetime, max_attempts: int = 3) ->
             superseded = superseded_rows(layout, cp.shards)
         except Exception:  # a shard removed or unreadable meanwhile: counted as it is
             superseded = 0
-        base = replace(base, events_so_far=base.events_so_far - superseded)
+        if base.events_so_far is not None:
+            base = replace(base, events_so_far=base.events_so_far - superseded)
     return _with_checkpoint(base, plan, cp, running=running)
 
 
@@ -328,8 +329,8 @@ def _worker(
     pid_file_pid, pid_file_alive = recorded if recorded is not None else (None, False)
     if beat is None:
         if text is not None:  # a heartbeat file exists but says nothing usable
-            alive = None if recorded is None else pid_file_alive
-            return WorkerSnapshot(worker_id, pid_file_pid, alive, "unknown", heartbeat_age_s=age)
+            known = None if recorded is None else pid_file_alive
+            return WorkerSnapshot(worker_id, pid_file_pid, known, "unknown", heartbeat_age_s=age)
         # Spawned and recorded, no heartbeat yet (or never will: the PID file is stale).
         status = "starting" if pid_file_alive else "dead"
         return WorkerSnapshot(worker_id, pid_file_pid, pid_file_alive, status)

@@ -203,10 +203,10 @@ def _inputs(s: RunSnapshot) -> list[str]:
         lines += ["no bar files (no_bars: not completed, no events)", f"  {shown}{more}"]
     if s.changed_inputs:
         shown = " ".join(s.changed_inputs[:_MAX_LISTED])
-        more = len(s.changed_inputs) - _MAX_LISTED
+        left = len(s.changed_inputs) - _MAX_LISTED
         lines += [
             "bars changed since their commit (`launch --redo-changed` recomputes them)",
-            f"  {shown}" + (f" ... and {more} more" if more > 0 else ""),
+            f"  {shown}" + (f" ... and {left} more" if left > 0 else ""),
         ]
     if s.skipped_files:
         lines.append("unreadable bar files skipped (--skip-unreadable)")
@@ -300,10 +300,12 @@ def aware(moment: datetime | str | None) -> str | None:
         return None
     if isinstance(moment, str):
         try:
-            moment = datetime.fromisoformat(moment)
+            parsed = datetime.fromisoformat(moment)
         except ValueError:
             return moment
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
+    else:
+        parsed = moment
+    return parsed.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _worker_json(w: WorkerSnapshot) -> dict[str, Any]:

@@ -299,7 +299,8 @@ def sort_by_time(frame: pl.DataFrame) -> pl.DataFrame:
 def month_runs(frame: pl.DataFrame) -> list[tuple[int, int]]:
     """``(offset, length)`` of each calendar month of a time-sorted frame (nulls: one run)."""
     ts = pl.col("timestamp")
-    if frame.schema["timestamp"].time_zone is not None:  # type: ignore[union-attr]
+    dtype = frame.schema["timestamp"]
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
         ts = ts.dt.convert_time_zone("UTC")
     months = frame.select((ts.dt.year() * 12 + ts.dt.month()).fill_null(-1)).to_series()
     runs, offset = [], 0

@@ -209,10 +209,11 @@ def _returns(minutes: pl.DataFrame, days: list[_Day]) -> pl.DataFrame:
     # Volatility and volume are U-shaped over RTH, quieter in PM/AH.
     vol_shape = 1 + 1.2 * (-since_open / 25).exp() + 0.4 * (-to_close / 25).exp()
     sigma = pl.col("sigma") * pl.when(rth).then(vol_shape).otherwise(0.35)
-    volume_shape = pl.when(rth).then(
-        1 + 2.0 * (-since_open / 20).exp() + 0.5 * (-to_close / 15).exp()
+    volume_shape = (
+        pl.when(rth)
+        .then(1 + 2.0 * (-since_open / 20).exp() + 0.5 * (-to_close / 15).exp())
+        .otherwise(0.08 + 0.2 * (-to_session / 45).exp())
     )
-    volume_shape = volume_shape.otherwise(0.08 + 0.2 * (-to_session / 45).exp())
     # PM/AH bars exist in 5-30% of minutes, densest next to the session; RTH ~all.
     p_present = pl.when(rth).then(0.985).otherwise(0.05 + 0.25 * (-to_session / 45).exp())
     # The auction bars always exist; their size is drawn from the (otherwise unused)
@@ -330,7 +331,7 @@ def _bars(
             .alias("transactions"),
         )
         .select(BAR_SCHEMA.keys())
-        .cast(BAR_SCHEMA)
+        .cast(pl.Schema(BAR_SCHEMA))
     )
 
 

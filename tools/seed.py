@@ -312,7 +312,7 @@ def read_events(
         left -= taken
     events = pl.concat(frames) if frames else empty_events()
     unique = events.unique(maintain_order=True)
-    clashing = unique.select(EVENT_KEY).is_duplicated().sum()
+    clashing = int(unique.select(EVENT_KEY).is_duplicated().sum())
     if clashing:
         first = unique.filter(unique.select(EVENT_KEY).is_duplicated()).row(0, named=True)
         example = " ".join(str(first[c]) for c in EVENT_KEY)

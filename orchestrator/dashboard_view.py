@@ -32,7 +32,7 @@ STATUS_STYLES = {
     "committing": "bright_cyan",
     "stalled": "bold yellow",
     "dead": "bold red",
-    "done": "blue",
+    "completed": "blue",
     "failed": "red",
     "stopped": "magenta",
     UNKNOWN: "dim",
@@ -58,9 +58,7 @@ class Frame:
 
 
 def worker_status(w: WorkerSnapshot, stall_after_s: float) -> str:
-    """running / committing / stalled / dead / done / ... as the dashboard shows it."""
-    if w.status == "completed":
-        return "done"
+    """running / committing / stalled / dead / completed / ...: the words of ``status``."""
     if w.status in ACTIVE and w.alive is not False and (w.heartbeat_age_s or 0.0) > stall_after_s:
         return "stalled"
     return w.status if w.status in STATUS_STYLES else UNKNOWN

@@ -151,11 +151,23 @@ def newest_run_id(root: Path) -> str:
     return runs[-1]
 
 
-def read_snapshot(layout: RunLayout, *, now: datetime, max_attempts: int = 3) -> RunSnapshot:
-    """Everything the run's files say at ``now``; never writes and never raises for a file."""
+def read_snapshot(
+    layout: RunLayout,
+    *,
+    now: datetime,
+    max_attempts: int = 3,
+    stall_after_s: float | None = None,
+) -> RunSnapshot:
+    """Everything the run's files say at ``now``; never writes and never raises for a file.
+
+    With ``stall_after_s`` (the supervision's stall timeout), a working worker whose
+    heartbeat is older is ``stalled``: ``status`` and the dashboard say the same words.
+    """
     orchestrator_pid, orchestrator_alive, worker_pids = read_pid_files(layout)
     workers = tuple(
-        _with_last_error(layout, _worker(layout, k, worker_pids.get(k), now))
+        _stalled(
+            _with_last_error(layout, _worker(layout, k, worker_pids.get(k), now)), stall_after_s
+        )
         for k in sorted(set(heartbeat_ids(layout)) | set(worker_pids))
     )
     events, shards, unreadable = count_events(layout)
@@ -197,7 +209,26 @@ def read_snapshot(layout: RunLayout, *, now: datetime, max_attempts: int = 3) ->
             superseded = 0
         if base.events_so_far is not None:
             base = replace(base, events_so_far=base.events_so_far - superseded)
-    return _with_checkpoint(base, plan, cp, running=running)
+    return _with_checkpoint(base, plan, cp, running=running, merged=_merged_since(layout))
+
+
+def _stalled(w: WorkerSnapshot, stall_after_s: float | None) -> WorkerSnapshot:
+    if (
+        stall_after_s is not None
+        and w.status in ACTIVE
+        and w.alive is not False
+        and (w.heartbeat_age_s or 0.0) > stall_after_s
+    ):
+        return replace(w, status="stalled")
+    return w
+
+
+def _merged_since(layout: RunLayout) -> bool:
+    """Whether the final file was written after the checkpoint's last change."""
+    try:
+        return layout.final.stat().st_mtime >= layout.checkpoint.stat().st_mtime
+    except OSError:
+        return False
 
 
 def with_changed_inputs(
@@ -226,7 +257,7 @@ def _recommitted(cp: Checkpoint) -> bool:
 
 
 def _with_checkpoint(
-    base: RunSnapshot, plan: Plan | None, cp: Checkpoint, *, running: bool
+    base: RunSnapshot, plan: Plan | None, cp: Checkpoint, *, running: bool, merged: bool = False
 ) -> RunSnapshot:
     planned = {s for a in plan.assignments for s in a} if plan is not None else set()
     failed = {s: f for s, f in cp.failed.items() if s not in cp.completed}
@@ -244,7 +275,9 @@ def _with_checkpoint(
     if remaining_bars is not None and base.rate_bars_per_s:
         eta = remaining_bars / base.rate_bars_per_s
     state: RunState
-    if running and not remaining and not any(w.live for w in base.workers):
+    if not remaining and merged and not any(w.live for w in base.workers):
+        state = "completed"  # the final file is newer than the last commit
+    elif running and not remaining and not any(w.live for w in base.workers):
         state = "merging"  # every symbol is done; the launcher writes the final file
     elif running:
         state = "running"

@@ -70,7 +70,10 @@ class ThroughputWindow:
         if len(self._samples) >= 2:
             oldest, newest = self._samples[0], self._samples[-1]
             span = newest.at - oldest.at
-            if span >= MIN_SPAN_S:
+            # Symbols completing while no bar is counted (counts that lag, symbols
+            # without bars) say nothing of the speed: never a rate of 0 then.
+            moving = newest.bars > oldest.bars or newest.symbols == oldest.symbols
+            if span >= MIN_SPAN_S and moving:
                 return Rates(
                     bars_per_s=(newest.bars - oldest.bars) / span,
                     symbols_per_min=60.0 * (newest.symbols - oldest.symbols) / span,
@@ -78,12 +81,21 @@ class ThroughputWindow:
                 )
         live = [w for w in snapshot.workers if w.live]
         if not live:
-            return Rates(None, None, recent=False)
+            return _run_average(snapshot)
         return Rates(
             bars_per_s=sum(w.bars_per_s or 0.0 for w in live),
             symbols_per_min=60.0 * sum(w.symbols_per_s or 0.0 for w in live),
             recent=False,
         )
+
+
+def _run_average(snapshot: RunSnapshot) -> Rates:
+    """A finished (or stopped) run's average rate: its bars over its elapsed time."""
+    elapsed, bars = snapshot.elapsed_s, snapshot.bars_done
+    if not elapsed or not bars or snapshot.state != "completed":
+        return Rates(None, None, recent=False)
+    done = len(snapshot.completed or ())
+    return Rates(bars / elapsed, 60.0 * done / elapsed, recent=False)
 
 
 def eta_s(snapshot: RunSnapshot, rates: Rates) -> float | None:

@@ -563,7 +563,7 @@ def test_dashboard_without_a_terminal_prints_one_frame_of_a_finished_run(
         assert f"{PANEL_TITLE} {RUN_ID}" in done.stdout, done.stdout
         assert "state completed" in done.stdout, done.stdout
         assert "100.0%" in done.stdout, done.stdout
-        assert worker_row(done.stdout, 0, "done"), done.stdout
+        assert worker_row(done.stdout, 0, "completed"), done.stdout
         assert done.stdout.count(PANEL_TITLE) == 1, done.stdout
 
 

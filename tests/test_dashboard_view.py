@@ -184,7 +184,7 @@ def test_finished_run_shows_completed_full_bar_and_done_workers() -> None:
 
     assert "state completed" in text
     assert "100.0% of bars" in text and "10/10 symbols" in text
-    assert "done" in row(text, "w0") and "done" in row(text, "w1")
+    assert "completed" in row(text, "w0") and "completed" in row(text, "w1")
     assert "5/5" in row(text, "w0")
     assert "launcher pid 3999 (gone)" in text
 
@@ -224,7 +224,7 @@ def test_any_terminal_width_renders_within_it(width: int) -> None:
 
 
 def test_worker_status_mapping() -> None:
-    assert worker_status(worker(0, status="completed"), 300) == "done"
+    assert worker_status(worker(0, status="completed"), 300) == "completed"  # as status says
     assert worker_status(worker(0, status="committing", heartbeat_age_s=301.0), 300) == "stalled"
     assert worker_status(worker(0, status="committing"), 300) == "committing"
     # a dead process is dead, however old its heartbeat
@@ -269,6 +269,30 @@ def test_window_forgets_old_samples() -> None:
         window.observe(snapshot(workers=(worker(0, bars_done=bars),)), now=float(t))
 
     assert window.rates(snapshot()).bars_per_s == pytest.approx(0.0)
+
+
+def test_symbols_completing_without_bars_counted_never_show_a_rate_of_zero() -> None:
+    window = ThroughputWindow(window_s=60)
+    window.observe(snapshot(workers=(worker(0, bars_done=500, symbols_done=1),)), now=0.0)
+    # Two more symbols done, but the bar count has not moved (it lags, or they had none).
+    s = snapshot(workers=(worker(0, bars_done=500, symbols_done=3),))
+    window.observe(s, now=10.0)
+    rates = window.rates(s)
+    assert not rates.recent and rates.bars_per_s == pytest.approx(500_000.0)  # the average
+
+
+def test_a_finished_run_shows_its_average_rate() -> None:
+    done = snapshot(
+        state="completed",
+        completed=UNIVERSE,
+        remaining=(),
+        bars_done=20_000_000,
+        elapsed_s=100.0,
+        workers=(worker(0, status="completed", alive=False),),
+    )
+    rates = ThroughputWindow(window_s=60).rates(done)
+    assert rates.bars_per_s == pytest.approx(200_000.0) and not rates.recent
+    assert rates.symbols_per_min == pytest.approx(6.0)
 
 
 def test_eta_needs_a_rate_and_remaining_bars() -> None:

@@ -30,7 +30,10 @@ def status(
 ) -> None:
     """Show a run's state, workers, progress, events so far and ETA (reads, never writes)."""
     layout = existing_run_layout(obj.root, run_id)
-    snapshot = read_snapshot(layout, now=datetime.now(), max_attempts=max_attempts)
+    stall = obj.config().supervision.stall_timeout_seconds
+    snapshot = read_snapshot(
+        layout, now=datetime.now(), max_attempts=max_attempts, stall_after_s=stall
+    )
     snapshot = with_changed_inputs(snapshot, layout, bars)
     if as_json:
         click.echo(json.dumps(snapshot_to_json(snapshot), indent=1))

@@ -1,0 +1,248 @@
+"""What the run report shows, read from the run's files and aggregated before plotting.
+
+Every figure gets a table of at most a few thousand rows whatever the run's size:
+counts by day, minute, score bin, symbol; never one row per event. The events come
+from the final file, or from the committed shards while there is none (a partial or
+running run). Nothing here writes, creates or locks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from detector.heartbeat import parse_batch_log_line
+from detector.run_layout import RunLayout
+from detector.shards import ShardMetadataError, read_shard_info
+from orchestrator.run_snapshot import RunSnapshot
+
+SCORE_BINS = 40
+TOP_SYMBOLS = 25
+TOP_EVENTS = 10
+
+
+@dataclass(frozen=True)
+class RunEvents:
+    """The aggregates of a run's events (all small polars frames)."""
+
+    source: str  # "final file" or "N committed shards"
+    total: int
+    per_day: pl.DataFrame  # date, event_type, n
+    per_minute: pl.DataFrame  # minute (ET minute of day), event_type, n
+    score_hist: pl.DataFrame  # event_type, lo, hi, n
+    per_symbol_day: pl.DataFrame  # events (per symbol-day), symbol_days
+    top_symbols: pl.DataFrame  # symbol, event_type, n
+    direction: pl.DataFrame  # event_type, direction, n
+    session: pl.DataFrame  # event_type, session, n
+    top_events: pl.DataFrame  # per type the TOP_EVENTS best by score
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The run's own timeline from the shared batch and heartbeat logs."""
+
+    commits: pl.DataFrame  # at, worker, symbols (cumulative per worker)
+    memory: pl.DataFrame  # at, worker, rss_gb
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def event_files(layout: RunLayout) -> tuple[list[Path], str]:
+    """The final file, else the committed shards (a partial or running run)."""
+    if layout.final.is_file():
+        return [layout.final], "final file"
+    try:
+        shards = [p for _, p in sorted(layout.committed_shards().items())]
+    except OSError:
+        shards = []
+    return shards, f"{len(shards)} committed shards (no final file yet)"
+
+
+def read_events(layout: RunLayout) -> RunEvents:
+    files, source = event_files(layout)
+    columns = [
+        "symbol",
+        "event_type",
+        "timestamp",
+        "timestamp_et",
+        "date",
+        "direction",
+        "session",
+        "score",
+        "close",
+        "volume",
+        "spike_x",
+    ]
+    if files:
+        frame = pl.scan_parquet(files).select(columns).collect()
+    else:
+        frame = pl.DataFrame(schema={c: pl.Null for c in columns})
+    return aggregate(frame, source)
+
+
+def aggregate(events: pl.DataFrame, source: str) -> RunEvents:
+    """Every figure's table from the events (one pass each, all grouped)."""
+    n = pl.len().alias("n")
+    if events.height == 0:
+        events = events.head(0)
+    et = pl.col("timestamp_et")
+    per_minute = (
+        events.group_by(
+            (et.dt.hour().cast(pl.Int32) * 60 + et.dt.minute()).alias("minute"), "event_type"
+        )
+        .agg(n)
+        .sort("minute", "event_type")
+    )
+    score_hist = _score_hist(events)
+    per_symbol_day = (
+        events.group_by("symbol", "date")
+        .agg(pl.len().alias("events"))
+        .group_by("events")
+        .agg(pl.len().alias("symbol_days"))
+        .sort("events")
+    )
+    top = events.group_by("symbol").agg(n).sort(["n", "symbol"], descending=[True, False])
+    top_names = top.head(TOP_SYMBOLS).get_column("symbol")
+    top_symbols = (
+        events.filter(pl.col("symbol").is_in(top_names.implode()))
+        .group_by("symbol", "event_type")
+        .agg(n)
+        .join(top.rename({"n": "total"}), on="symbol")
+        .sort(["total", "symbol", "event_type"], descending=[True, False, False])
+        .drop("total")
+    )
+    top_events = (
+        events.sort("score", descending=True, nulls_last=True)
+        .group_by("event_type", maintain_order=True)
+        .head(TOP_EVENTS)
+        .sort(["event_type", "score"], descending=[False, True])
+    )
+    return RunEvents(
+        source=source,
+        total=events.height,
+        per_day=events.group_by("date", "event_type").agg(n).sort("date", "event_type"),
+        per_minute=per_minute,
+        score_hist=score_hist,
+        per_symbol_day=per_symbol_day,
+        top_symbols=top_symbols,
+        direction=events.group_by("event_type", "direction").agg(n).sort("event_type", "direction"),
+        session=events.group_by("event_type", "session").agg(n).sort("event_type", "session"),
+        top_events=top_events,
+    )
+
+
+def _score_hist(events: pl.DataFrame) -> pl.DataFrame:
+    """Counts per type in SCORE_BINS equal bins from the lowest score to the 99.5th
+    percentile (higher scores fall in the last bin)."""
+    scores = events.get_column("score").drop_nulls() if events.height else pl.Series([])
+    if scores.len() == 0:
+        return pl.DataFrame(
+            schema={"event_type": pl.String, "lo": pl.Float64, "hi": pl.Float64, "n": pl.UInt32}
+        )
+    lo = float(scores.min())  # type: ignore[arg-type]
+    hi = float(scores.quantile(0.995) or lo)
+    width = (hi - lo) / SCORE_BINS or 1.0
+    bin_no = ((pl.col("score") - lo) / width).floor().clip(0, SCORE_BINS - 1).cast(pl.Int32)
+    return (
+        events.filter(pl.col("score").is_not_null())
+        .group_by("event_type", bin_no.alias("bin"))
+        .agg(pl.len().alias("n"))
+        .with_columns(
+            lo=lo + pl.col("bin").cast(pl.Float64) * width,
+            hi=lo + (pl.col("bin") + 1).cast(pl.Float64) * width,
+        )
+        .sort("event_type", "bin")
+        .select("event_type", "lo", "hi", "n")
+    )
+
+
+def read_timeline(layout: RunLayout, snapshot: RunSnapshot) -> Timeline:
+    """Symbols committed per worker over time (batch log lines of this run's shards, the
+    worker from the shard's folder) and worker memory over time (heartbeat log lines of
+    the run's symbols since its launch, the worker from the shard that covers them)."""
+    try:
+        shards = layout.committed_shards()
+    except OSError:
+        shards = {}
+    worker_of_shard: dict[str, int] = {}
+    worker_of_symbol: dict[str, int] = {}
+    for path in shards.values():
+        worker = _worker_of(path)
+        worker_of_shard[path.name] = worker
+        try:
+            info = read_shard_info(path)
+        except ShardMetadataError:
+            continue
+        for symbol in info.symbols:
+            worker_of_symbol[symbol] = worker
+    commits: list[tuple[datetime, int, int]] = []
+    for line in _lines(layout.batch_logs()):
+        entry = parse_batch_log_line(line)
+        if entry is None or entry.shard_file not in worker_of_shard:
+            continue
+        at = _stamp(entry.timestamp)
+        if at is not None:
+            commits.append((at, worker_of_shard[entry.shard_file], entry.symbols))
+    since = snapshot.launched_at
+    until = (
+        None
+        if since is None or snapshot.elapsed_s is None
+        else since + timedelta(seconds=snapshot.elapsed_s + 2)
+    )
+    memory: list[tuple[datetime, int, float]] = []
+    for line in _lines(sorted(layout.logs_dir.glob("heartbeat_*.log"))):
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) != 6 or fields[1] not in worker_of_symbol:
+            continue
+        at = _stamp(fields[0])
+        try:
+            rss = float(fields[5])
+        except ValueError:
+            continue
+        if at is None or (until is not None and at > until):
+            continue
+        if since is None or at >= since.replace(microsecond=0):
+            memory.append((at, worker_of_symbol[fields[1]], rss))
+    commit_frame = (
+        pl.DataFrame(
+            commits,
+            schema={"at": pl.Datetime("us"), "worker": pl.Int64, "symbols": pl.Int64},
+            orient="row",
+        )
+        .sort("at")
+        .with_columns(pl.col("symbols").cum_sum().over("worker"))
+    )
+    memory_frame = pl.DataFrame(
+        memory,
+        schema={"at": pl.Datetime("us"), "worker": pl.Int64, "rss_gb": pl.Float64},
+        orient="row",
+    ).sort("at")
+    notes = () if shards else ("no committed shard yet",)
+    return Timeline(commit_frame, memory_frame, notes)
+
+
+def _worker_of(path: Path) -> int:
+    """worker_K folder of a shard; -1 for the driver's shards (Ray) or an old layout."""
+    name = path.parent.name
+    if name.startswith("worker_") and name[len("worker_") :].isdigit():
+        return int(name[len("worker_") :])
+    return -1
+
+
+def _lines(paths: list[Path]) -> list[str]:
+    out: list[str] = []
+    for path in paths:
+        try:
+            out += path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+    return out
+
+
+def _stamp(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None

@@ -41,6 +41,7 @@ from orchestrator.cleanup import stop_recorded_processes
 from orchestrator.final_merge import live_launcher_pid, merge_final
 from orchestrator.local_workers import LocalWorkers, WorkerCommand
 from orchestrator.monitors import Monitor
+from orchestrator.observe.report import build_report
 from orchestrator.pidfile import record_for, write_pid_file
 from orchestrator.plan import (
     Plan,
@@ -424,6 +425,19 @@ class Launcher:
             port.forget(worker_id, process)
 
     # -- the end -----------------------------------------------------------------
+    def _report(self, max_attempts: int) -> None:
+        """The run's report.html; a problem with it is logged and never fails the run."""
+        try:
+            result = build_report(self.layout, self.app, max_attempts=max_attempts)
+        except Exception as exc:  # the report is a view: the run's outcome stands
+            log.warning(
+                "report not written (%s: %s); `intraday-events report` retries it",
+                type(exc).__name__,
+                exc,
+            )
+            return
+        log.info("report %s (%.1f MB, %.1f s)", result.path, result.bytes / 1e6, result.seconds)
+
     def _finish(
         self, store: RunStore, plan: Plan, given_up: tuple[int, ...], started: float
     ) -> LaunchOutcome:
@@ -435,6 +449,8 @@ class Launcher:
         merged = None
         if not left and not self.stop.requested and self._environment_error is None:
             merged = merge_final(self.layout, cp, complete=True)
+        if not self.stop.requested and self._environment_error is None:
+            self._report(cfg.max_attempts)
         planned = {s for a in plan.assignments for s in a}
         done_now = planned & cp.completed
         failed = {s: f.error for s, f in sorted(cp.failed.items()) if s in left}

@@ -16,6 +16,7 @@ import polars as pl
 
 from detector.heartbeat import parse_batch_log_line
 from detector.run_layout import RunLayout
+from detector.schema import empty_events
 from detector.shards import ShardMetadataError, read_shard_info
 from orchestrator.run_snapshot import RunSnapshot
 
@@ -58,6 +59,14 @@ def event_files(layout: RunLayout) -> tuple[list[Path], str]:
     except OSError:
         shards = []
     return shards, f"{len(shards)} committed shards (no final file yet)"
+
+
+def load_events(layout: RunLayout) -> pl.DataFrame:
+    """Every event of the run: the final file, else the committed shards."""
+    files, _ = event_files(layout)
+    if not files:
+        return empty_events()
+    return pl.scan_parquet(files).collect()
 
 
 def read_events(layout: RunLayout) -> RunEvents:

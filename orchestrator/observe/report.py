@@ -46,7 +46,9 @@ def build_report(
     snapshot = read_snapshot(layout, now=datetime.now(), max_attempts=max_attempts)
     events = read_events(layout)
     timeline = read_timeline(layout, snapshot)
-    partial = snapshot.state != "completed" or not layout.final.is_file()
+    # Complete: every symbol settled and the final file merged (the launcher writes the
+    # report before it marks the run heartbeat completed, so the state may say merging).
+    partial = not (layout.final.is_file() and snapshot.remaining == ())
     sections = report_sections(snapshot, events, timeline, app)
     banner = (
         f"Partial report: the run is {snapshot.state}"

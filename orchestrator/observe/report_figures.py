@@ -30,22 +30,14 @@ def per_day(ev: RunEvents) -> go.Figure:
 
 
 def per_minute(ev: RunEvents) -> go.Figure:
-    frame = ev.per_minute.with_columns(
-        clock=pl.format(
-            "{}:{}",
-            (pl.col("minute") // 60).cast(pl.String).str.zfill(2),
-            (pl.col("minute") % 60).cast(pl.String).str.zfill(2),
-        )
-    ).sort("event_type", "minute")
-    fig = _stacked(frame, "clock", "event_type")
-    order = frame.sort("minute").get_column("clock").unique(maintain_order=True).to_list()
+    """On a linear minute axis, so that quiet minutes keep their width."""
+    fig = _stacked(ev.per_minute.sort("event_type", "minute"), "minute", "event_type")
+    ticks = list(range(4 * 60, 20 * 60 + 1, 30))
     fig.update_layout(
         xaxis={
             "title": "minute of the New York session (ET clock)",
-            "type": "category",
-            "categoryorder": "array",
-            "categoryarray": order,
-            "nticks": 24,
+            "tickvals": ticks,
+            "ticktext": [f"{t // 60:02d}:{t % 60:02d}" for t in ticks],
         },
         yaxis_title="events",
         bargap=0,

@@ -1,6 +1,6 @@
 """The picture of one event in context (pure): candlesticks with VWAP, the opening range
-and its break levels and the running day high; volume with its baseline below; every
-event of the window marked."""
+and its break levels, the consolidation base and the running day high; volume with
+its baselines below; every event of the window marked."""
 
 from __future__ import annotations
 
@@ -47,6 +47,11 @@ def context_figure(ctx: EventContext) -> go.Figure:
         ("OR break level down", or_low * (1 - k), {"color": "#9467bd", "dash": "dash"}),
         ("running day high", pl.col("day_high_so_far"), {"color": "#ff7f0e", "shape": "hv"}),
     ]
+    if "base_high" in bars.columns:  # consolidation_break enabled
+        lines += [
+            ("consolidation base high", pl.col("base_high"), {"color": "#8c564b", "width": 1}),
+            ("consolidation base low", pl.col("base_low"), {"color": "#8c564b", "width": 1}),
+        ]
     values = bars.select(*(expr.alias(name) for name, expr, _ in lines))
     for name, _, line in lines:
         fig.add_scatter(
@@ -72,6 +77,16 @@ def context_figure(ctx: EventContext) -> go.Figure:
         row=2,
         col=1,
     )
+    if "vol_ref" in bars.columns:  # volume_spike's baseline (rolling median or mean)
+        fig.add_scatter(
+            x=t,
+            y=bars.get_column("vol_ref").to_list(),
+            mode="lines",
+            name="volume_spike baseline (vol_ref)",
+            line={"color": "#d62728", "dash": "dash"},
+            row=2,
+            col=1,
+        )
     _mark_events(fig, ctx.events)
     fig.add_vline(x=ctx.at.replace(tzinfo=None), line={"color": "#888", "dash": "dot"})
     fig.update_layout(

@@ -1,13 +1,15 @@
 """One event in context: the bars around it, every event of that window, and what the
-detector saw there (VWAP, the opening range and its break levels, the running day
-high, the volume baseline).
+detector saw there (VWAP, the opening range and its break levels, the consolidation
+base, the running day high, the volume baseline).
 
 Everything is recomputed from the bar files by the detector's own code: the bars are
 read and cleaned by :func:`detector.bars.load_symbol_bars`, the features come from
 :func:`detector.features.symbol_features` and :func:`detector.features.at_bars` (VWAP
 from the running sums, the opening range from the day table) and the events from
-:func:`detector.pipeline.events_from_clean_bars` on the same bars, so the picture and
-the events cannot disagree.
+:func:`detector.pipeline.events_from_clean_bars` on the same bars, and the window
+features (the volume baseline, the consolidation base) from
+:func:`detector.candidates.window_features`, so the picture and the events cannot
+disagree.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from detector.bars import load_symbol_bars
+from detector.candidates import window_features
 from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError
 from detector.features import at_bars, session_bounds, symbol_features
@@ -80,10 +83,18 @@ def event_context(
             f"no bars of {symbol} within {minutes} minutes of {at:%Y-%m-%d %H:%M %Z} "
             f"(its bars run from {_span(loaded.bars)})"
         )
-    window = at_bars(features, rows, cfg).with_columns(
-        t=pl.col("ts_et").dt.replace_time_zone(None),
-        # vol_mult is volume / the 20-bar mean volume of the day (auction bars left out).
-        vol_avg20=pl.when(pl.col("vol_mult") > 0).then(pl.col("volume") / pl.col("vol_mult")),
+    # The detector's window features (volume baseline, consolidation base, prior 20-bar
+    # extremes) on every bar, by the per-day rolling windows the detector uses when its
+    # screen keeps many bars (equal to the sparse values where it reads them).
+    windows = [f.on_every_bar(features.bars).gather(rows) for f in window_features(cfg)[0]]
+    window = (
+        at_bars(features, rows, cfg)
+        .with_columns(*windows)
+        .with_columns(
+            t=pl.col("ts_et").dt.replace_time_zone(None),
+            # vol_mult is volume / the 20-bar mean volume of the day (auction bars left out).
+            vol_avg20=pl.when(pl.col("vol_mult") > 0).then(pl.col("volume") / pl.col("vol_mult")),
+        )
     )
     events = (
         events_from_clean_bars(symbol, loaded.bars, cfg)

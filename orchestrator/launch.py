@@ -41,7 +41,7 @@ from orchestrator.cleanup import stop_recorded_processes
 from orchestrator.final_merge import live_launcher_pid, merge_final
 from orchestrator.local_workers import LocalWorkers, WorkerCommand
 from orchestrator.monitors import Monitor
-from orchestrator.observe.report import build_report
+from orchestrator.observe.report import report_at_end
 from orchestrator.pidfile import record_for, write_pid_file
 from orchestrator.plan import (
     Plan,
@@ -427,16 +427,8 @@ class Launcher:
     # -- the end -----------------------------------------------------------------
     def _report(self, max_attempts: int) -> None:
         """The run's report.html; a problem with it is logged and never fails the run."""
-        try:
-            result = build_report(self.layout, self.app, max_attempts=max_attempts)
-        except Exception as exc:  # the report is a view: the run's outcome stands
-            log.warning(
-                "report not written (%s: %s); `intraday-events report` retries it",
-                type(exc).__name__,
-                exc,
-            )
-            return
-        log.info("report %s (%.1f MB, %.1f s)", result.path, result.bytes / 1e6, result.seconds)
+        line = report_at_end(self.layout, self.app, max_attempts=max_attempts)
+        (log.info if line.startswith("report ") else log.warning)("%s", line)
 
     def _finish(
         self, store: RunStore, plan: Plan, given_up: tuple[int, ...], started: float

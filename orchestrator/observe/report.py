@@ -74,6 +74,18 @@ def build_report(
     )
 
 
+def report_at_end(layout: RunLayout, app: AppConfig, *, max_attempts: int = 3) -> str:
+    """Write the report at the end of a run and say so in one line; a problem with it is
+    that line, never an exception: the report is a view and the run's outcome stands."""
+    try:
+        result = build_report(layout, app, max_attempts=max_attempts)
+    except Exception as exc:
+        return (
+            f"report not written ({type(exc).__name__}: {exc}); `intraday-events report` retries it"
+        )
+    return f"report {result.path} ({result.bytes / 1e6:.1f} MB, {result.seconds:.1f} s)"
+
+
 def report_sections(
     snap: RunSnapshot, ev: RunEvents, tl: Timeline, app: AppConfig
 ) -> list[Section]:

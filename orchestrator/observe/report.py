@@ -15,10 +15,14 @@ from datetime import datetime
 from pathlib import Path
 
 from detector.config import AppConfig, config_hash, effective_settings
+from detector.errors import IntradayEventsError
 from detector.run_layout import RunLayout
 from orchestrator.observe import report_figures as figs
+from orchestrator.observe.event_figure import context_figure
+from orchestrator.observe.event_view import event_context
 from orchestrator.observe.html_page import Raw, Section, figure_count, page, table, write_page
 from orchestrator.observe.run_data import RunEvents, Timeline, read_events, read_timeline
+from orchestrator.run_files import run_plan
 from orchestrator.run_snapshot import RunSnapshot, read_snapshot
 
 REPORT_NAME = "report.html"
@@ -50,6 +54,7 @@ def build_report(
     # report before it marks the run heartbeat completed, so the state may say merging).
     partial = not (layout.final.is_file() and snapshot.remaining == ())
     sections = report_sections(snapshot, events, timeline, app)
+    sections[-1:-1] = in_context(events, _bars_root(layout, app), app)
     banner = (
         f"Partial report: the run is {snapshot.state}"
         + (
@@ -84,6 +89,30 @@ def report_at_end(layout: RunLayout, app: AppConfig, *, max_attempts: int = 3) -
             f"report not written ({type(exc).__name__}: {exc}); `intraday-events report` retries it"
         )
     return f"report {result.path} ({result.bytes / 1e6:.1f} MB, {result.seconds:.1f} s)"
+
+
+def _bars_root(layout: RunLayout, app: AppConfig) -> Path:
+    """The bars folder the run read (its plan says), else the configured one."""
+    plan = run_plan(layout)
+    if plan is not None and plan.bars_root:
+        return Path(plan.bars_root)
+    return layout.root / app.bars.root
+
+
+def in_context(ev: RunEvents, bars_root: Path, app: AppConfig) -> list[Section]:
+    """The best event of each type drawn in context as `show` draws it, when its bars
+    can still be read (otherwise a line saying why)."""
+    out = []
+    best = ev.top_events.group_by("event_type", maintain_order=True).head(1)
+    for row in best.iter_rows(named=True):
+        title = f"Best {row['event_type']} in context: {row['symbol']}"
+        try:
+            ctx = event_context(row["symbol"], row["timestamp_et"], bars_root, app, minutes=45)
+        except (IntradayEventsError, OSError) as exc:
+            out.append(Section(title, f"<p>Not drawn: {html.escape(str(exc))}</p>"))
+            continue
+        out.append(Section(title, figure=context_figure(ctx)))
+    return out
 
 
 def report_sections(

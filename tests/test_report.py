@@ -211,3 +211,22 @@ def test_the_browser_check_sees_a_script_error(tmp_path: Path) -> None:
     page.write_text('<html><body><script>throw new Error("boom")</script></body></html>')
     seen = render(CHROMIUM, page, tmp_path / "profile")
     assert "Uncaught Error: boom" in seen.console
+
+
+def test_a_run_without_events_still_gets_every_figure(tmp_path: Path) -> None:
+    """Zero events (every symbol quiet or failed): empty figures, no error."""
+    from datetime import datetime as dt
+
+    from detector.schema import empty_events
+    from orchestrator.observe.html_page import figure_count, page
+    from orchestrator.observe.report import report_sections
+    from orchestrator.observe.run_data import Timeline, aggregate
+    from orchestrator.run_snapshot import RunSnapshot
+
+    events = aggregate(empty_events(), "final file")
+    empty = pl.DataFrame(schema={"at": pl.Datetime("us"), "worker": pl.Int64, "symbols": pl.Int64})
+    timeline = Timeline(empty, empty.rename({"symbols": "rss_gb"}))
+    snapshot = RunSnapshot(run_id="events_intraday_20250101", taken_at=dt.now(), state="completed")
+    sections = report_sections(snapshot, events, timeline, AppConfig())
+    assert figure_count(sections) == RUN_FIGURES
+    assert "No events." in page("empty", sections)

@@ -87,7 +87,7 @@ def read_events(layout: RunLayout) -> RunEvents:
     if files:
         frame = pl.scan_parquet(files).select(columns).collect()
     else:
-        frame = pl.DataFrame(schema={c: pl.Null for c in columns})
+        frame = empty_events().select(columns)
     return aggregate(frame, source)
 
 

@@ -175,6 +175,7 @@ def _header(snap: RunSnapshot, ev: RunEvents, app: AppConfig) -> str:
         ("state", snap.state),
         ("launched", snap.launched_at.isoformat(sep=" ") if snap.launched_at else "unknown"),
         ("wall time", f"{elapsed:,.1f} s" if elapsed is not None else "unknown"),
+        ("trading days with events", _days(ev)),
         ("symbols in the universe", _count(snap.universe)),
         ("completed", _count(snap.completed)),
         ("failed (not quarantined)", f"{len(set(failed) - quarantined):,}"),
@@ -217,6 +218,13 @@ def _settings(app: AppConfig) -> str:
         "supervision": effective_settings(app.supervision),
     }
     return f"<pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>"
+
+
+def _days(ev: RunEvents) -> str:
+    dates = ev.per_day.get_column("date").unique()
+    if dates.len() == 0:
+        return "none"
+    return f"{dates.len():,}, {dates.min()} to {dates.max()}"
 
 
 def _top_events(ev: RunEvents) -> str:

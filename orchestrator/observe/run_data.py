@@ -84,78 +84,63 @@ def read_events(layout: RunLayout) -> RunEvents:
         "volume",
         "spike_x",
     ]
-    if files:
-        frame = pl.scan_parquet(files).select(columns).collect()
-    else:
-        frame = empty_events().select(columns)
-    return aggregate(frame, source)
+    frame = pl.scan_parquet(files) if files else empty_events().lazy()
+    return aggregate(frame.select(columns), source)
 
 
-def aggregate(events: pl.DataFrame, source: str) -> RunEvents:
-    """Every figure's table from the events (one pass each, all grouped)."""
+def aggregate(events: pl.LazyFrame | pl.DataFrame, source: str) -> RunEvents:
+    """Every figure's table from the events, as lazy queries run together: the events
+    are scanned, never held whole (a whole-universe run's stay out of memory)."""
+    lf = events.lazy()
     n = pl.len().alias("n")
-    if events.height == 0:
-        events = events.head(0)
     et = pl.col("timestamp_et")
-    per_minute = (
-        events.group_by(
-            (et.dt.hour().cast(pl.Int32) * 60 + et.dt.minute()).alias("minute"), "event_type"
-        )
-        .agg(n)
-        .sort("minute", "event_type")
+    minute = (et.dt.hour().cast(pl.Int32) * 60 + et.dt.minute()).alias("minute")
+    stats = lf.select(
+        total=pl.len(),
+        lo=pl.col("score").min(),
+        hi=pl.col("score").quantile(0.995),
+    ).collect()
+    top = (
+        lf.group_by("symbol")
+        .agg(pl.len().alias("total"))
+        .sort(["total", "symbol"], descending=[True, False])
+        .head(TOP_SYMBOLS)
     )
-    score_hist = _score_hist(events)
-    per_symbol_day = (
-        events.group_by("symbol", "date")
+    queries = {
+        "per_day": lf.group_by("date", "event_type").agg(n).sort("date", "event_type"),
+        "per_minute": lf.group_by(minute, "event_type").agg(n).sort("minute", "event_type"),
+        "score_hist": _score_hist(lf, stats.item(0, "lo"), stats.item(0, "hi")),
+        "per_symbol_day": lf.group_by("symbol", "date")
         .agg(pl.len().alias("events"))
         .group_by("events")
         .agg(pl.len().alias("symbol_days"))
-        .sort("events")
-    )
-    top = events.group_by("symbol").agg(n).sort(["n", "symbol"], descending=[True, False])
-    top_names = top.head(TOP_SYMBOLS).get_column("symbol")
-    top_symbols = (
-        events.filter(pl.col("symbol").is_in(top_names.implode()))
-        .group_by("symbol", "event_type")
+        .sort("events"),
+        "top_symbols": lf.join(top, on="symbol")
+        .group_by("symbol", "event_type", "total")
         .agg(n)
-        .join(top.rename({"n": "total"}), on="symbol")
         .sort(["total", "symbol", "event_type"], descending=[True, False, False])
-        .drop("total")
-    )
-    top_events = (
-        events.sort("score", descending=True, nulls_last=True)
-        .group_by("event_type", maintain_order=True)
-        .head(TOP_EVENTS)
-        .sort(["event_type", "score"], descending=[False, True])
-    )
-    return RunEvents(
-        source=source,
-        total=events.height,
-        per_day=events.group_by("date", "event_type").agg(n).sort("date", "event_type"),
-        per_minute=per_minute,
-        score_hist=score_hist,
-        per_symbol_day=per_symbol_day,
-        top_symbols=top_symbols,
-        direction=events.group_by("event_type", "direction").agg(n).sort("event_type", "direction"),
-        session=events.group_by("event_type", "session").agg(n).sort("event_type", "session"),
-        top_events=top_events,
-    )
+        .drop("total"),
+        "direction": lf.group_by("event_type", "direction").agg(n).sort("event_type", "direction"),
+        "session": lf.group_by("event_type", "session").agg(n).sort("event_type", "session"),
+        "top_events": lf.filter(
+            pl.col("score").rank("ordinal", descending=True).over("event_type") <= TOP_EVENTS
+        ).sort(["event_type", "score"], descending=[False, True]),
+    }
+    frames = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
+    return RunEvents(source=source, total=int(stats.item(0, "total")), **frames)
 
 
-def _score_hist(events: pl.DataFrame) -> pl.DataFrame:
+def _score_hist(lf: pl.LazyFrame, lo: float | None, hi: float | None) -> pl.LazyFrame:
     """Counts per type in SCORE_BINS equal bins from the lowest score to the 99.5th
     percentile (higher scores fall in the last bin)."""
-    scores = events.get_column("score").drop_nulls() if events.height else pl.Series([])
-    if scores.len() == 0:
-        return pl.DataFrame(
-            schema={"event_type": pl.String, "lo": pl.Float64, "hi": pl.Float64, "n": pl.UInt32}
-        )
-    lo = float(scores.min())  # type: ignore[arg-type]
-    hi = float(scores.quantile(0.995) or lo)
+    if lo is None:
+        schema = {"event_type": pl.String, "lo": pl.Float64, "hi": pl.Float64, "n": pl.UInt32}
+        return pl.LazyFrame(schema=schema)
+    hi = lo if hi is None else hi
     width = (hi - lo) / SCORE_BINS or 1.0
     bin_no = ((pl.col("score") - lo) / width).floor().clip(0, SCORE_BINS - 1).cast(pl.Int32)
     return (
-        events.filter(pl.col("score").is_not_null())
+        lf.filter(pl.col("score").is_not_null())
         .group_by("event_type", bin_no.alias("bin"))
         .agg(pl.len().alias("n"))
         .with_columns(

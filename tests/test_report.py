@@ -230,3 +230,31 @@ def test_a_run_without_events_still_gets_every_figure(tmp_path: Path) -> None:
     sections = report_sections(snapshot, events, timeline, AppConfig())
     assert figure_count(sections) == RUN_FIGURES
     assert "No events." in page("empty", sections)
+
+
+def test_show_reads_the_one_file_per_symbol_layout(demo: RunLayout, tmp_path: Path) -> None:
+    """The same bars in the symbol layout give the same picture and events."""
+    from tools.demo_data import DemoDataSpec, generate_demo_bars
+
+    bars = tmp_path / "bars"
+    generate_demo_bars(DemoDataSpec(out=bars, symbols=6, days=10, layout="symbol"))
+    events = pl.read_parquet(demo.final)
+    row = events.filter(pl.col("session") == "RTH").row(0, named=True)
+    daily = event_context(
+        row["symbol"], row["timestamp_et"], demo.root / "raw/market_data/bars/1m", AppConfig()
+    )
+    single = event_context(row["symbol"], row["timestamp_et"], bars, AppConfig())
+    assert single.bars.equals(daily.bars) and single.events.equals(daily.events)
+    stamp = row["timestamp_et"].strftime("%Y-%m-%dT%H:%M")
+    done = cli(
+        demo.root,
+        "show",
+        row["symbol"],
+        stamp,
+        "--bars",
+        str(bars),
+        "--out",
+        str(tmp_path / "s.html"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 figures" in done.stdout

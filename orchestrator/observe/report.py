@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 
 from detector.config import AppConfig, config_hash, effective_settings
@@ -188,6 +189,7 @@ def _header(snap: RunSnapshot, ev: RunEvents, app: AppConfig) -> str:
         ("workers", f"{len(snap.workers):,}"),
         ("events", f"{ev.total:,} ({ev.source})"),
         ("committed shards", f"{snap.shards:,}"),
+        ("package version", _version()),
         ("config hash (checkpoint)", snap.config_hash or "unknown"),
         ("config hash (configuration below)", loaded_hash),
         ("final file", str(snap.final) if snap.final else "none yet"),
@@ -218,6 +220,14 @@ def _settings(app: AppConfig) -> str:
         "supervision": effective_settings(app.supervision),
     }
     return f"<pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>"
+
+
+def _version() -> str:
+    """The installed package's version (of the code writing this report)."""
+    try:
+        return metadata.version("intraday-events")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _days(ev: RunEvents) -> str:

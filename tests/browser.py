@@ -12,8 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-FLAGS = ["--headless", "--disable-gpu", "--no-sandbox", "--virtual-time-budget=5000",
-         "--hide-scrollbars"]  # fmt: skip
+# --disable-dev-shm-usage: a container's small /dev/shm would crash the renderer.
+FLAGS = [
+    "--headless",
+    "--disable-gpu",
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--virtual-time-budget=5000",
+    "--hide-scrollbars",
+]
 
 
 def find_chromium() -> str | None:
@@ -28,19 +35,38 @@ class Rendered:
 
 def render(chromium: str, page: Path, profile: Path) -> Rendered:
     done = subprocess.run(
-        [chromium, *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-         "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+        [
+            chromium,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return Rendered(done.stdout, done.stderr)
 
 
 def screenshot(chromium: str, page: Path, png: Path, profile: Path) -> None:
     subprocess.run(
-        [chromium, *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,2400",
-         f"--screenshot={png}", page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+        [
+            chromium,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--window-size=1280,2400",
+            f"--screenshot={png}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
 
 
 def png_colours(data: bytes, limit: int = 64) -> int:

@@ -258,3 +258,20 @@ def test_show_reads_the_one_file_per_symbol_layout(demo: RunLayout, tmp_path: Pa
     )
     assert done.returncode == 0, done.stderr
     assert "1 figures" in done.stdout
+
+
+def test_a_report_that_cannot_be_written_never_fails_the_launch(
+    demo: RunLayout, tmp_path: Path
+) -> None:
+    """A directory where the report goes: the run completes, exit 0, one warning line."""
+    run_id = "events_intraday_20250102"
+    root = tmp_path / "root"
+    (root / "logs" / "launch" / run_id / "report.html").mkdir(parents=True)
+    bars = demo.root / "raw" / "market_data" / "bars" / "1m"
+    done = cli(root, "launch", "--run-id", run_id, "--bars", str(bars), "--workers", "1", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "report not written (" in done.stderr
+        and "`intraday-events report` retries it" in done.stderr
+    )
+    assert RunLayout(root, run_id).final.is_file()

@@ -109,7 +109,9 @@ def memory(tl: Timeline) -> go.Figure:
 
 def _per_worker(frame: pl.DataFrame, y: str, title: str, shape: str) -> go.Figure:
     fig = go.Figure()
-    for (worker,), part in frame.sort("worker").group_by("worker", maintain_order=True):
+    for (worker,), part in frame.sort("worker", maintain_order=True).group_by(
+        "worker", maintain_order=True
+    ):
         name = "driver" if worker == -1 else f"worker {worker}"
         fig.add_scatter(
             x=[t.isoformat(sep=" ") for t in part.get_column("at").to_list()],

@@ -205,14 +205,14 @@ def read_timeline(layout: RunLayout, snapshot: RunSnapshot) -> Timeline:
             schema={"at": pl.Datetime("us"), "worker": pl.Int64, "symbols": pl.Int64},
             orient="row",
         )
-        .sort("at")
+        .sort("at", maintain_order=True)  # stamps are whole seconds: keep log order
         .with_columns(pl.col("symbols").cum_sum().over("worker"))
     )
     memory_frame = pl.DataFrame(
         memory,
         schema={"at": pl.Datetime("us"), "worker": pl.Int64, "rss_gb": pl.Float64},
         orient="row",
-    ).sort("at")
+    ).sort("at", maintain_order=True)
     notes = () if shards else ("no committed shard yet",)
     return Timeline(commit_frame, memory_frame, notes)
 

@@ -73,6 +73,7 @@ def test_launch_writes_a_small_self_contained_report(demo: RunLayout) -> None:
     assert "Not drawn" not in text
     assert path.stat().st_size < 6_000_000  # plotly.js (~4.7 MB) and small tables
     assert demo.run_id in text and "Partial report" not in text
+    assert '<td class="l">state</td><td>completed</td>' in text
     assert "Effective configuration" in text and "&quot;min_spike&quot;" in text
     for kind in ("volume_spike", "opening_range_break"):
         assert "intraday-events show" in text and kind in text

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -54,6 +54,9 @@ def build_report(
     # Complete: every symbol settled and the final file merged (the launcher writes the
     # report before it marks the run heartbeat completed, so the state may say merging).
     partial = not (layout.final.is_file() and snapshot.remaining == ())
+    if not partial and snapshot.state == "merging":
+        # The launcher writes the report after its merge, before its completed heartbeat.
+        snapshot = replace(snapshot, state="completed")
     sections = report_sections(snapshot, events, timeline, app)
     sections[-1:-1] = in_context(events, _bars_root(layout, app), app)
     banner = (

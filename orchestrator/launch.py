@@ -42,6 +42,7 @@ from orchestrator.cleanup import stop_recorded_processes
 from orchestrator.final_merge import live_launcher_pid, merge_final
 from orchestrator.local_workers import LocalWorkers, WorkerCommand
 from orchestrator.monitors import Monitor
+from orchestrator.observe.report import report_at_end
 from orchestrator.pidfile import record_for, write_pid_file
 from orchestrator.plan import (
     Plan,
@@ -454,6 +455,11 @@ class Launcher:
         except OSError as exc:
             log.warning("cannot write %s: %s", self.layout.summary_json, exc)
 
+    def _report(self, max_attempts: int) -> None:
+        """The run's report.html; a problem with it is logged and never fails the run."""
+        line = report_at_end(self.layout, self.app, max_attempts=max_attempts)
+        (log.info if line.startswith("report ") else log.warning)("%s", line)
+
     def _finish(
         self, store: RunStore, plan: Plan, given_up: tuple[int, ...], started: float
     ) -> LaunchOutcome:
@@ -467,6 +473,8 @@ class Launcher:
         if not left and not self.stop.requested and self._environment_error is None:
             provenance = Provenance.of_run(self.app, cp, bars_root=self.cfg.bars_root)
             merged = merge_final(self.layout, cp, complete=True, provenance=provenance)
+        if not self.stop.requested and self._environment_error is None:
+            self._report(cfg.max_attempts)
         planned = {s for a in plan.assignments for s in a}
         done_now = planned & cp.completed
         failed = {s: f.error for s, f in sorted(cp.failed.items()) if s in left}

@@ -91,9 +91,11 @@ def describe_outputs(directory: Path, run_id: str) -> list[str]:
         f"  heartbeats       {d / 'logs' / 'heartbeats'}/",
         f"  logs             {d / 'logs' / 'detect_events'}/ (main, heartbeat and batch logs)",
         f"  launch files     {d / 'logs' / 'launch' / run_id}/ (plan, worker lists, consoles)",
+        f"  report           {d / 'logs' / 'launch' / run_id / 'report.html'} (open in a browser)",
         "Try next:",
         f"  intraday-events --root {d} status --run-id {run_id}",
         f"  intraday-events --root {d} dashboard --run-id {run_id}",
+        f"  intraday-events --root {d} show --top 3 --run-id {run_id}",
         f"  intraday-events --root {d} dedupe --input "
         f"{d / 'processed' / 'events' / f'{run_id}.parquet'} --dry-run",
     ]

@@ -17,8 +17,10 @@ def register(group: click.Group) -> None:
         detect_symbol_cmd,
         launch_cmd,
         merge_cmd,
+        report_cmd,
         restart_cmd,
         seed_cmd,
+        show_cmd,
         status_cmd,
     )
 
@@ -35,3 +37,5 @@ def register(group: click.Group) -> None:
     group.add_command(seed_cmd.seed_checkpoint_cmd)
     group.add_command(bench_cmd.bench)
     group.add_command(compact_cmd.compact)
+    group.add_command(report_cmd.report)
+    group.add_command(show_cmd.show)

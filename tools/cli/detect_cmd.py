@@ -18,6 +18,7 @@ from detector.run_select import resolve_run_id
 from detector.stopping import StopRequest
 from detector.worker import Worker, WorkerConfig
 from detector.zone_sample import check_bars_zone
+from orchestrator.observe.report import report_at_end
 from orchestrator.summary import SUSPECTS_SHOWN, format_inputs
 from tools.cli.context import CliContext
 from tools.cli.options import (
@@ -159,6 +160,8 @@ def detect(
     if parent_pid is not None:
         stop.watch_parent(parent_pid)
     outcome = Worker(cfg, app, stop=stop).run()
+    if outcome.merged is not None:  # the run is complete: its report, as launch writes it
+        click.echo(report_at_end(layout, app, max_attempts=max_attempts), err=True)
     for line in format_inputs(outcome.no_bars, outcome.skipped_files):
         click.echo(line, err=True)
     if outcome.suspect_timezone:

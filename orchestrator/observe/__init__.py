@@ -1,0 +1,1 @@
+"""Looking at a run's events: the HTML run report and one event in context (read-only)."""

@@ -31,6 +31,7 @@ from detector.faults import crash_point, pause_point
 from detector.heartbeat import WorkerHeartbeat, local_stamp, write_heartbeat
 from detector.input_fingerprint import InputFingerprint
 from detector.pipeline import detect_symbol_result
+from detector.provenance import effective_config
 from detector.run_layout import RunLayout
 from detector.schema import empty_events
 from detector.shards import write_shard_file
@@ -63,6 +64,7 @@ class SymbolOutcome:
     # Its volume peaks are off the auctions as read (detector.zone_check): the shifts
     # that would put them there, per daylight-saving period. Its events are kept.
     suspect_timezone: str | None = None
+    seconds: float = 0.0  # the detection's wall time (reading included)
 
 
 def detect_for_run(
@@ -78,6 +80,7 @@ def detect_for_run(
     A symbol without bar files (they may vanish after the plan) is a failure, or with
     ``inputs.allow_missing`` a ``no_bars`` outcome; it never counts as covered.
     """
+    started = time.perf_counter()
     try:
         result = detect_symbol_result(
             symbol, bars_root, app, skip_unreadable=inputs.skip_unreadable
@@ -116,6 +119,7 @@ def detect_for_run(
         skipped_files=skipped,
         inputs=result.inputs,
         suspect_timezone=suspect,
+        seconds=time.perf_counter() - started,
     )
 
 
@@ -166,6 +170,7 @@ class BatchOutput:
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # of covered
     inputs: Mapping[str, InputFingerprint] = field(default_factory=dict)  # of covered
     suspect_timezone: dict[str, str] = field(default_factory=dict)  # symbol -> shifts
+    symbol_seconds: dict[str, float] = field(default_factory=dict)  # of covered, detection
 
 
 def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
@@ -184,6 +189,7 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
     skipped: dict[str, tuple[str, ...]] = {}
     inputs: dict[str, InputFingerprint] = {}
     suspects: dict[str, str] = {}
+    seconds: dict[str, float] = {}
     lines: list[tuple[object, ...]] = []
     bars = 0
     stopped = False
@@ -211,6 +217,7 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
                 inputs[symbol] = outcome.inputs
             if outcome.suspect_timezone:
                 suspects[symbol] = outcome.suspect_timezone
+            seconds[symbol] = outcome.seconds
         found = 0 if outcome.events is None else outcome.events.height
         now = datetime.now()
         beat.write(
@@ -232,6 +239,7 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
         write_shard_file(
             temp, table, run_id=task.run_id, symbols=tuple(covered),
             config_hash=task.config_hash, skipped_files=skipped, inputs=inputs,
+            seconds=seconds, config=effective_config(app),
         )  # fmt: skip
         crash_point("after_temp_shard")
     beat.write("committing")
@@ -252,6 +260,7 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
         skipped_files=skipped,
         inputs=inputs,
         suspect_timezone=suspects,
+        symbol_seconds=seconds,
     )
 
 

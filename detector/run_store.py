@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -62,6 +63,8 @@ class BatchRecords:
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per symbol
     inputs: Mapping[str, InputFingerprint] = field(default_factory=dict)  # per symbol
     suspects: Mapping[str, str] = field(default_factory=dict)  # suspect time zone, per symbol
+    seconds: Mapping[str, float] = field(default_factory=dict)  # detection time, per symbol
+    config: Mapping[str, Any] | None = None  # the full effective configuration
 
 
 @dataclass(frozen=True)
@@ -504,7 +507,7 @@ class RunStore:
             write_shard_file(
                 temp, events, run_id=self.layout.run_id, symbols=symbols,
                 config_hash=config_hash, skipped_files=records.skipped_files,
-                inputs=records.inputs,
+                inputs=records.inputs, seconds=records.seconds, config=records.config,
             )  # fmt: skip
         except OSError as exc:
             temp.unlink(missing_ok=True)

@@ -14,20 +14,27 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
 
 from detector.input_fingerprint import InputFingerprint
 from detector.io_errors import writing
-from detector.schema import empty_events
+from detector.provenance import package_version
+from detector.schema import EVENT_KEY, empty_events
 
 META_RUN_ID = b"intraday_events.run_id"
 META_SYMBOLS = b"intraday_events.symbols"
 META_CONFIG_HASH = b"intraday_events.config_hash"
 META_SKIPPED = b"intraday_events.skipped_files"  # only when some file was skipped
 META_INPUTS = b"intraday_events.inputs"  # symbol -> input fingerprint
+META_SECONDS = b"intraday_events.seconds"  # symbol -> seconds its detection took
+META_CONFIG = b"intraday_events.config"  # the full effective configuration (JSON)
+META_VERSION = b"intraday_events.package_version"
+META_CREATED = b"intraday_events.created_at"  # UTC, with its zone
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class ShardInfo:
     config_hash: str | None
     skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     inputs: Mapping[str, InputFingerprint] = field(default_factory=dict)
+    seconds: Mapping[str, float] = field(default_factory=dict)
 
 
 class ShardMetadataError(ValueError):
@@ -52,13 +60,19 @@ def write_shard_file(
     config_hash: str,
     skipped_files: Mapping[str, tuple[str, ...]] | None = None,
     inputs: Mapping[str, InputFingerprint] | None = None,
+    seconds: Mapping[str, float] | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``events`` with shard metadata to ``path`` (a temporary name), fsynced.
 
-    ``skipped_files`` (symbol -> unreadable files left out) and ``inputs`` (symbol ->
-    input fingerprint) are kept for ``symbols`` only.
+    ``skipped_files`` (symbol -> unreadable files left out), ``inputs`` (symbol -> input
+    fingerprint) and ``seconds`` (symbol -> detection time) are kept for ``symbols``
+    only; ``config`` is the full effective configuration. The package version and the
+    time of writing are always recorded, and the rows are sorted by the event key, which
+    the footer declares (``sorting_columns``).
     """
-    table = (events if events.width else empty_events()).to_arrow()
+    frame = events if events.width else empty_events()
+    table = frame.sort(EVENT_KEY).to_arrow() if frame.height else frame.to_arrow()
     metadata = dict(table.schema.metadata or {})
     metadata[META_RUN_ID] = run_id.encode()
     metadata[META_SYMBOLS] = json.dumps(sorted(symbols)).encode()
@@ -69,11 +83,19 @@ def write_shard_file(
     prints = {s: f.to_json() for s, f in sorted((inputs or {}).items()) if s in symbols}
     if prints:
         metadata[META_INPUTS] = json.dumps(prints).encode()
+    took = {s: round(t, 4) for s, t in sorted((seconds or {}).items()) if s in symbols}
+    if took:
+        metadata[META_SECONDS] = json.dumps(took).encode()
+    if config is not None:
+        metadata[META_CONFIG] = json.dumps(config, sort_keys=True, default=str).encode()
+    metadata[META_VERSION] = package_version().encode()
+    metadata[META_CREATED] = datetime.now(UTC).isoformat(timespec="seconds").encode()
     table = table.replace_schema_metadata(metadata)
+    order = pq.SortingColumn.from_ordering(table.schema, [(c, "ascending") for c in EVENT_KEY])
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
+            pq.write_table(table, handle, compression="zstd", sorting_columns=order)
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -88,11 +110,18 @@ def read_shard_info(path: Path) -> ShardInfo:
         skipped_files = {str(s): tuple(str(f) for f in files) for s, files in skipped.items()}
         prints = json.loads(metadata.get(META_INPUTS, b"{}"))
         inputs = {str(s): InputFingerprint.from_json(f) for s, f in prints.items()}
+        took = json.loads(metadata.get(META_SECONDS, b"{}"))
+        seconds = {str(s): float(t) for s, t in took.items()}
     except (KeyError, ValueError, OSError) as exc:
         raise ShardMetadataError(f"{path}: {exc}") from exc
     except Exception as exc:  # pyarrow raises its own types for a truncated file
         raise ShardMetadataError(f"{path}: {exc}") from exc
     config_hash = metadata.get(META_CONFIG_HASH)
     return ShardInfo(
-        run_id, symbols, config_hash.decode() if config_hash else None, skipped_files, inputs
+        run_id,
+        symbols,
+        config_hash.decode() if config_hash else None,
+        skipped_files,
+        inputs,
+        seconds,
     )

@@ -37,7 +37,7 @@ from detector.heartbeat import (
 from detector.input_check import NoBarsUpdate, check_no_bars
 from detector.input_fingerprint import InputFingerprint, to_redo
 from detector.merge import MergeResult, merge_shards
-from detector.provenance import Provenance
+from detector.provenance import Provenance, effective_config
 from detector.run_layout import RunLayout
 from detector.run_store import BatchRecords, RunStore
 from detector.schema import empty_events
@@ -248,6 +248,8 @@ class Worker:
                     dict(records.skipped),
                     dict(records.inputs),
                     dict(records.suspects),
+                    dict(records.seconds),
+                    effective_config(self.app),
                 ),
             )
             suspect.extend(s for s in outcome.committed if s in records.suspects)
@@ -333,6 +335,8 @@ class Worker:
             records.inputs[symbol] = outcome.inputs
         if outcome.suspect_timezone is not None:
             records.suspects[symbol] = outcome.suspect_timezone
+        if outcome.events is not None:
+            records.seconds[symbol] = outcome.seconds
         return outcome.bars, outcome.events
 
     def _finish(self, committed: int, failed: list[str], events: int, shards: int) -> WorkerOutcome:
@@ -389,6 +393,7 @@ class _Records:
     skipped: dict[str, tuple[str, ...]] = field(default_factory=dict)
     inputs: dict[str, InputFingerprint] = field(default_factory=dict)
     suspects: dict[str, str] = field(default_factory=dict)  # time zone (detector.zone_check)
+    seconds: dict[str, float] = field(default_factory=dict)  # detection time
 
 
 def _bytes_of(symbol: str, bars_root: Path) -> int:

@@ -53,7 +53,7 @@ from orchestrator.plan import (
 )
 from orchestrator.processes import stop_tree
 from orchestrator.ray_backend import RayBackend, RayRun, import_ray
-from orchestrator.summary_json import summary_document, write_summary_json
+from orchestrator.summary_json import summary_document, symbol_seconds, write_summary_json
 from orchestrator.supervisor import Notice, Supervisor
 from orchestrator.work_estimate import expected_bars
 
@@ -449,6 +449,7 @@ class Launcher:
             completed_now=completed_now,
             stopped=self.stop.reason,
             max_attempts=self.cfg.max_attempts,
+            seconds=symbol_seconds(self.layout, cp),
         )
         try:
             write_summary_json(self.layout.summary_json, document)

@@ -49,6 +49,7 @@ from detector.heartbeat import (
     write_heartbeat,
 )
 from detector.input_fingerprint import InputFingerprint
+from detector.provenance import effective_config
 from detector.run_layout import RunLayout
 from detector.run_store import BatchRecords, RunStore
 from detector.stopping import StopRequest
@@ -307,7 +308,12 @@ class RayBackend:
                 failures=out.failures,
                 config_hash=spec.config_hash,
                 outcomes=BatchRecords(
-                    out.no_bars, out.skipped_files, out.inputs, out.suspect_timezone
+                    out.no_bars,
+                    out.skipped_files,
+                    out.inputs,
+                    out.suspect_timezone,
+                    out.symbol_seconds,
+                    effective_config(self.app),
                 ),
             )
         except (IntradayEventsError, OSError) as exc:

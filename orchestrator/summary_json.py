@@ -17,7 +17,10 @@ import polars as pl
 
 from detector.atomic_io import write_text_atomic
 from detector.checkpoint import Checkpoint
+from detector.merge import latest_owners
 from detector.provenance import Provenance
+from detector.run_layout import RunLayout
+from detector.shards import ShardMetadataError, read_shard_info
 
 SCHEMA_VERSION = 1
 
@@ -34,6 +37,7 @@ def summary_document(
     completed_now: int,
     stopped: str | None,
     max_attempts: int,
+    seconds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The summary of a launch that ended at ``finished_at``; ``final`` is the final file
     when this launch wrote it."""
@@ -52,6 +56,7 @@ def summary_document(
             "by_session": counts("session"),
             "by_symbol": counts("symbol"),
         }
+    events["seconds_by_symbol"] = dict(sorted((seconds or {}).items()))
     wall = (finished_at - started_at).total_seconds()
     return {
         "schema_version": SCHEMA_VERSION,
@@ -96,6 +101,23 @@ def summary_document(
             "config": dict(provenance.config),
         },
     }
+
+
+def symbol_seconds(layout: RunLayout, cp: Checkpoint) -> dict[str, float]:
+    """How long each symbol's latest detection took, from its shard's footer (shards
+    written before the time was recorded have none)."""
+    order = {p.name: n for n, p in layout.committed_shards().items()}
+    paths = {p.name: p for p in layout.committed_shards().values()}
+    known = {name: symbols for name, symbols in cp.shards.items() if name in order}
+    owners = latest_owners(known, order)
+    out: dict[str, float] = {}
+    for name in sorted(set(owners.values())):
+        try:
+            took = read_shard_info(paths[name]).seconds
+        except ShardMetadataError:
+            continue
+        out.update({s: t for s, t in took.items() if owners.get(s) == name})
+    return out
 
 
 def write_summary_json(path: Path, document: dict[str, Any]) -> None:

@@ -95,3 +95,28 @@ def test_status_json_has_a_schema_version_and_zone_aware_times(finished: Path) -
     assert all(
         w["updated_at"] is None or w["updated_at"].endswith("+00:00") for w in status["workers"]
     )
+
+
+def test_every_shard_carries_its_provenance_and_sort_order(finished: Path) -> None:
+    from detector.shards import read_shard_info
+
+    layout = RunLayout(finished, RUN_ID)
+    shards = list(layout.committed_shards().values())
+    assert shards
+    timed: dict[str, float] = {}
+    for path in shards:
+        found = read_provenance(path)
+        assert found["run_id"] == RUN_ID and found["config_hash"] == config_hash(AppConfig())
+        assert found["config"]["detector"]["opening_range_break"]["max_breaks_per_day"] == 1
+        assert found["package_version"] and found["created_at"].endswith("+00:00")
+        info = read_shard_info(path)
+        assert set(info.inputs) == set(info.symbols)  # what each symbol was computed from
+        timed.update(info.seconds)
+        sorting = pq.ParquetFile(path).metadata.row_group(0).sorting_columns
+        names = pq.ParquetFile(path).schema_arrow.names
+        assert tuple(names[c.column_index] for c in sorting) == EVENT_KEY
+        rows = pl.read_parquet(path)
+        assert rows.equals(rows.sort(EVENT_KEY))
+    assert len(timed) == 5 and all(t > 0 for t in timed.values())
+    summary = json.loads(layout.summary_json.read_text())
+    assert summary["events"]["seconds_by_symbol"] == pytest.approx(timed)

@@ -31,9 +31,12 @@ class _OneLine(click.ClickException):
 
 
 def _one_line(exc: IntradayEventsError) -> click.ClickException:
-    error = _OneLine(str(exc))
-    error.exit_code = int(exc.exit_code)
-    return error
+    # click declares exit_code a class variable (newer versions say so to type checkers):
+    # a subclass per error sets it where click reads it.
+    class _Failure(_OneLine):
+        exit_code = int(exc.exit_code)
+
+    return _Failure(str(exc))
 
 
 def _then(command: str | None) -> str:

@@ -46,19 +46,47 @@ def latest_owners(shards: Mapping[str, Sequence[str]], order: Mapping[str, int])
     return owners
 
 
+@dataclass(frozen=True)
+class ShardCommit:
+    """A committed shard of the run and, of the symbols it covers, those it holds the
+    latest commit of (all of them unless a later commit recomputed some)."""
+
+    path: Path
+    covered: tuple[str, ...]
+    latest: tuple[str, ...]
+
+    @property
+    def superseded(self) -> tuple[str, ...]:
+        return tuple(s for s in self.covered if s not in self.latest)
+
+
+def shard_commits(
+    layout: RunLayout, shards: Mapping[str, Sequence[str]], *, strict: bool = True
+) -> list[ShardCommit]:
+    """The named committed shards (name -> symbols covered, as the checkpoint lists them)
+    in commit order, each with the symbols whose latest commit it is. A shard listed but
+    not on disk is an error, or with ``strict`` false left out (a reader of a live run)."""
+    on_disk = layout.committed_shards()
+    paths = {p.name: p for p in on_disk.values()}
+    missing = [name for name in shards if name not in paths]
+    if missing and strict:
+        raise IntradayEventsError(f"committed shards listed but not on disk: {missing[:5]}")
+    order = {p.name: number for number, p in on_disk.items()}
+    known = {name: tuple(symbols) for name, symbols in shards.items() if name in paths}
+    owners = latest_owners(known, order)
+    return [
+        ShardCommit(paths[name], known[name], tuple(s for s in known[name] if owners[s] == name))
+        for name in sorted(known, key=lambda n: order[n])
+    ]
+
+
 def superseded_rows(layout: RunLayout, shards: Mapping[str, Sequence[str]]) -> int:
     """Rows of committed shards that a later commit of their symbol replaced (0 unless a
     run recomputed symbols from changed bars): what a count of all shard rows overcounts."""
-    on_disk = layout.committed_shards()
-    paths = {p.name: p for p in on_disk.values()}
-    order = {p.name: number for number, p in on_disk.items()}
-    known = {name: symbols for name, symbols in shards.items() if name in order}
-    owners = latest_owners(known, order)
     total = 0
-    for name, symbols in known.items():
-        lost = [s for s in symbols if owners[s] != name]
-        if lost:
-            rows = pl.scan_parquet(paths[name]).filter(pl.col("symbol").is_in(lost))
+    for commit in shard_commits(layout, shards, strict=False):
+        if commit.superseded:
+            rows = pl.scan_parquet(commit.path).filter(pl.col("symbol").is_in(commit.superseded))
             total += rows.select(pl.len()).collect().item()
     return total
 
@@ -69,21 +97,13 @@ def latest_rows(layout: RunLayout, shards: Mapping[str, Sequence[str]]) -> pl.La
     A shard that lost none of its symbols to a later commit is read whole; one that
     lost some is read without their rows (only after a redo).
     """
-    on_disk = layout.committed_shards()
-    paths = {p.name: p for p in on_disk.values()}
-    missing = [name for name in shards if name not in paths]
-    if missing:
-        raise IntradayEventsError(f"committed shards listed but not on disk: {missing[:5]}")
-    order = {p.name: number for number, p in on_disk.items()}
-    owners = latest_owners(shards, order)
     frames: list[pl.LazyFrame] = []
-    for name in sorted(shards, key=lambda n: order[n]):
-        kept = [s for s in shards[name] if owners[s] == name]
-        if not kept:
+    for commit in shard_commits(layout, shards):
+        if not commit.latest:
             continue
-        frame = pl.scan_parquet(paths[name]).select(list(EVENT_SCHEMA))
-        if len(kept) < len(shards[name]):
-            frame = frame.filter(pl.col("symbol").is_in(kept))
+        frame = pl.scan_parquet(commit.path).select(list(EVENT_SCHEMA))
+        if commit.superseded:
+            frame = frame.filter(pl.col("symbol").is_in(commit.latest))
         frames.append(frame)
     return pl.concat(frames) if frames else empty_events().lazy()
 

@@ -17,7 +17,7 @@ import polars as pl
 
 from detector.atomic_io import write_text_atomic
 from detector.checkpoint import Checkpoint
-from detector.merge import latest_owners
+from detector.merge import shard_commits
 from detector.provenance import Provenance
 from detector.run_layout import RunLayout
 from detector.shards import ShardMetadataError, read_shard_info
@@ -106,17 +106,15 @@ def summary_document(
 def symbol_seconds(layout: RunLayout, cp: Checkpoint) -> dict[str, float]:
     """How long each symbol's latest detection took, from its shard's footer (shards
     written before the time was recorded have none)."""
-    order = {p.name: n for n, p in layout.committed_shards().items()}
-    paths = {p.name: p for p in layout.committed_shards().values()}
-    known = {name: symbols for name, symbols in cp.shards.items() if name in order}
-    owners = latest_owners(known, order)
     out: dict[str, float] = {}
-    for name in sorted(set(owners.values())):
+    for commit in shard_commits(layout, cp.shards, strict=False):
+        if not commit.latest:
+            continue
         try:
-            took = read_shard_info(paths[name]).seconds
+            took = read_shard_info(commit.path).seconds
         except ShardMetadataError:
             continue
-        out.update({s: t for s, t in took.items() if owners.get(s) == name})
+        out.update({s: t for s, t in took.items() if s in commit.latest})
     return out
 
 

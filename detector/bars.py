@@ -14,7 +14,7 @@ always an error. Whether to skip is the caller's decision (a run's
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from detector.cleaning import (
     normalize_types,
 )
 from detector.errors import BarsSchemaError, NoBarsError, UnreadableBarFileError
-from detector.input_fingerprint import InputFingerprint, fingerprint
+from detector.input_fingerprint import InputFingerprint, changed, fingerprint, to_redo
 from detector.symbols import is_valid_symbol, validate_symbol
 
 log = logging.getLogger(__name__)
@@ -232,6 +232,22 @@ def load_symbol_bars(
         raw, day_start_minute=day_start_minute, day_end_minute=day_end_minute, stats=read_stats
     )
     return SymbolBars(symbol=symbol, bars=bars, stats=stats, inputs=inputs)
+
+
+@dataclass(frozen=True)
+class InputChanges:
+    """Symbols whose bar files are not what their commit recorded."""
+
+    changed: tuple[str, ...]  # sorted; a symbol whose files are all gone included
+    redo: dict[str, InputFingerprint]  # those that can be recomputed: their print now
+
+
+def input_changes(recorded: Mapping[str, InputFingerprint], bars_root: Path) -> InputChanges:
+    """Compare each recorded fingerprint (symbol -> what its commit was computed from)
+    with the symbol's bar files now."""
+    current = input_fingerprints(sorted(recorded), bars_root)
+    redo = {s: f for s in to_redo(recorded, current) if (f := current[s]) is not None}
+    return InputChanges(changed(recorded, current), redo)
 
 
 def input_fingerprints(

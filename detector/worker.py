@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 import psutil
 
-from detector.bars import bar_files, input_fingerprints, symbols_without_bars
+from detector.bars import bar_files, input_changes, symbols_without_bars
 from detector.batch import InputPolicy, detect_for_run
 from detector.checkpoint import Checkpoint
 from detector.config import AppConfig, config_hash
@@ -35,7 +35,7 @@ from detector.heartbeat import (
     write_run_completed,
 )
 from detector.input_check import NoBarsUpdate, check_no_bars
-from detector.input_fingerprint import InputFingerprint, to_redo
+from detector.input_fingerprint import InputFingerprint
 from detector.merge import MergeResult, merge_shards
 from detector.provenance import Provenance, effective_config
 from detector.run_layout import RunLayout
@@ -307,9 +307,8 @@ class Worker:
     def _changed_inputs(self, cp: Checkpoint) -> dict[str, InputFingerprint]:
         """This worker's completed symbols whose bars changed since their commit, with
         the fingerprint of their bars now."""
-        mine = [s for s in self.cfg.symbols if s in cp.completed and s in cp.inputs]
-        current = input_fingerprints(mine, self.cfg.bars_root)
-        redo = {s: f for s in to_redo(cp.inputs, current) if (f := current[s]) is not None}
+        mine = {s: cp.inputs[s] for s in self.cfg.symbols if s in cp.completed and s in cp.inputs}
+        redo = input_changes(mine, self.cfg.bars_root).redo
         if redo:
             log.info(
                 "%d completed symbols' bars changed since their commit, recomputed now "

@@ -22,14 +22,13 @@ from typing import Literal
 import psutil
 from filelock import FileLock, Timeout
 
-from detector.bars import discover_symbols, input_fingerprints, invalid_symbol_folders
+from detector.bars import discover_symbols, input_changes, invalid_symbol_folders
 from detector.batch import InputPolicy
 from detector.checkpoint import Checkpoint
 from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError, RunBusyError
 from detector.input_check import check_no_bars
-from detector.input_fingerprint import InputFingerprint, to_redo
-from detector.input_fingerprint import changed as changed_inputs
+from detector.input_fingerprint import InputFingerprint
 from detector.merge import MergeResult
 from detector.provenance import Provenance
 from detector.run_layout import RunLayout
@@ -308,16 +307,10 @@ class Launcher:
             return frozenset(), {}
         recorded = {s: f for s, f in existing.inputs.items() if s in existing.completed}
         started = time.perf_counter()
-        current = input_fingerprints(sorted(recorded), self.cfg.bars_root)
-        log.debug(
-            "input fingerprints of %d symbols in %.2f s",
-            len(current),
-            time.perf_counter() - started,
-        )
-        changed = frozenset(changed_inputs(recorded, current))
-        if not self.cfg.inputs.redo_changed:
-            return changed, {}
-        return changed, {s: f for s in to_redo(recorded, current) if (f := current[s]) is not None}
+        changes = input_changes(recorded, self.cfg.bars_root)
+        seconds = time.perf_counter() - started
+        log.debug("input fingerprints of %d symbols in %.2f s", len(recorded), seconds)
+        return frozenset(changes.changed), changes.redo if self.cfg.inputs.redo_changed else {}
 
     def _universe(self, known: frozenset[str]) -> frozenset[str]:
         if self.cfg.symbols is not None:

@@ -20,11 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from detector.bars import input_fingerprints
+from detector.bars import input_changes
 from detector.checkpoint import Checkpoint, CheckpointFormatError, FailedSymbol, from_json
 from detector.errors import ExitCode, IntradayEventsError
 from detector.heartbeat import BatchLogEntry, parse_heartbeat
-from detector.input_fingerprint import changed
 from detector.merge import superseded_rows
 from detector.process_identity import existed_at
 from detector.run_layout import RunLayout
@@ -246,8 +245,7 @@ def with_changed_inputs(
     except (OSError, UnicodeDecodeError, RecursionError, CheckpointFormatError):
         return snapshot
     recorded = {s: f for s, f in cp.inputs.items() if s in cp.completed}
-    current = input_fingerprints(sorted(recorded), bars_root)
-    return replace(snapshot, changed_inputs=changed(recorded, current))
+    return replace(snapshot, changed_inputs=input_changes(recorded, bars_root).changed)
 
 
 def _recommitted(cp: Checkpoint) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -30,6 +30,7 @@ class MergeResult:
     by_type: dict[str, int]
     by_direction: dict[str, int]
     by_session: dict[str, int]
+    by_symbol: dict[str, int] = field(default_factory=dict)
 
 
 def latest_owners(shards: Mapping[str, Sequence[str]], order: Mapping[str, int]) -> dict[str, str]:
@@ -141,4 +142,5 @@ def merge_shards(
         counts("event_type"),
         counts("direction"),
         counts("session"),
+        counts("symbol"),
     )

@@ -437,7 +437,7 @@ class Launcher:
             started_at=finished - timedelta(seconds=wall_s),
             finished_at=finished,
             exit_code=int(code),
-            final=merged.path if merged is not None else None,
+            merged=merged,
             provenance=provenance,
             completed_now=completed_now,
             stopped=self.stop.reason,

@@ -13,11 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from detector.atomic_io import write_text_atomic
 from detector.checkpoint import Checkpoint
-from detector.merge import shard_commits
+from detector.merge import MergeResult, shard_commits
 from detector.provenance import Provenance
 from detector.run_layout import RunLayout
 from detector.shards import ShardMetadataError, read_shard_info
@@ -32,29 +30,24 @@ def summary_document(
     started_at: datetime,
     finished_at: datetime,
     exit_code: int,
-    final: Path | None,
+    merged: MergeResult | None,
     provenance: Provenance | None,
     completed_now: int,
     stopped: str | None,
     max_attempts: int,
     seconds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The summary of a launch that ended at ``finished_at``; ``final`` is the final file
-    when this launch wrote it."""
+    """The summary of a launch that ended at ``finished_at``; ``merged`` is the final file
+    this launch wrote (its counts, from the merge: the file is not read again)."""
     quarantined = cp.quarantined(max_attempts)
     events: dict[str, Any] = {"total": None}
-    if final is not None and final.is_file():
-        frame = pl.read_parquet(final, columns=["symbol", "event_type", "direction", "session"])
-
-        def counts(column: str) -> dict[str, int]:
-            return {str(k): int(n) for k, n in frame.group_by(column).len().sort(column).rows()}
-
+    if merged is not None:
         events = {
-            "total": frame.height,
-            "by_type": counts("event_type"),
-            "by_direction": counts("direction"),
-            "by_session": counts("session"),
-            "by_symbol": counts("symbol"),
+            "total": merged.events,
+            "by_type": merged.by_type,
+            "by_direction": merged.by_direction,
+            "by_session": merged.by_session,
+            "by_symbol": merged.by_symbol,
         }
     events["seconds_by_symbol"] = dict(sorted((seconds or {}).items()))
     wall = (finished_at - started_at).total_seconds()
@@ -66,7 +59,7 @@ def summary_document(
         "wall_s": round(wall, 3),
         "exit_code": exit_code,
         "stopped": stopped,
-        "final": None if final is None else str(final),
+        "final": None if merged is None else str(merged.path),
         "symbols": {
             "universe": len(cp.universe),
             "completed": len(cp.completed & cp.universe),

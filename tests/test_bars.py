@@ -10,12 +10,7 @@ import pytest
 
 from detector.bars import bar_files, load_symbol_bars
 from detector.cleaning import clean_bars, normalize_types
-from detector.errors import (
-    BarsSchemaError,
-    InvalidSymbolError,
-    NoBarsError,
-    UnreadableBarFileError,
-)
+from detector.errors import BarsSchemaError, InvalidSymbolError, NoBarsError, UnreadableBarFileError
 from detector.pipeline import detect_bars, detect_symbol, detect_symbol_result
 from detector.symbols import is_valid_symbol, validate_symbols
 

@@ -13,20 +13,8 @@ from pathlib import Path
 import pytest
 
 from detector.errors import ExitCode
-from tools.bench import (
-    LONG_DIR,
-    MARKER,
-    BenchData,
-    BenchResult,
-    BenchSpec,
-    ForeignBenchDirError,
-    LayoutTiming,
-    Machine,
-    ensure_bench_bars,
-    ensure_long_bars,
-)
-from tools.bench_processes import BareRun, LaunchRun, WorkerRun
-from tools.bench_report import (
+from tools.bench.processes import BareRun, LaunchRun, WorkerRun
+from tools.bench.report import (
     NO_FIT,
     Fit,
     bars_per_symbol_day,
@@ -47,6 +35,18 @@ from tools.bench_report import (
     scaling_row,
     speedup,
     target,
+)
+from tools.bench.run import (
+    LONG_DIR,
+    MARKER,
+    BenchData,
+    BenchResult,
+    BenchSpec,
+    ForeignBenchDirError,
+    LayoutTiming,
+    Machine,
+    ensure_bench_bars,
+    ensure_long_bars,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -417,7 +417,7 @@ def test_bench_refuses_a_keep_dir_it_did_not_write(tmp_path: Path) -> None:
 
 
 def test_a_marginal_speedup_beyond_the_worker_count_is_noise_not_a_result() -> None:
-    from tools.bench_report import Fit, scaling_row
+    from tools.bench.report import Fit, scaling_row
 
     row = scaling_row(
         2, 2.3, 3.0, 20, 2_000_000, half_wall_s=2.1, fit=Fit(0.02, 1.9), one_worker_marginal_s=0.08

@@ -22,12 +22,12 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-from detector.faults import ENV as CRASH_ENV
-from detector.faults import PAUSE_ENV
-from detector.run_layout import RunLayout
+from orchestrator.run.faults import ENV as CRASH_ENV
+from orchestrator.run.faults import PAUSE_ENV
+from orchestrator.run.layout import RunLayout
 from tools.cli import cli
 from tools.cli.app import INTERRUPTED_LINE
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 90.0
@@ -118,7 +118,7 @@ def test_log_records_on_a_pipe_are_never_wrapped(tmp_path: Path) -> None:
     code = (
         "import logging, sys\n"
         "from pathlib import Path\n"
-        "from detector.run_logging import setup_logging\n"
+        "from orchestrator.run.logs import setup_logging\n"
         f"setup_logging(Path(sys.argv[1]))\n"
         f"logging.getLogger('orchestrator').warning({message!r})\n"
     )

@@ -32,7 +32,7 @@ from tools.compact import (
     run_compact,
     temp_path,
 )
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBOLS = ("DAAA", "DAAB", "DAAC")

@@ -20,7 +20,7 @@ from detector.config import (
 from detector.config_load import config_from_document, load_config
 from detector.errors import ConfigError, ExitCode
 from tools.cli import cli
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -35,10 +35,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from detector.faults import ENV as CRASH_ENV
-from detector.faults import PAUSE_ENV
-from detector.run_layout import RunLayout
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from orchestrator.run.faults import ENV as CRASH_ENV
+from orchestrator.run.faults import PAUSE_ENV
+from orchestrator.run.layout import RunLayout
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
 

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from detector.checkpoint import Checkpoint, FailedSymbol, to_json
-from detector.heartbeat import BatchLogEntry, parse_batch_log_line
-from detector.run_layout import RunLayout
-from orchestrator.dashboard_live import InlineDashboard, KeyReader, LiveView, ViewOptions
-from orchestrator.dashboard_view import Frame, render_dashboard, worker_status
-from orchestrator.pidfile import record_for, write_pid_file
-from orchestrator.plan import make_plan, write_plan
-from orchestrator.run_snapshot import RunSnapshot, WorkerSnapshot, read_snapshot
-from orchestrator.throughput import Rates, ThroughputWindow, eta_s
+from orchestrator.observe.dashboard_live import InlineDashboard, KeyReader, LiveView, ViewOptions
+from orchestrator.observe.dashboard_view import Frame, render_dashboard, worker_status
+from orchestrator.observe.throughput import Rates, ThroughputWindow, eta_s
+from orchestrator.run.checkpoint import Checkpoint, FailedSymbol, to_json
+from orchestrator.run.heartbeat import BatchLogEntry, parse_batch_log_line
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.pidfile import record_for, write_pid_file
+from orchestrator.run.plan import make_plan, write_plan
+from orchestrator.run.snapshot import RunSnapshot, WorkerSnapshot, read_snapshot
 
 RUN = "events_intraday_20261121"
 NOW = datetime(2026, 11, 21, 10, 0, 0)

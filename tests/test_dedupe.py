@@ -20,12 +20,12 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-import tools.dedupe as dedupe_module
-import tools.dedupe_partitions as dedupe_partitions
+import tools.dedupe.core as dedupe_module
+import tools.dedupe.partitions as dedupe_partitions
 from detector.errors import ExitCode
 from detector.schema import EVENT_KEY, EVENT_SCHEMA
 from tools.cli import cli
-from tools.dedupe import (
+from tools.dedupe.core import (
     DedupeConfig,
     DedupeInputError,
     DedupeReport,
@@ -37,7 +37,7 @@ from tools.dedupe import (
     run_dedupe,
     stats_path,
 )
-from tools.dedupe_partitions import NULL_LABEL, Layout, ParquetAppender, Partition, plan_partitions
+from tools.dedupe.partitions import NULL_LABEL, Layout, ParquetAppender, Partition, plan_partitions
 
 T0 = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from detector import detect_symbol
 from detector.symbols import is_valid_symbol
 from tools.cli import cli
-from tools.demo_data import (
+from tools.demo.data import (
     DEFAULT_START,
     DemoDataSpec,
     DemoDataSummary,

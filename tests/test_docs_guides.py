@@ -23,7 +23,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from detector.run_layout import RunLayout
+from orchestrator.run.layout import RunLayout
 from tools.cli.app import cli
 
 ROOT = Path(__file__).resolve().parents[1]

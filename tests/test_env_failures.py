@@ -3,7 +3,7 @@ exit 5, at every place a run writes; nothing committed is lost, and the same com
 run again completes with the final file of an uninterrupted run.
 
 Every case runs the real command line in a child process. The failures are injected
-at the real write call (``INTRADAY_EVENTS_WRITE_ERROR``, see :mod:`detector.faults`),
+at the real write call (``INTRADAY_EVENTS_WRITE_ERROR``, see :mod:`orchestrator.run.faults`),
 since the suite runs as root where ``chmod`` cannot make a folder read-only; the file
 size limit is also hit for real, with ``ulimit -f``. Every wait is bounded.
 """
@@ -20,10 +20,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from detector.faults import WRITE_ENV
-from detector.run_layout import RunLayout
-from orchestrator.launch import refused_line
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from orchestrator.launch.launcher import refused_line
+from orchestrator.run.faults import WRITE_ENV
+from orchestrator.run.layout import RunLayout
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
 

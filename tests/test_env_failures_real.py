@@ -18,8 +18,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from detector.run_layout import RunLayout
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from orchestrator.run.layout import RunLayout
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import polars as pl
 
 from detector.input_fingerprint import InputFingerprint, changed, fingerprint
-from detector.merge import latest_owners, merge_shards
-from detector.run_layout import RunLayout
 from detector.schema import EVENT_KEY
-from detector.shards import write_shard_file
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.merge import latest_owners, merge_shards
+from orchestrator.run.shards import write_shard_file
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 from builders import busy_days
 

@@ -16,16 +16,16 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from detector import checkpoint as ck
-from detector.batch import BatchTask, InputPolicy, LaneProgress, run_batch
 from detector.config import AppConfig
 from detector.errors import MissingBarsError
-from detector.run_layout import RunLayout
-from detector.run_store import BatchRecords, RunStore
-from detector.shards import read_shard_info
-from detector.worker import Worker, WorkerConfig, WorkerOutcome, run_hash
-from orchestrator.run_status import read_snapshot, render_text, snapshot_to_json
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from orchestrator.observe.status import read_snapshot, render_text, snapshot_to_json
+from orchestrator.run import checkpoint as ck
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.shards import read_shard_info
+from orchestrator.run.store import BatchRecords, RunStore
+from orchestrator.worker.batch import BatchTask, InputPolicy, LaneProgress, run_batch
+from orchestrator.worker.loop import Worker, WorkerConfig, WorkerOutcome, run_hash
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 RUN = "r1"
 

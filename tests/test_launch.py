@@ -23,12 +23,12 @@ import psutil
 import pytest
 from polars.testing import assert_frame_equal
 
-from detector.faults import ENV as CRASH_ENV
-from detector.faults import PAUSE_ENV
-from detector.run_layout import RunLayout
 from detector.schema import EVENT_KEY
-from detector.shards import read_shard_info
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from orchestrator.run.faults import ENV as CRASH_ENV
+from orchestrator.run.faults import PAUSE_ENV
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.shards import read_shard_info
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
 

@@ -28,11 +28,11 @@ from test_launch import (
     wait_for,
 )
 
-from detector.faults import PAUSE_ENV
-from detector.heartbeat import parse_heartbeat
-from detector.run_layout import RunLayout
-from detector.shards import read_shard_info
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from orchestrator.run.faults import PAUSE_ENV
+from orchestrator.run.heartbeat import parse_heartbeat
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.shards import read_shard_info
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
 

@@ -16,8 +16,8 @@ import pytest
 from filelock import FileLock
 
 from detector.errors import ExitCode
-from detector.run_layout import RunLayout
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from orchestrator.run.layout import RunLayout
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = "events_intraday_20261121"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.plan import (
+from orchestrator.run.plan import (
     Plan,
     PlanFileError,
     format_plan,
@@ -367,8 +367,8 @@ def test_expected_bars_are_exact_up_to_the_threshold_and_close_beyond(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from detector.bars import count_bars
-    from orchestrator import work_estimate
-    from tools.demo_data import DemoDataSpec, generate_demo_bars
+    from orchestrator.launch import work_estimate
+    from tools.demo.data import DemoDataSpec, generate_demo_bars
 
     daily, single = tmp_path / "daily", tmp_path / "symbol"
     generate_demo_bars(DemoDataSpec(out=daily, symbols=6, days=20, seed=1))

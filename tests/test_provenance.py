@@ -12,10 +12,10 @@ import pytest
 from test_launch import RUN_ID, checkpoint, launch_args, run_cli
 
 from detector.config import AppConfig, config_hash
-from detector.provenance import read_provenance
-from detector.run_layout import RunLayout
 from detector.schema import EVENT_KEY
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.provenance import read_provenance
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 pytestmark = pytest.mark.usefixtures("no_stray_processes")
 
@@ -98,7 +98,7 @@ def test_status_json_has_a_schema_version_and_zone_aware_times(finished: Path) -
 
 
 def test_every_shard_carries_its_provenance_and_sort_order(finished: Path) -> None:
-    from detector.shards import read_shard_info
+    from orchestrator.run.shards import read_shard_info
 
     layout = RunLayout(finished, RUN_ID)
     shards = list(layout.committed_shards().values())

@@ -31,11 +31,11 @@ from test_launch import (
     wait_for,
 )
 
-from detector.faults import ENV as CRASH_ENV
-from detector.faults import ONCE_ENV, PAUSE_ENV
-from detector.heartbeat import parse_heartbeat
-from detector.run_layout import RunLayout
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from orchestrator.run.faults import ENV as CRASH_ENV
+from orchestrator.run.faults import ONCE_ENV, PAUSE_ENV
+from orchestrator.run.heartbeat import parse_heartbeat
+from orchestrator.run.layout import RunLayout
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 
 def _ray_importable() -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from detector.config import SupervisionConfig
-from orchestrator.ray_lanes import Lane
+from orchestrator.backends.ray_lanes import Lane
 
 SUP = SupervisionConfig(
     max_restarts=2,

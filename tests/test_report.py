@@ -16,8 +16,8 @@ import pytest
 from browser import find_chromium, png_colours, render, screenshot
 
 from detector.config import AppConfig
-from detector.run_layout import RunLayout
 from orchestrator.observe.event_view import event_context
+from orchestrator.run.layout import RunLayout
 
 # per day, minute, score, symbol-day, top symbols, direction, session, commits per
 # worker, worker memory; then the best event of each type in context
@@ -222,7 +222,7 @@ def test_a_run_without_events_still_gets_every_figure(tmp_path: Path) -> None:
     from orchestrator.observe.html_page import figure_count, page
     from orchestrator.observe.report import report_sections
     from orchestrator.observe.run_data import Timeline, aggregate
-    from orchestrator.run_snapshot import RunSnapshot
+    from orchestrator.run.snapshot import RunSnapshot
 
     events = aggregate(empty_events(), "final file")
     empty = pl.DataFrame(schema={"at": pl.Datetime("us"), "worker": pl.Int64, "symbols": pl.Int64})
@@ -235,7 +235,7 @@ def test_a_run_without_events_still_gets_every_figure(tmp_path: Path) -> None:
 
 def test_show_reads_the_one_file_per_symbol_layout(demo: RunLayout, tmp_path: Path) -> None:
     """The same bars in the symbol layout give the same picture and events."""
-    from tools.demo_data import DemoDataSpec, generate_demo_bars
+    from tools.demo.data import DemoDataSpec, generate_demo_bars
 
     bars = tmp_path / "bars"
     generate_demo_bars(DemoDataSpec(out=bars, symbols=6, days=10, layout="symbol"))

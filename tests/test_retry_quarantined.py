@@ -16,10 +16,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from detector import checkpoint as ck
-from detector.faults import ENV as CRASH_ENV
-from detector.run_layout import RunLayout
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from orchestrator.run import checkpoint as ck
+from orchestrator.run.faults import ENV as CRASH_ENV
+from orchestrator.run.layout import RunLayout
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 RUN = "q"
 TIMEOUT_S = 120

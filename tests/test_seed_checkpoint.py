@@ -17,14 +17,14 @@ import pytest
 from click.testing import CliRunner, Result
 from polars.testing import assert_frame_equal
 
-from detector import checkpoint as ck
-from detector.errors import RunExistsError
-from detector.run_layout import RunLayout, new_run_id
-from detector.run_store import ImportConfigMismatchError, RunStore
 from detector.schema import EVENT_KEY, empty_events
-from detector.shards import read_shard_info
+from orchestrator.run import checkpoint as ck
+from orchestrator.run.errors import RunExistsError
+from orchestrator.run.layout import RunLayout, new_run_id
+from orchestrator.run.shards import read_shard_info
+from orchestrator.run.store import ImportConfigMismatchError, RunStore
 from tools.cli import cli as cli_group
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 from builders import bars_frame, flat_bars, write_daily
 

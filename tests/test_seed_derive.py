@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
 from detector.pipeline import detect_symbol
-from detector.run_layout import RunLayout
 from detector.schema import EVENT_KEY
+from orchestrator.run.layout import RunLayout
 from tools.cli import cli
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 SRC = "events_intraday_20240101"
 DST = "events_intraday_20240102"

@@ -14,22 +14,22 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-from detector import checkpoint as ck
 from detector.config import AppConfig
-from detector.heartbeat import WorkerHeartbeat, write_heartbeat
-from detector.run_layout import RunLayout
-from detector.worker import Worker, WorkerConfig
-from orchestrator.pidfile import record_for, write_pid_file
-from orchestrator.plan import make_plan, write_plan
-from orchestrator.run_status import (
+from orchestrator.observe.status import (
     RunSnapshot,
     progress_line,
     read_snapshot,
     render_text,
     snapshot_to_json,
 )
+from orchestrator.run import checkpoint as ck
+from orchestrator.run.heartbeat import WorkerHeartbeat, write_heartbeat
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.pidfile import record_for, write_pid_file
+from orchestrator.run.plan import make_plan, write_plan
+from orchestrator.worker.loop import Worker, WorkerConfig
 from tools.cli import cli
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 RUN = "r1"
 

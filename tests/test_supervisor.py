@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from detector.config import SupervisionConfig
-from orchestrator.supervisor import (
+from orchestrator.backends.supervisor import (
     HeartbeatView,
     Notice,
     ProcessHandle,
@@ -38,7 +38,7 @@ class FakeProcess:
 
 
 class FakePort:
-    """A :class:`orchestrator.supervisor.WorkerPort` that records every call."""
+    """A :class:`orchestrator.backends.supervisor.WorkerPort` that records every call."""
 
     def __init__(self, assignments: dict[int, Iterable[str]]) -> None:
         self.left: dict[int, tuple[str, ...]] = {k: tuple(v) for k, v in assignments.items()}

@@ -13,13 +13,13 @@ import pytest
 from click.testing import CliRunner
 
 from detector.config import AppConfig
-from detector.errors import ConfigMismatchError, RunExistsError
-from detector.run_layout import RunLayout
-from detector.run_select import resolve_run_id
-from detector.shards import read_shard_info
-from detector.worker import Worker, WorkerConfig, WorkerOutcome
+from orchestrator.run.errors import ConfigMismatchError, RunExistsError
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.select import resolve_run_id
+from orchestrator.run.shards import read_shard_info
+from orchestrator.worker.loop import Worker, WorkerConfig, WorkerOutcome
 from tools.cli import cli
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 from tests_config import app_with
 
@@ -112,7 +112,7 @@ def test_disk_full_marks_nothing_and_resume_completes(
 ) -> None:
     full = OSError(errno.ENOSPC, "No space left on device")
     with (
-        mock.patch("detector.run_store.write_shard_file", side_effect=full),
+        mock.patch("orchestrator.run.store.write_shard_file", side_effect=full),
         pytest.raises(OSError, match="No space left"),  # one line, exit 5, at the CLI
     ):
         run(tmp_path, bars_root, symbols, batch_size=3)
@@ -126,7 +126,7 @@ def test_disk_full_through_the_cli_exits_non_zero(
     tmp_path: Path, bars_root: Path, symbols: tuple[str, ...]
 ) -> None:
     full = OSError(errno.ENOSPC, "No space left on device")
-    with mock.patch("detector.run_store.write_shard_file", side_effect=full):
+    with mock.patch("orchestrator.run.store.write_shard_file", side_effect=full):
         result = CliRunner().invoke(
             cli,
             [
@@ -149,7 +149,7 @@ def test_disk_full_through_the_cli_exits_non_zero(
 def test_failing_symbol_is_retried_then_quarantined(
     tmp_path: Path, bars_root: Path, symbols: tuple[str, ...]
 ) -> None:
-    import detector.batch as worker_module
+    import orchestrator.worker.batch as worker_module
 
     real = worker_module.detect_symbol_result
     poison = symbols[1]
@@ -281,9 +281,9 @@ def test_cli_detect_from_file_and_invalid_tickers(
 
 def test_a_commit_never_replaces_an_old_scripts_shard_of_the_same_run_id(tmp_path: Path) -> None:
     """LEGACY item 5: a file named like shard 1 of the run, without our footer, is kept."""
-    from detector.run_layout import RunLayout
-    from detector.run_store import RunStore
     from detector.schema import empty_events
+    from orchestrator.run.layout import RunLayout
+    from orchestrator.run.store import RunStore
 
     layout = RunLayout(tmp_path, "events_intraday_20251014")
     store = RunStore(layout)
@@ -309,7 +309,7 @@ def test_resume_without_run_id_never_picks_an_old_scripts_run(tmp_path: Path) ->
     import json
     from datetime import datetime
 
-    from detector.run_select import resolve_run_id
+    from orchestrator.run.select import resolve_run_id
 
     old = "events_intraday_20251012"
     checkpoints = tmp_path / "logs" / "checkpoints"

@@ -29,11 +29,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from detector.faults import ENV as CRASH_ENV
-from detector.run_layout import RunLayout, shard_number
 from detector.schema import EVENT_KEY
-from detector.shards import read_shard_info
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from orchestrator.run.faults import ENV as CRASH_ENV
+from orchestrator.run.layout import RunLayout, shard_number
+from orchestrator.run.shards import read_shard_info
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 RUN_ID = "r1"
 KEY = list(EVENT_KEY)

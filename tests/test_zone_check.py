@@ -25,7 +25,7 @@ from detector.zone_check import (
     format_offset,
     zone_verdict,
 )
-from tools.demo_data import demo_symbol_bars, trading_days
+from tools.demo.data import demo_symbol_bars, trading_days
 
 from builders import bars_frame, random_walk_rows
 

@@ -21,15 +21,15 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from detector.batch import BatchTask, LaneProgress, run_batch
-from detector.checkpoint import Checkpoint, from_json, to_json, with_commit
 from detector.config import AppConfig
-from detector.faults import ENV as CRASH_ENV
-from detector.faults import PAUSE_ENV
-from detector.run_layout import RunLayout
-from detector.run_store import BatchRecords, RunStore
+from orchestrator.run.checkpoint import Checkpoint, from_json, to_json, with_commit
+from orchestrator.run.faults import ENV as CRASH_ENV
+from orchestrator.run.faults import PAUSE_ENV
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.store import BatchRecords, RunStore
+from orchestrator.worker.batch import BatchTask, LaneProgress, run_batch
 from tools.cli import cli
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 120.0

@@ -29,11 +29,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
-from detector.atomic_io import fsync_dir
 from detector.bars import bar_files, discover_symbols
 from detector.cleaning import PRICE_COLUMNS, REQUIRED_COLUMNS
 from detector.errors import BarsError, BarsSchemaError, ExitCode, IntradayEventsError, NoBarsError
-from detector.faults import crash_point
+from orchestrator.run.atomic_io import fsync_dir
+from orchestrator.run.faults import crash_point
 
 METADATA_KEY = b"intraday_events.compact"
 FORMAT_VERSION = 1

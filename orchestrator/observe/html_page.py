@@ -11,7 +11,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from detector.atomic_io import write_text_atomic
+from orchestrator.run.atomic_io import write_text_atomic
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; }

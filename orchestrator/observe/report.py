@@ -18,14 +18,14 @@ from typing import cast
 
 from detector.config import AppConfig, config_hash, effective_settings
 from detector.errors import IntradayEventsError
-from detector.run_layout import RunLayout
 from orchestrator.observe import report_figures as figs
 from orchestrator.observe.event_figure import context_figure
 from orchestrator.observe.event_view import event_context
 from orchestrator.observe.html_page import Raw, Section, figure_count, page, table, write_page
 from orchestrator.observe.run_data import RunEvents, Timeline, read_events, read_timeline
-from orchestrator.run_files import run_plan
-from orchestrator.run_snapshot import RunSnapshot, read_snapshot
+from orchestrator.run.files import run_plan
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.snapshot import RunSnapshot, read_snapshot
 
 REPORT_NAME = "report.html"
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import polars as pl
 
-from detector.heartbeat import parse_batch_log_line
-from detector.run_layout import RunLayout
 from detector.schema import empty_events
-from detector.shards import ShardMetadataError, read_shard_info
-from orchestrator.run_snapshot import RunSnapshot
+from orchestrator.run.heartbeat import parse_batch_log_line
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.shards import ShardMetadataError, read_shard_info
+from orchestrator.run.snapshot import RunSnapshot
 
 SCORE_BINS = 40
 TOP_SYMBOLS = 25

@@ -8,12 +8,8 @@ from typing import Any
 
 import click
 
-from detector.errors import (
-    ExitCode,
-    IntradayEventsError,
-    RootNotFoundError,
-    environment_error,
-)
+from detector.errors import ExitCode, IntradayEventsError, RootNotFoundError
+from orchestrator.run.errors import environment_error
 from tools.cli.context import CliContext
 
 ROOT_ENV = "INTRADAY_EVENTS_ROOT"

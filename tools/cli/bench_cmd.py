@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from tools.bench import BenchSpec, run_bench
-from tools.bench_report import build_report
-from tools.bench_text import format_text, report_json
+from tools.bench.report import build_report
+from tools.bench.run import BenchSpec, run_bench
+from tools.bench.text import format_text, report_json
 from tools.cli.context import CliContext
 
 

@@ -7,8 +7,8 @@ import sys
 import click
 from rich.console import Console
 
-from detector.run_layout import RunLayout
-from orchestrator.dashboard_live import KeyReader, LiveView, ViewOptions, watch
+from orchestrator.observe.dashboard_live import KeyReader, LiveView, ViewOptions, watch
+from orchestrator.run.layout import RunLayout
 from tools.cli.context import CliContext
 from tools.cli.options import viewed_run_id, viewer_max_attempts_option
 

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from detector.schema import EVENT_KEY
-from tools.dedupe import DedupeConfig, DedupeReport, GroupCount, default_output, run_dedupe
-from tools.dedupe_partitions import DEFAULT_PARTITION_ROWS
+from tools.dedupe.core import DedupeConfig, DedupeReport, GroupCount, default_output, run_dedupe
+from tools.dedupe.partitions import DEFAULT_PARTITION_ROWS
 
 
 def _key(_: click.Context, __: click.Parameter, value: str) -> tuple[str, ...]:

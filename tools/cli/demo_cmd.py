@@ -11,7 +11,7 @@ import click
 
 from tools.cli.context import CliContext
 from tools.cli.launch_cmd import run_launch
-from tools.demo import DEFAULT_DIR, DemoSpec, describe_outputs, ensure_demo_bars, spec_summary
+from tools.demo.run import DEFAULT_DIR, DemoSpec, describe_outputs, ensure_demo_bars, spec_summary
 
 
 @click.command("demo")

@@ -9,7 +9,7 @@ from typing import Literal
 
 import click
 
-from tools.demo_data import DemoDataSpec, generate_demo_bars
+from tools.demo.data import DemoDataSpec, generate_demo_bars
 
 
 @click.command("demo-data")

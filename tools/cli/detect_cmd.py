@@ -12,14 +12,14 @@ import click
 
 from detector.config import config_notices
 from detector.errors import ExitCode
-from detector.run_layout import RunLayout
-from detector.run_logging import setup_logging
-from detector.run_select import resolve_run_id
-from detector.stopping import StopRequest
-from detector.worker import Worker, WorkerConfig
 from detector.zone_sample import check_bars_zone
+from orchestrator.launch.summary import SUSPECTS_SHOWN, format_inputs
 from orchestrator.observe.report import report_at_end
-from orchestrator.summary import SUSPECTS_SHOWN, format_inputs
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.logs import setup_logging
+from orchestrator.run.select import resolve_run_id
+from orchestrator.worker.loop import Worker, WorkerConfig
+from orchestrator.worker.stopping import StopRequest
 from tools.cli.context import CliContext
 from tools.cli.options import (
     check_date_range,

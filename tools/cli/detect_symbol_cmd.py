@@ -10,10 +10,10 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from detector.atomic_io import write_parquet_atomic
 from detector.config import config_notices
 from detector.pipeline import DetectionResult, detect_symbol_result
 from detector.symbols import validate_symbol
+from orchestrator.run.atomic_io import write_parquet_atomic
 from tools.cli.context import CliContext
 
 

@@ -15,23 +15,23 @@ from rich import get_console
 
 from detector.config import AppConfig
 from detector.errors import ExitCode
-from detector.run_layout import RunLayout
-from detector.run_logging import setup_logging
-from detector.run_select import resolve_run_id
-from detector.stopping import StopRequest
-from detector.worker import run_hash
-from orchestrator.dashboard_live import (
+from orchestrator.backends.ray_backend import import_ray
+from orchestrator.launch.launcher import LaunchConfig, Launcher, NotConfirmedError
+from orchestrator.launch.summary import format_summary
+from orchestrator.observe.dashboard_live import (
     InlineDashboard,
     KeyReader,
     LiveView,
     ViewOptions,
     in_foreground,
 )
-from orchestrator.launch import LaunchConfig, Launcher, NotConfirmedError
-from orchestrator.monitors import Monitor, ProgressLines
-from orchestrator.plan import Plan
-from orchestrator.ray_backend import import_ray
-from orchestrator.summary import format_summary
+from orchestrator.observe.monitors import Monitor, ProgressLines
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.logs import setup_logging
+from orchestrator.run.plan import Plan
+from orchestrator.run.select import resolve_run_id
+from orchestrator.worker.loop import run_hash
+from orchestrator.worker.stopping import StopRequest
 from tools.cli.context import CliContext
 from tools.cli.options import (
     check_date_range,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.final_merge import merge_run
-from orchestrator.summary import format_merged
+from orchestrator.launch.summary import format_merged
+from orchestrator.run.final_merge import merge_run
 from tools.cli.context import CliContext
 from tools.cli.options import existing_run_layout, viewer_max_attempts_option
 

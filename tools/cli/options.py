@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from detector.batch import InputPolicy
-from detector.run_layout import RunLayout, is_valid_run_id
-from detector.run_select import InvalidRunIdError, existing_run
 from detector.symbols import SymbolFileError, read_symbol_file, validate_symbols
-from orchestrator.run_snapshot import newest_run_id
+from orchestrator.run.layout import RunLayout, is_valid_run_id
+from orchestrator.run.select import InvalidRunIdError, existing_run
+from orchestrator.run.snapshot import newest_run_id
+from orchestrator.worker.batch import InputPolicy
 
 
 def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from detector.run_layout import RunLayout
-from detector.run_select import existing_run, resolve_run_id
-from orchestrator.cleanup import remove_orphan_temps, stop_recorded_processes
+from orchestrator.backends.cleanup import remove_orphan_temps, stop_recorded_processes
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.select import existing_run, resolve_run_id
 from tools.cli.context import CliContext
 from tools.cli.launch_cmd import launch_options, run_launch
 

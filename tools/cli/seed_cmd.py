@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from detector.worker import run_hash
+from orchestrator.worker.loop import run_hash
 from tools.cli.context import CliContext
-from tools.seed import seed_checkpoint
-from tools.seed_report import format_report
+from tools.seed.core import seed_checkpoint
+from tools.seed.report import format_report
 
 
 @click.command("seed-checkpoint")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from orchestrator.run_snapshot import with_changed_inputs
-from orchestrator.run_status import read_snapshot, render_text, snapshot_to_json
+from orchestrator.observe.status import read_snapshot, render_text, snapshot_to_json
+from orchestrator.run.snapshot import with_changed_inputs
 from tools.cli.context import CliContext
 from tools.cli.options import existing_run_layout, viewer_max_attempts_option
 

@@ -1,0 +1,1 @@
+"""Where workers run (local processes, Ray tasks), under one supervision policy."""

@@ -1,0 +1,114 @@
+"""Starting worker processes and stopping process trees.
+
+Each worker runs in its own session, hence its own process group whose id is its
+pid: signalling the group reaches the worker and anything it started, and a
+Ctrl-C in the operator's terminal reaches only the orchestrator, which then stops
+the workers in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from orchestrator.backends.supervisor import describe_exit
+from orchestrator.run.io_errors import writing
+
+
+def spawn(
+    argv: Sequence[str], *, console_log: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session, its output appended to ``console_log``."""
+    with writing(console_log):
+        console_log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(console_log, "ab")  # noqa: SIM115 (closed below, once the child has it)
+    with out:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(env) if env is not None else None,
+        )
+
+
+def signal_group(pid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to the process group led by ``pid``; False when it is gone.
+
+    Only a group leader's group is signalled (a process not leading its group, such
+    as an orchestrator started from a script, gets the signal alone), so that a pid
+    never takes down a group that is not its own.
+    """
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+@dataclass(frozen=True)
+class StopResult:
+    pid: int
+    how: str  # "exit 143", "SIGKILL after the grace", "already gone" ...
+
+
+def stop_tree(process: psutil.Process, *, grace: float, group: bool = True) -> StopResult:
+    """Stop ``process`` and its descendants: SIGTERM, then SIGKILL after ``grace``.
+
+    The process (its group, when it leads one) is asked first and given ``grace`` to
+    stop its own children in order; descendants still alive after that are asked
+    in turn, then killed. Descendants are collected before any signal, so children
+    re-parented after their parent's death are still found. With ``group=False``
+    the process group is never signalled: a launcher started from a shell shares
+    its group with whatever the shell put there (``| tee``, say).
+    """
+    try:
+        family = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return StopResult(process.pid, "already gone")
+    if group:
+        signal_group(process.pid, signal.SIGTERM)
+    else:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs([process], timeout=grace)
+    rest = [p for p in family[1:] if is_running(p.pid)]
+    for member in rest:
+        with contextlib.suppress(psutil.Error):
+            member.terminate()
+    _, alive_rest = psutil.wait_procs(rest, timeout=grace)
+    alive += alive_rest
+    if alive:
+        if group:
+            signal_group(process.pid, signal.SIGKILL)
+        for member in alive:
+            with contextlib.suppress(psutil.Error):
+                member.kill()
+        psutil.wait_procs(alive, timeout=grace)
+    returncode = getattr(process, "returncode", None)
+    if alive:
+        how = "SIGKILL after the grace"
+    elif returncode is not None:
+        how = describe_exit(returncode)
+    else:
+        how = "exited after SIGTERM"
+    return StopResult(process.pid, how)
+
+
+def is_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (an exited, unreaped zombie is not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

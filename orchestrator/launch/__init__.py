@@ -1,0 +1,1 @@
+"""``launch``: plan the remaining symbols, hand the plan to a backend, merge at the end."""

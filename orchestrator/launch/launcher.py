@@ -1,0 +1,509 @@
+"""``launch``: plan, start N workers, supervise them, merge once at the end.
+
+The launcher is the run's only orchestrator: it holds ``launch.lock`` (a kernel
+lock, released by the OS however the launcher dies) for its whole life. Workers
+commit through the same protocol as a lone ``detect``; the launcher itself only
+reads the checkpoint, records crash attributions, and merges the final file once
+every symbol is completed or quarantined.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import psutil
+from filelock import FileLock, Timeout
+
+from detector.bars import discover_symbols, input_changes, invalid_symbol_folders
+from detector.config import AppConfig
+from detector.errors import ExitCode, IntradayEventsError
+from detector.input_fingerprint import InputFingerprint
+from detector.symbols import read_symbol_file
+from detector.zone_sample import check_bars_zone
+from orchestrator.backends.cleanup import stop_recorded_processes
+from orchestrator.backends.local import LocalWorkers, WorkerCommand
+from orchestrator.backends.processes import stop_tree
+from orchestrator.backends.ray_backend import RayBackend, RayRun, import_ray
+from orchestrator.backends.supervisor import Notice, Supervisor
+from orchestrator.launch.work_estimate import expected_bars
+from orchestrator.observe.monitors import Monitor
+from orchestrator.observe.report import report_at_end
+from orchestrator.observe.summary_json import summary_document, symbol_seconds, write_summary_json
+from orchestrator.run.checkpoint import Checkpoint
+from orchestrator.run.errors import RunBusyError
+from orchestrator.run.final_merge import live_launcher_pid, merge_final
+from orchestrator.run.input_check import check_no_bars
+from orchestrator.run.layout import RunLayout
+from orchestrator.run.merge import MergeResult
+from orchestrator.run.pidfile import record_for, write_pid_file
+from orchestrator.run.plan import (
+    Plan,
+    format_invalid_folders,
+    format_plan,
+    make_plan,
+    write_plan,
+)
+from orchestrator.run.provenance import Provenance
+from orchestrator.run.store import RunStore
+from orchestrator.worker.batch import InputPolicy
+from orchestrator.worker.loop import run_hash
+from orchestrator.worker.stopping import StopRequest
+
+log = logging.getLogger(__name__)
+
+# The users' usual universe file (LEGACY.md), used when no symbols are given.
+REFERENCE_SYMBOLS = Path("processed") / "reference" / "symbols_with_1m.parquet"
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    root: Path
+    run_id: str
+    bars_root: Path
+    worker_cli: tuple[str, ...]  # command line running the CLI, before the command name
+    symbols: tuple[str, ...] | None = None  # None: the run's universe, else discovered
+    workers: int = 4
+    batch_size: int = 50
+    max_attempts: int = 3
+    start_date: date | None = None
+    end_date: date | None = None
+    force_config: bool = False
+    yes: bool = False
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = None  # None: ray.init()'s own choice; "local": a new local Ray
+    ray_task_retries: int = 3
+    inputs: InputPolicy = field(default_factory=InputPolicy)
+    check_timezone: bool = True  # refuse when a sample's volume peaks are off the auctions
+    retry_quarantined: bool = False  # give quarantined symbols another --max-attempts
+
+
+@dataclass(frozen=True)
+class LaunchOutcome:
+    run_id: str
+    plan: Plan
+    completed: int  # symbols of the run completed, in all
+    completed_now: int  # ... of which by this launch
+    bars_now: int  # expected bars of the symbols completed by this launch
+    failed: dict[str, str]  # failed, not yet quarantined: retried by the next launch
+    quarantined: dict[str, str]
+    unfinished: tuple[str, ...]  # neither completed nor failed (a worker was given up)
+    given_up: tuple[int, ...]
+    merged: MergeResult | None
+    wall_s: float
+    stopped: str | None
+    exit_code: ExitCode
+    no_bars: tuple[str, ...] = ()  # no bar file (--allow-missing): settled, not completed
+    skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    suspect_timezone: Mapping[str, str] = field(default_factory=dict)  # symbol -> shifts
+    worker_errors: dict[int, str] = field(default_factory=dict)  # given up: their last exit
+    environment_error: str | None = None  # a worker's refused write that stopped the run
+
+
+class NotConfirmedError(IntradayEventsError):
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class NoSymbolsError(IntradayEventsError):
+    """No symbols were given and the bars folder holds none: input data is missing."""
+
+    exit_code = ExitCode.DATA
+
+    def __init__(self, bars_root: Path) -> None:
+        self.bars_root = bars_root
+        where = "" if bars_root.is_dir() else " (no such folder)"
+        super().__init__(
+            f"no symbols: no bar files under {bars_root}{where} (symbol=SYM/ directories or "
+            f"SYM.parquet files); check --bars, or give --from-file F or --symbols"
+        )
+
+
+def refused_line(worker_id: int, line: str, *, root: Path) -> str:
+    """The launcher's line for a worker that exited 5: the worker's own line, or, when
+    even that could not be written (its console log is on the full disk), what is known."""
+    if "cannot write" not in line:
+        line = (
+            f"{line}: a write was refused and the worker's own line could not be written "
+            f"either (disk full?); free space or make {root} writable, then run the same "
+            "`intraday-events launch` again (it continues the run); nothing committed was lost"
+        )
+    return f"worker {worker_id}: {line}"
+
+
+Confirm = Callable[[Plan], bool]
+Echo = Callable[[str], None]
+
+
+class Launcher:
+    def __init__(
+        self,
+        cfg: LaunchConfig,
+        app: AppConfig,
+        *,
+        confirm: Confirm,
+        echo: Echo,
+        stop: StopRequest,
+        monitor: Monitor | None = None,
+        handle_signals: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.cfg = cfg
+        self.app = app
+        self.confirm = confirm
+        self.echo = echo
+        self.stop = stop
+        self.monitor = monitor
+        self.handle_signals = handle_signals
+        self.clock = clock
+        self.sleep = sleep
+        self.layout = RunLayout(cfg.root, cfg.run_id)
+        self._environment_error: str | None = None
+        self._worker_errors: dict[int, str] = {}
+
+    # -- the whole launch ----------------------------------------------------------
+    def run(self) -> LaunchOutcome:
+        layout = self.layout
+        if self.cfg.backend == "ray":
+            import_ray()  # without it, say how to install it before anything is written
+        layout.launch_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(layout.launch_lock, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunBusyError(self.cfg.run_id, live_launcher_pid(layout)) from None
+        try:
+            # Holding the lock proves no other launcher lives: recorded processes still
+            # running are workers of a killed launcher, stopped before ours start.
+            leftovers = stop_recorded_processes(
+                layout, grace=self.app.supervision.stop_grace_seconds
+            )
+            for line in leftovers.stopped + leftovers.left_alone:
+                self.echo(line)
+            write_pid_file(
+                layout.orchestrator_pid_file,
+                record_for(os.getpid(), run_id=self.cfg.run_id, role="orchestrator"),
+            )
+            return self._launch()
+        finally:
+            # A read-only launch folder must not hide the error that ended the launch;
+            # a PID file left behind is checked against its process before any use.
+            with contextlib.suppress(OSError):
+                layout.orchestrator_pid_file.unlink(missing_ok=True)
+            lock.release()
+
+    def _launch(self) -> LaunchOutcome:
+        cfg, layout = self.cfg, self.layout
+        started = self.clock()
+        store = RunStore(layout)
+        existing = store.reconcile()
+        symbols = self._universe(existing.universe if existing else frozenset())
+        if cfg.check_timezone:
+            # Before the run is opened: a refusal leaves no checkpoint and starts nothing.
+            done = existing.completed if existing else frozenset()
+            pending = sorted(symbols - done)
+            if pending:
+                check_bars_zone(cfg.bars_root, pending, self.app.bars.naive_timezone)
+        # Symbols still to do, those recorded as no_bars included (their files may be
+        # back), looked for before anything is written: none may "complete" unread.
+        settled = (
+            (existing.completed | existing.quarantined(cfg.max_attempts)) if existing else set()
+        )
+        changed, redo_prints = self._changed_inputs(existing)
+        candidates = ((existing.universe if existing else frozenset()) | symbols) - settled
+        candidates |= frozenset(redo_prints)
+        counted = time.perf_counter()
+        work = expected_bars(sorted(candidates), cfg.bars_root)
+        log.debug(
+            "%s bar counts of %d symbols (%d files) in %.2f s",
+            "exact" if work.exact else "estimated", len(candidates), work.files,
+            time.perf_counter() - counted,
+        )  # fmt: skip
+        update = check_no_bars(
+            candidates,
+            work.no_files,
+            existing.no_bars if existing else frozenset(),
+            bars_root=cfg.bars_root,
+            allow_missing=cfg.inputs.allow_missing,
+        )
+        cp = store.open_run(
+            config_hash=run_hash(self.app, cfg.start_date, cfg.end_date),
+            symbols=symbols,
+            resume=True,
+            force_config=cfg.force_config,
+        )
+        if update.missing or update.found:
+            cp = store.record_no_bars(update.missing, update.found)
+        if cfg.retry_quarantined:
+            cp, retried = store.retry_quarantined(cfg.max_attempts)
+            shown = " ".join(retried[:10]) + (" ..." if len(retried) > 10 else "")
+            self.echo(
+                f"--retry-quarantined: {len(retried)} quarantined symbols get "
+                f"{cfg.max_attempts} more attempts" + (f": {shown}" if retried else "")
+            )
+        quarantined = cp.quarantined(cfg.max_attempts)
+        plan = make_plan(
+            run_id=cfg.run_id,
+            universe=cp.universe,
+            completed=cp.completed,
+            quarantined=quarantined,
+            bars=work.bars,
+            workers=cfg.workers,
+            no_bars=cp.no_bars,
+            changed=changed,
+            redo=cfg.inputs.redo_changed,
+            bars_root=str(cfg.bars_root),
+        )
+        write_plan(
+            layout.plan,
+            plan,
+            created_at=datetime.now().isoformat(timespec="seconds"),
+            batch_size=cfg.batch_size,
+        )
+        self.echo(f"Run {cfg.run_id} (config {cp.config_hash})")
+        self.echo(format_plan(plan))
+        skipped = invalid_symbol_folders(cfg.bars_root)
+        if skipped:
+            self.echo(format_invalid_folders(cfg.bars_root, skipped))
+        if plan.remaining and not cfg.yes and not self.confirm(plan):
+            raise NotConfirmedError("launch not confirmed: no worker was started")
+        if self.handle_signals:
+            # From here on Ctrl-C and SIGTERM stop the workers in order (not before:
+            # during the confirmation prompt Ctrl-C simply aborts).
+            self.stop.install_signal_handlers()
+        given_up: tuple[int, ...] = ()
+        if plan.remaining and cfg.backend == "ray":
+            assert cp.config_hash is not None  # open_run sets it
+            given_up = self._run_on_ray(store, plan, cp.config_hash, redo_prints)
+        elif plan.remaining:
+            supervisor = Supervisor(
+                list(range(len(plan.assignments))),
+                self._port(store, plan, redo_prints),
+                self.app.supervision,
+            )
+            self._supervise(supervisor)
+            given_up = tuple(supervisor.given_up())
+            self._worker_errors = {
+                k: slot.last_exit or "?" for k, slot in supervisor.slots.items() if k in given_up
+            }
+        return self._finish(store, plan, given_up, started)
+
+    def _changed_inputs(
+        self, existing: Checkpoint | None
+    ) -> tuple[frozenset[str], dict[str, InputFingerprint]]:
+        """Completed symbols whose bars changed since their commit, and, with
+        --redo-changed, the fingerprints they have now (what their new commits record)."""
+        if existing is None or not existing.inputs:
+            return frozenset(), {}
+        recorded = {s: f for s, f in existing.inputs.items() if s in existing.completed}
+        started = time.perf_counter()
+        changes = input_changes(recorded, self.cfg.bars_root)
+        seconds = time.perf_counter() - started
+        log.debug("input fingerprints of %d symbols in %.2f s", len(recorded), seconds)
+        return frozenset(changes.changed), changes.redo if self.cfg.inputs.redo_changed else {}
+
+    def _universe(self, known: frozenset[str]) -> frozenset[str]:
+        if self.cfg.symbols is not None:
+            return frozenset(self.cfg.symbols)
+        if known:
+            return known
+        reference = self.cfg.root / REFERENCE_SYMBOLS
+        found = read_symbol_file(reference) if reference.is_file() else []
+        found = found or discover_symbols(self.cfg.bars_root)
+        if not found:
+            raise NoSymbolsError(self.cfg.bars_root)
+        return frozenset(found)
+
+    def _port(
+        self, store: RunStore, plan: Plan, redo: Mapping[str, InputFingerprint]
+    ) -> LocalWorkers:
+        cfg = self.cfg
+        command = WorkerCommand(
+            cli=cfg.worker_cli,
+            run_id=cfg.run_id,
+            bars_root=cfg.bars_root,
+            batch_size=cfg.batch_size,
+            max_attempts=cfg.max_attempts,
+            start_date=cfg.start_date,
+            end_date=cfg.end_date,
+            inputs=cfg.inputs,
+        )
+        return LocalWorkers(self.layout, store, command, plan.assignments, redo)
+
+    def _run_on_ray(
+        self,
+        store: RunStore,
+        plan: Plan,
+        config_hash: str,
+        redo: Mapping[str, InputFingerprint],
+    ) -> tuple[int, ...]:
+        cfg = self.cfg
+        spec = RayRun(
+            root=cfg.root.absolute(),  # not resolve(): a symlink may be the shared path
+            run_id=cfg.run_id,
+            bars_root=cfg.bars_root.absolute(),
+            config_hash=config_hash,
+            batch_size=cfg.batch_size,
+            max_attempts=cfg.max_attempts,
+            address=cfg.ray_address,
+            task_retries=cfg.ray_task_retries,
+            start_date=cfg.start_date,
+            end_date=cfg.end_date,
+            inputs=cfg.inputs,
+            redo=dict(redo),
+        )
+        backend = RayBackend(
+            spec,
+            self.app,
+            store,
+            [tuple(a) for a in plan.assignments],
+            stop=self.stop,
+            monitor=self.monitor,
+            handle_signals=self.handle_signals,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+        return backend.run()
+
+    # -- supervision -------------------------------------------------------------
+    def _supervise(self, supervisor: Supervisor) -> None:
+        sup = self.app.supervision
+        try:
+            while not supervisor.finished:
+                now = self.clock()
+                if self.stop.requested and not supervisor.stopping_all:
+                    self._notify(supervisor.stop_all(now, self.stop.reason or "stop requested"))
+                self._notify(supervisor.tick(now))
+                failure = supervisor.environment_failure
+                if failure is not None and not supervisor.stopping_all:
+                    self._environment_error = refused_line(*failure, root=self.cfg.root)
+                    self._notify(supervisor.stop_all(now, "a worker could not write"))
+                if self.monitor is not None:
+                    self.monitor.tick(now)
+                if not supervisor.finished:
+                    self.sleep(sup.poll_interval_seconds)
+        finally:
+            # However the loop ends (even by an exception of our own), no worker outlives it,
+            # and the terminal is given back.
+            try:
+                self._stop_survivors(supervisor)
+            finally:
+                if self.monitor is not None:
+                    self.monitor.close()
+
+    def _notify(self, notices: list[Notice]) -> None:
+        for notice in notices:
+            log.log(notice.level, "worker %d: %s", notice.worker_id, notice.message)
+
+    def _stop_survivors(self, supervisor: Supervisor) -> None:
+        port = supervisor.port
+        assert isinstance(port, LocalWorkers)
+        for worker_id, process in list(port.processes.items()):
+            if process.poll() is None:
+                result = stop_tree(
+                    psutil.Process(process.pid), grace=self.app.supervision.stop_grace_seconds
+                )
+                log.warning(
+                    "worker %d: pid %d stopped at exit (%s)", worker_id, process.pid, result.how
+                )
+            process.wait()
+            port.forget(worker_id, process)
+
+    # -- the end -----------------------------------------------------------------
+    def _write_summary_json(
+        self,
+        cp: Checkpoint,
+        merged: MergeResult | None,
+        provenance: Provenance | None,
+        code: ExitCode,
+        completed_now: int,
+        wall_s: float,
+    ) -> None:
+        """summary.json of this launch; a refused write is logged, never fails the run."""
+        finished = datetime.now()
+        document = summary_document(
+            run_id=self.cfg.run_id,
+            cp=cp,
+            started_at=finished - timedelta(seconds=wall_s),
+            finished_at=finished,
+            exit_code=int(code),
+            merged=merged,
+            provenance=provenance,
+            completed_now=completed_now,
+            stopped=self.stop.reason,
+            max_attempts=self.cfg.max_attempts,
+            seconds=symbol_seconds(self.layout, cp),
+        )
+        try:
+            write_summary_json(self.layout.summary_json, document)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.layout.summary_json, exc)
+
+    def _report(self, max_attempts: int) -> None:
+        """The run's report.html; a problem with it is logged and never fails the run."""
+        line = report_at_end(self.layout, self.app, max_attempts=max_attempts)
+        (log.info if line.startswith("report ") else log.warning)("%s", line)
+
+    def _finish(
+        self, store: RunStore, plan: Plan, given_up: tuple[int, ...], started: float
+    ) -> LaunchOutcome:
+        cfg = self.cfg
+        cp = store.reconcile()
+        assert cp is not None
+        quarantined_set = cp.quarantined(cfg.max_attempts)
+        left = cp.remaining(cfg.max_attempts)
+        merged = None
+        provenance = None
+        if not left and not self.stop.requested and self._environment_error is None:
+            provenance = Provenance.of_run(self.app, cp, bars_root=self.cfg.bars_root)
+            merged = merge_final(self.layout, cp, complete=True, provenance=provenance)
+        if not self.stop.requested and self._environment_error is None:
+            self._report(cfg.max_attempts)
+        planned = {s for a in plan.assignments for s in a}
+        done_now = planned & cp.completed
+        failed = {s: f.error for s, f in sorted(cp.failed.items()) if s in left}
+        quarantined = {s: cp.failed[s].error for s in sorted(quarantined_set)}
+        unfinished = tuple(sorted(left - set(failed)))
+        if self.stop.requested:
+            code = self.stop.exit_code
+        elif self._environment_error is not None:
+            code = ExitCode.ENVIRONMENT
+        elif failed or quarantined or unfinished:
+            code = ExitCode.FAILURE
+        else:
+            code = ExitCode.OK
+        wall_s = self.clock() - started
+        self._write_summary_json(cp, merged, provenance, code, len(done_now), wall_s)
+        return LaunchOutcome(
+            run_id=cfg.run_id,
+            plan=plan,
+            completed=len(cp.completed & cp.universe),  # seeded symbols may lie outside
+            completed_now=len(done_now),
+            bars_now=sum(plan.bars.get(s, 0) for s in done_now),
+            failed=failed,
+            quarantined=quarantined,
+            unfinished=unfinished,
+            given_up=given_up if not self.stop.requested else (),
+            merged=merged,
+            wall_s=wall_s,
+            stopped=self.stop.reason,
+            exit_code=code,
+            no_bars=tuple(sorted(cp.no_bars & cp.universe)),
+            skipped_files={s: f for s, f in sorted(cp.skipped_files.items()) if s in cp.universe},
+            suspect_timezone={
+                s: note for s, note in sorted(cp.suspect_timezone.items()) if s in cp.universe
+            },
+            worker_errors=self._worker_errors,
+            environment_error=self._environment_error,
+        )

@@ -1,0 +1,1 @@
+"""``dedupe``: deduplicate a legacy final file by its event key, partition by partition."""

@@ -69,6 +69,16 @@ def _symbol_entries(bars_root: Path) -> dict[str, str]:
     return found
 
 
+def bars_layout(bars_root: Path) -> str:
+    """Which layouts ``bars_root`` holds: ``daily``, ``symbol``, ``both`` or ``none``."""
+    names = _symbol_entries(bars_root)
+    daily = any(name.startswith("symbol=") for name in names)
+    single = any(name.endswith(".parquet") for name in names)
+    return {(True, True): "both", (True, False): "daily", (False, True): "symbol"}.get(
+        (daily, single), "none"
+    )
+
+
 def discover_symbols(bars_root: Path) -> list[str]:
     """Symbols that have bar files under ``bars_root`` (either layout), sorted."""
     return sorted({s for s in _symbol_entries(bars_root).values() if is_valid_symbol(s)})

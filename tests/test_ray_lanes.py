@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from detector.config import SupervisionConfig
+from orchestrator.backends.policy import SupervisionPolicy
 from orchestrator.backends.ray_lanes import Lane
 
-SUP = SupervisionConfig(
-    max_restarts=2,
-    backoff_initial_seconds=1.0,
-    backoff_max_seconds=3.0,
-    stall_timeout_seconds=10.0,
+SUP = SupervisionPolicy(
+    SupervisionConfig(
+        max_restarts=2,
+        backoff_initial_seconds=1.0,
+        backoff_max_seconds=3.0,
+        stall_timeout_seconds=10.0,
+    )
 )
 
 
@@ -55,7 +58,9 @@ def test_lost_tasks_back_off_doubling_capped_then_the_lane_is_given_up() -> None
 
 
 def test_progress_resets_the_backoff_but_not_the_loss_count() -> None:
-    sup = SupervisionConfig(max_restarts=5, backoff_initial_seconds=1.0, backoff_max_seconds=60.0)
+    sup = SupervisionPolicy(
+        SupervisionConfig(max_restarts=5, backoff_initial_seconds=1.0, backoff_max_seconds=60.0)
+    )
     ln = lane("A", "B", "C")
     ln.sent(1, ("A",), token=None)
     assert ln.lost(0.0, sup) == 1.0

@@ -7,69 +7,44 @@ import os
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from detector.input_fingerprint import InputFingerprint
-from orchestrator.backends.processes import signal_group, spawn
-from orchestrator.backends.supervisor import HeartbeatView, ProcessHandle
+from orchestrator.backends.base import LaunchWork
+from orchestrator.backends.processes import signal_group, spawn, stop_tree
+from orchestrator.backends.supervisor import HeartbeatView, Notice, ProcessHandle, Supervisor
 from orchestrator.run.atomic_io import write_text_atomic
 from orchestrator.run.checkpoint import Checkpoint, CheckpointFormatError
 from orchestrator.run.console import console_size, read_last_error
 from orchestrator.run.heartbeat import parse_heartbeat
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.pidfile import PidFileError, read_pid_file, record_for, write_pid_file
+from orchestrator.run.spec import DEFAULTS
 from orchestrator.run.store import RunStore
-from orchestrator.worker.batch import InputPolicy
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class WorkerCommand:
-    """How to start one ``detect`` worker of the launch."""
+    """How to start one ``detect`` worker of the launch: the CLI and the run's spec."""
 
     cli: tuple[str, ...]  # runs the CLI up to the command name: [python, -m, tools, --root, R]
-    run_id: str
-    bars_root: Path
-    batch_size: int
-    max_attempts: int
-    start_date: date | None = None
-    end_date: date | None = None
+    spec_file: Path  # every parameter of the run (orchestrator.run.spec)
     env: Mapping[str, str] | None = None
-    inputs: InputPolicy = field(default_factory=InputPolicy)
 
     def argv(self, worker_id: int, symbols_file: Path, parent_pid: int) -> list[str]:
-        argv = [
+        return [
             *self.cli,
             "detect",
-            "--run-id", self.run_id,
+            "--spec", str(self.spec_file),
             "--from-file", str(symbols_file),
             "--worker-id", str(worker_id),
-            "--bars", str(self.bars_root),
-            "--batch-size", str(self.batch_size),
-            "--max-attempts", str(self.max_attempts),
-            "--resume",
-            "--no-merge",
-            "--no-timezone-check",  # the launcher checked the zone before starting workers
             "--parent-pid", str(parent_pid),
         ]  # fmt: skip
-        if self.start_date is not None:
-            argv += ["--start-date", self.start_date.isoformat()]
-        if self.end_date is not None:
-            argv += ["--end-date", self.end_date.isoformat()]
-        if self.inputs.allow_missing:
-            argv.append("--allow-missing")
-        if self.inputs.skip_unreadable:
-            argv.append("--skip-unreadable")
-        if self.inputs.redo_changed:
-            argv.append("--redo-changed")
-        # The launcher looked for every symbol's bar files when it planned.
-        argv.append("--inputs-checked")
-        return argv
 
 
 class LocalWorkers:
@@ -82,10 +57,13 @@ class LocalWorkers:
         command: WorkerCommand,
         assignments: Sequence[Sequence[str]],
         redo: Mapping[str, InputFingerprint] | None = None,
+        *,
+        max_attempts: int = DEFAULTS.max_attempts,
     ) -> None:
         self.layout = layout
         self.store = store
         self.command = command
+        self.max_attempts = max_attempts
         self.assignments = [tuple(a) for a in assignments]
         self.redo = dict(redo or {})  # --redo-changed: symbol -> its bars' print now
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
@@ -102,8 +80,7 @@ class LocalWorkers:
         cp = self._checkpoint()
         if cp is None:
             return self.assignments[worker_id]
-        skip = cp.settled(self.command.max_attempts, self.redo)
-        return tuple(s for s in self.assignments[worker_id] if s not in skip)
+        return cp.remaining_of(self.assignments[worker_id], self.max_attempts, self.redo)
 
     def heartbeat(self, worker_id: int) -> HeartbeatView | None:
         return heartbeat_view(self.layout, worker_id)
@@ -151,7 +128,7 @@ class LocalWorkers:
         cp = self.store.record_failures({symbol: reason})
         failure = cp.failed.get(symbol)
         attempts = failure.attempts if failure is not None else 0
-        if attempts >= self.command.max_attempts:
+        if attempts >= self.max_attempts:
             log.error(
                 "%s quarantined: in progress during %d failed attempts (%s)",
                 symbol,
@@ -180,3 +157,72 @@ def heartbeat_view(layout: RunLayout, worker_id: int) -> HeartbeatView | None:
         symbols_done=beat.symbols_done,
         batch_num=beat.batch_num,
     )
+
+
+@dataclass(frozen=True)
+class LocalProcesses:
+    """``--backend local``: one ``detect`` process per worker, on this machine."""
+
+    cli: tuple[str, ...]  # runs the CLI up to the command name
+    env: Mapping[str, str] | None = None
+
+    def check_available(self) -> None:
+        return None  # this machine is always at hand
+
+    def start(self, work: LaunchWork) -> LocalBackend:
+        port = LocalWorkers(
+            work.layout,
+            work.store,
+            WorkerCommand(self.cli, work.layout.spec, self.env),
+            work.assignments,
+            work.redo,
+            max_attempts=work.spec.max_attempts,
+        )
+        supervisor = Supervisor(list(range(len(work.assignments))), port, work.app.supervision)
+        return LocalBackend(supervisor, port, work)
+
+
+class LocalBackend:
+    """Worker processes under the :class:`Supervisor`; implements ``Backend``."""
+
+    def __init__(self, supervisor: Supervisor, port: LocalWorkers, work: LaunchWork) -> None:
+        self.supervisor = supervisor
+        self.port = port
+        self.work = work
+
+    @property
+    def finished(self) -> bool:
+        return self.supervisor.finished
+
+    @property
+    def stopping(self) -> bool:
+        return self.supervisor.stopping_all
+
+    @property
+    def environment_failure(self) -> tuple[int, str] | None:
+        return self.supervisor.environment_failure
+
+    def tick(self, now: float) -> list[Notice]:
+        return self.supervisor.tick(now)
+
+    def wait(self, timeout: float) -> None:
+        self.work.sleep(timeout)
+
+    def stop_all(self, now: float, reason: str) -> list[Notice]:
+        return self.supervisor.stop_all(now, reason)
+
+    def given_up(self) -> dict[int, str]:
+        slots = self.supervisor.slots
+        return {k: slots[k].last_exit or "?" for k in self.supervisor.given_up()}
+
+    def close(self) -> None:
+        """No worker outlives the launch, however its loop ended."""
+        grace = self.work.app.supervision.stop_grace_seconds
+        for worker_id, process in list(self.port.processes.items()):
+            if process.poll() is None:
+                result = stop_tree(psutil.Process(process.pid), grace=grace)
+                log.warning(
+                    "worker %d: pid %d stopped at exit (%s)", worker_id, process.pid, result.how
+                )
+            process.wait()
+            self.port.forget(worker_id, process)

@@ -29,19 +29,17 @@ import importlib
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime
-from pathlib import Path
+from dataclasses import dataclass, replace
+from datetime import datetime
 from types import ModuleType
 from typing import Any
 
-from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError
-from detector.input_fingerprint import InputFingerprint
+from orchestrator.backends.base import LaunchWork
 from orchestrator.backends.local import heartbeat_view
+from orchestrator.backends.policy import SupervisionPolicy
 from orchestrator.backends.ray_lanes import Lane
-from orchestrator.observe.monitors import Monitor
+from orchestrator.backends.supervisor import Notice
 from orchestrator.run.atomic_io import write_text_atomic
 from orchestrator.run.checkpoint import CheckpointFormatError
 from orchestrator.run.heartbeat import (
@@ -53,9 +51,9 @@ from orchestrator.run.heartbeat import (
 )
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.provenance import effective_config
-from orchestrator.run.store import BatchRecords, RunStore
-from orchestrator.worker.batch import BatchOutput, BatchTask, InputPolicy, LaneProgress, run_batch
-from orchestrator.worker.stopping import StopRequest
+from orchestrator.run.spec import DEFAULTS
+from orchestrator.run.store import BatchRecords
+from orchestrator.worker.batch import BatchOutput, BatchTask, LaneProgress, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -95,23 +93,19 @@ def import_ray() -> ModuleType:
 
 
 @dataclass(frozen=True)
-class RayRun:
-    """What the driver needs of the launch."""
+class RayTasks:
+    """``--backend ray``: the plan's lanes as Ray tasks on a cluster, every commit here."""
 
-    root: Path  # absolute: the path every node sees
-    run_id: str
-    bars_root: Path  # absolute, likewise
-    config_hash: str
-    batch_size: int
-    max_attempts: int
     address: str | None = None  # None: ray.init()'s own choice; "local": a new local Ray
-    task_retries: int = 3  # Ray's retries of a task whose process or node died
-    start_date: date | None = None
-    end_date: date | None = None
-    inputs: InputPolicy = field(default_factory=InputPolicy)
-    # --redo-changed: completed symbols to detect again, with their bars' fingerprints
-    # now; each is done once a commit records that fingerprint.
-    redo: Mapping[str, InputFingerprint] = field(default_factory=dict)
+    task_retries: int = DEFAULTS.ray_task_retries  # Ray's retries of a task whose node died
+
+    def check_available(self) -> None:
+        import_ray()  # without it, say how to install it before anything is written
+
+    def start(self, work: LaunchWork) -> RayBackend:
+        backend = RayBackend(self, work)
+        backend.connect()
+        return backend
 
 
 def connect(ray: ModuleType, address: str | None, workers: int) -> None:
@@ -135,93 +129,106 @@ def connect(ray: ModuleType, address: str | None, workers: int) -> None:
         )  # fmt: skip
 
 
-Clock = Callable[[], float]
-
-
 class RayBackend:
-    """Runs the plan's assignments as Ray tasks; :meth:`run` returns the lanes given up."""
+    """The plan's assignments as Ray lanes; implements ``Backend``."""
 
-    def __init__(
-        self,
-        run: RayRun,
-        app: AppConfig,
-        store: RunStore,
-        assignments: list[tuple[str, ...]],
-        *,
-        stop: StopRequest,
-        monitor: Monitor | None,
-        handle_signals: bool,
-        clock: Clock,
-        sleep: Callable[[float], None],
-    ) -> None:
-        self.run_spec = run
-        self.app = app
-        self.store = store
-        self.layout = RunLayout(run.root, run.run_id)
-        self.stop = stop
-        self.monitor = monitor
-        self.handle_signals = handle_signals
-        self.clock = clock
-        self.sleep = sleep
+    def __init__(self, tasks: RayTasks, work: LaunchWork) -> None:
+        self.tasks = tasks
+        self.work = work
+        self.spec = work.spec
+        self.app = work.app
+        self.store = work.store
+        self.layout = work.layout
+        self.stop = work.stop
+        self.policy = SupervisionPolicy(work.app.supervision)
         started = datetime.now().isoformat(timespec="seconds")
-        self.lanes = [Lane(k, tuple(a), started) for k, a in enumerate(assignments)]
+        self.lanes = [Lane(k, tuple(a), started) for k, a in enumerate(work.assignments)]
         self.refs: dict[int, Any] = {}  # lane -> ObjectRef of its task in flight
         self.cancelled: dict[int, str] = {}  # lane -> why the driver cancelled its task
+        self.last_loss: dict[int, str] = {}  # lane -> why its last task was lost
         self.stopping_since: float | None = None
         # Written into the stop file: tasks stop for this launch's file only, never for
         # one left by an earlier launch that a network filesystem still shows them.
         self.stop_token = f"{os.getpid()}-{os.urandom(8).hex()}"
+        self.ray: ModuleType | None = None
+        self.remote: Any = None
+        self.app_ref: Any = None
 
-    # -- the whole run -----------------------------------------------------------
-    def run(self) -> tuple[int, ...]:
+    def connect(self) -> None:
         ray = import_ray()
         self.layout.stop_file.unlink(missing_ok=True)
-        connect(ray, self.run_spec.address, len(self.lanes))
-        if self.handle_signals:
+        connect(ray, self.tasks.address, len(self.lanes))
+        self.ray = ray
+        if self.work.handle_signals:
             self.stop.install_signal_handlers()  # ours, whatever ray.init installed
-        try:
-            remote = ray.remote(
-                num_cpus=1, max_retries=self.run_spec.task_retries, retry_exceptions=False
-            )(run_batch)
-            app_ref = ray.put(self.app)
-            while not all(lane.finished for lane in self.lanes):
-                self._pass(ray, remote, app_ref)
-        finally:
-            try:
-                for ref in self.refs.values():
-                    ray.cancel(ref, force=True)
-                ray.shutdown()
-            finally:
-                try:
-                    self.layout.stop_file.unlink(missing_ok=True)
-                finally:
-                    if self.monitor is not None:
-                        self.monitor.close()
-        return tuple(lane.worker_id for lane in self.lanes if lane.state == "given_up")
+        self.remote = ray.remote(
+            num_cpus=1, max_retries=self.tasks.task_retries, retry_exceptions=False
+        )(run_batch)
+        self.app_ref = ray.put(self.app)
 
-    def _pass(self, ray: ModuleType, remote: Any, app_ref: Any) -> None:
-        sup = self.app.supervision
-        now = self.clock()
-        if self.stop.requested and self.stopping_since is None:
-            self._begin_stop(now)
+    # -- Backend -----------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return all(lane.finished for lane in self.lanes)
+
+    @property
+    def stopping(self) -> bool:
+        return self.stopping_since is not None
+
+    @property
+    def environment_failure(self) -> tuple[int, str] | None:
+        return None  # a refused write in a task loses the task, like any other error
+
+    def tick(self, now: float) -> list[Notice]:
+        ray = self._ray()
         if self.stopping_since is None:
             for lane in self.lanes:
                 if lane.state in ("ready", "waiting"):
-                    self._send(lane, remote, app_ref, now)
-        elif now - self.stopping_since > sup.stop_grace_seconds:
+                    self._send(lane, now)
+        elif now - self.stopping_since > self.app.supervision.stop_grace_seconds:
             for worker_id, ref in self.refs.items():
                 if worker_id not in self.cancelled:
                     self.cancelled[worker_id] = GRACE_CANCEL
                     ray.cancel(ref, force=True)
-        self._collect(ray, sup.poll_interval_seconds)
-        self._watch(ray, self.clock())
-        if self.monitor is not None:
-            self.monitor.tick(self.clock())
+        self._collect(ray)
+        self._watch(ray, now)
+        return []  # the lanes log their own lines, with the batch they were on
 
-    def _begin_stop(self, now: float) -> None:
+    def wait(self, timeout: float) -> None:
+        if not self.refs:
+            self.work.sleep(timeout)  # every lane waits for its backoff
+            return
+        self._ray().wait(list(self.refs.values()), num_returns=1, timeout=timeout)
+
+    def stop_all(self, now: float, reason: str) -> list[Notice]:
+        self._begin_stop(now, reason)
+        return []
+
+    def given_up(self) -> dict[int, str]:
+        return {
+            lane.worker_id: self.last_loss.get(lane.worker_id, "?")
+            for lane in self.lanes
+            if lane.state == "given_up"
+        }
+
+    def close(self) -> None:
+        ray = self.ray
+        try:
+            if ray is not None:
+                for ref in self.refs.values():
+                    ray.cancel(ref, force=True)
+                ray.shutdown()
+        finally:
+            self.layout.stop_file.unlink(missing_ok=True)
+
+    def _ray(self) -> ModuleType:
+        assert self.ray is not None, "connect() first"
+        return self.ray
+
+    def _begin_stop(self, now: float, reason: str) -> None:
         """Tasks stop between symbols once the stop file exists; their work is committed."""
         self.stopping_since = now
-        log.warning("stopping (%s): tasks finish their symbol, then commit", self.stop.reason)
+        log.warning("stopping (%s): tasks finish their symbol, then commit", reason)
         write_text_atomic(self.layout.stop_file, f"{self.stop_token}\n", durable=False)
         for lane in self.lanes:
             if not lane.finished and lane.task is None:
@@ -236,10 +243,10 @@ class RayBackend:
             cp = self.store.reconcile(remove_temps=False)
         if cp is None:
             return frozenset()
-        return cp.settled(self.run_spec.max_attempts, self.run_spec.redo)
+        return cp.settled(self.spec.max_attempts, self.work.redo)
 
-    def _send(self, lane: Lane, remote: Any, app_ref: Any, now: float) -> None:
-        spec = self.run_spec
+    def _send(self, lane: Lane, now: float) -> None:
+        spec = self.spec
         if lane.backing_off(now):
             return  # before reading the checkpoint: every poll passes here
         skip = self._skip()
@@ -250,7 +257,7 @@ class RayBackend:
             return
         number = lane.batches_sent + 1
         task = BatchTask(
-            root=spec.root,
+            root=self.layout.root.absolute(),  # not resolve(): a symlink may be the shared path
             run_id=spec.run_id,
             lane=lane.worker_id,
             number=number,
@@ -273,19 +280,17 @@ class RayBackend:
             lane.worker_id, number, len(batch), batch[0], again,
         )  # fmt: skip
         view = heartbeat_view(self.layout, lane.worker_id)  # before the task can write it
-        self.refs[lane.worker_id] = remote.remote(task, app_ref)
+        self.refs[lane.worker_id] = self.remote.remote(task, self.app_ref)
         lane.sent(number, batch, view.token if view is not None else None)
 
     # -- results -----------------------------------------------------------------
-    def _collect(self, ray: ModuleType, timeout: float) -> None:
+    def _collect(self, ray: ModuleType) -> None:
+        """Commit (or count as lost) every task that has come back."""
         if not self.refs:
-            self.sleep(timeout)  # every lane waits for its backoff
             return
         by_ref = {ref: worker_id for worker_id, ref in self.refs.items()}
         pending = list(by_ref)
         ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
-        if not ready:
-            ready, _ = ray.wait(pending, num_returns=1, timeout=timeout)
         for ref in ready:
             lane = self.lanes[by_ref[ref]]
             del self.refs[lane.worker_id]
@@ -299,7 +304,7 @@ class RayBackend:
                 self._commit(lane, output)
 
     def _commit(self, lane: Lane, out: BatchOutput) -> None:
-        spec = self.run_spec
+        spec = self.spec
         try:
             result = self.store.commit_written(
                 out.temp,
@@ -357,23 +362,27 @@ class RayBackend:
     def _lost(self, lane: Lane, reason: str) -> None:
         task = lane.task
         view = heartbeat_view(self.layout, lane.worker_id)
-        symbol = None
-        if (
+        own = (
             task is not None
             and view is not None
             and view.batch_num == task.number  # written by this task, not an earlier one
             and view.token != task.sent_token
             and view.current_symbol in task.symbols
-        ):
-            symbol = view.current_symbol
+        )
+        # A stop (a grace-period cancel included) is not the symbol's fault.
+        symbol = self.policy.blame(
+            view.current_symbol if view is not None else None,
+            own_heartbeat=own,
+            stopping=self.stopping_since is not None or reason == GRACE_CANCEL,
+        )
         doing = ""
-        # A stop is not the symbol's fault: nothing is counted against it then.
-        if symbol is not None and self.stopping_since is None and reason != GRACE_CANCEL:
+        if symbol is not None:
             cp = self.store.record_failures({symbol: reason})
             attempts = cp.failed[symbol].attempts if symbol in cp.failed else 0
             doing = f" while detecting {symbol} (failed attempt {attempts})"
         number = task.number if task is not None else lane.batches_sent
-        delay = lane.lost(self.clock(), self.app.supervision)
+        self.last_loss[lane.worker_id] = reason
+        delay = lane.lost(self.work.clock(), self.policy)
         if self.stopping_since is not None:
             self._finish_lane(lane, "stopped")
             log.warning("worker %d: batch %d lost%s: %s", lane.worker_id, number, doing, reason)
@@ -399,7 +408,7 @@ class RayBackend:
             view = heartbeat_view(self.layout, worker_id)
             if view is not None:
                 lane.seen(view.token, now)
-            if worker_id not in self.cancelled and lane.stalled(now, sup):
+            if worker_id not in self.cancelled and lane.stalled(now, self.policy):
                 reason = f"stalled: heartbeat unchanged for {sup.stall_timeout_seconds:g} s"
                 self.cancelled[worker_id] = reason
                 log.error("worker %d: %s; cancelling its task", worker_id, reason)

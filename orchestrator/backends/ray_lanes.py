@@ -9,11 +9,9 @@ lane ``k``. Rules, per lane (those of the local supervisor, where they apply):
   not quarantined and not failed by a detection error during this launch (those are
   retried by the next launch, as a local worker does);
 - a task lost for good (Ray's own retries used up, cancelled as stalled, or raising)
-  counts a failed attempt for the symbol it was on, then the lane waits a backoff
-  that doubles with each loss in a row without progress and sends the batch again;
-  after ``max_restarts`` losses the lane is given up, its symbols stay remaining;
-- a task is stalled when its heartbeat, once written, has not changed for
-  ``stall_timeout_seconds`` (a task still queued for a free CPU is not stalled).
+  is a lost unit under the launch's one :class:`SupervisionPolicy` (blame, backoff,
+  give-up and stall, as for a local worker process); the lane then sends the batch
+  again, or is given up and its symbols stay remaining.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from detector.config import SupervisionConfig
+from orchestrator.backends.policy import SupervisionPolicy
 
 LaneState = Literal["ready", "running", "waiting", "done", "given_up", "stopped"]
 FINISHED: frozenset[str] = frozenset({"done", "given_up", "stopped"})
@@ -96,11 +94,9 @@ class Lane:
         if task is not None and token != task.token:
             task.token, task.changed_at = token, now
 
-    def stalled(self, now: float, config: SupervisionConfig) -> bool:
+    def stalled(self, now: float, policy: SupervisionPolicy) -> bool:
         task = self.task
-        if task is None or task.changed_at is None:
-            return False
-        return now - task.changed_at >= config.stall_timeout_seconds
+        return task is not None and policy.stalled(task.changed_at, now)
 
     def completed(
         self, *, detected: int, failures: Iterable[str], bars: int, events: int, stopped: bool
@@ -117,18 +113,16 @@ class Lane:
         self.task = None
         self.state = "stopped" if stopped else "ready"
 
-    def lost(self, now: float, config: SupervisionConfig) -> float | None:
+    def lost(self, now: float, policy: SupervisionPolicy) -> float | None:
         """The task was lost for good: the backoff before sending again, or None when the
         lane is given up (``max_restarts`` losses in this launch)."""
+        restarts = self.losses  # every earlier loss was followed by a restart
         self.task = None
         self.losses += 1
         self.losses_in_row += 1
-        if self.losses > config.max_restarts:
+        restart = policy.after_loss(restarts, self.losses_in_row, now)
+        if restart is None:
             self.state = "given_up"
             return None
-        delay = min(
-            config.backoff_initial_seconds * 2 ** (self.losses_in_row - 1),
-            config.backoff_max_seconds,
-        )
-        self.state, self.retry_at = "waiting", now + delay
-        return delay
+        self.state, self.retry_at = "waiting", restart.at
+        return restart.delay

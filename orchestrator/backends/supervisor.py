@@ -29,6 +29,7 @@ from typing import Protocol
 
 from detector.config import SupervisionConfig
 from detector.errors import ExitCode
+from orchestrator.backends.policy import SupervisionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class Supervisor:
     def __init__(self, worker_ids: list[int], port: WorkerPort, config: SupervisionConfig) -> None:
         self.port = port
         self.config = config
+        self.policy = SupervisionPolicy(config)
         self.slots = {k: WorkerSlot(k) for k in worker_ids}
         self.stopping_all = False
         # (worker, its error line) of the first worker that exited because the system
@@ -150,8 +152,7 @@ class Supervisor:
 
     def backoff(self, deaths: int) -> float:
         """Wait before a restart after ``deaths`` deaths in a row without progress (≥ 1)."""
-        cfg = self.config
-        return min(cfg.backoff_initial_seconds * 2 ** max(deaths - 1, 0), cfg.backoff_max_seconds)
+        return self.policy.backoff(deaths)
 
     # -- one pass --------------------------------------------------------------
     def tick(self, now: float) -> list[Notice]:
@@ -215,7 +216,7 @@ class Supervisor:
         if token != slot.last_token:
             slot.last_token = token
             slot.last_change = now
-        elif now - slot.last_change >= self.config.stall_timeout_seconds:
+        elif self.policy.stalled(slot.last_change, now):
             self.port.terminate(slot.handle)
             slot.state = SlotState.STOPPING
             slot.stop_reason = "stalled"
@@ -280,22 +281,48 @@ class Supervisor:
         if self.stopping_all:
             slot.state = SlotState.STOPPED
             notices.append(Notice(slot.worker_id, f"pid {handle.pid} stopped ({how})"))
-            return
-        if returncode == ExitCode.ENVIRONMENT:
-            # A full disk or a read-only folder: not the symbol's fault (no attempt is
-            # counted) and not worth a restart; the launcher stops the run.
-            slot.state = SlotState.STOPPED
-            if self.environment_failure is None:
-                self.environment_failure = (slot.worker_id, error or how)
-            notices.append(
-                Notice(
-                    slot.worker_id,
-                    f"pid {handle.pid} could not write ({how}); not restarted",
-                    logging.ERROR,
-                )
+        elif returncode == ExitCode.ENVIRONMENT:
+            self._refused_write(slot, handle, how, error, notices)
+        else:
+            self._lost(slot, handle, how, own_beat, stalled, now, notices)
+
+    def _refused_write(
+        self,
+        slot: WorkerSlot,
+        handle: ProcessHandle,
+        how: str,
+        error: str | None,
+        notices: list[Notice],
+    ) -> None:
+        """A full disk or a read-only folder: not the symbol's fault (no attempt is
+        counted) and not worth a restart; the launcher stops the run."""
+        slot.state = SlotState.STOPPED
+        if self.environment_failure is None:
+            self.environment_failure = (slot.worker_id, error or how)
+        notices.append(
+            Notice(
+                slot.worker_id,
+                f"pid {handle.pid} could not write ({how}); not restarted",
+                logging.ERROR,
             )
-            return
-        in_progress = own_beat.current_symbol if own_beat is not None else None
+        )
+
+    def _lost(
+        self,
+        slot: WorkerSlot,
+        handle: ProcessHandle,
+        how: str,
+        own_beat: HeartbeatView | None,
+        stalled: bool,
+        now: float,
+        notices: list[Notice],
+    ) -> None:
+        """The worker died or was stopped as stalled: blame, then restart or give up."""
+        in_progress = self.policy.blame(
+            own_beat.current_symbol if own_beat is not None else None,
+            own_heartbeat=own_beat is not None,
+            stopping=self.stopping_all,
+        )
         if in_progress:
             cause = "stalled and was stopped" if stalled else f"died ({how})"
             self.port.record_crash(
@@ -312,7 +339,8 @@ class Supervisor:
                 Notice(slot.worker_id, f"pid {handle.pid} ended ({how}); nothing left for it")
             )
             return
-        if slot.restarts >= self.config.max_restarts:
+        restart = self.policy.after_loss(slot.restarts, slot.deaths_without_progress, now)
+        if restart is None:
             slot.state = SlotState.GAVE_UP
             notices.append(
                 Notice(
@@ -323,10 +351,10 @@ class Supervisor:
                 )
             )
             return
-        delay = self.backoff(max(slot.deaths_without_progress, 1))
+        delay = restart.delay
         slot.restarts += 1
         slot.state = SlotState.WAITING
-        slot.start_at = now + delay
+        slot.start_at = restart.at
         notices.append(
             Notice(
                 slot.worker_id,

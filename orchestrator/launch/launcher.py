@@ -17,22 +17,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
-import psutil
 from filelock import FileLock, Timeout
 
-from detector.bars import discover_symbols, input_changes, invalid_symbol_folders
+from detector.bars import bars_layout, discover_symbols, input_changes, invalid_symbol_folders
 from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError
 from detector.input_fingerprint import InputFingerprint
 from detector.symbols import read_symbol_file
 from detector.zone_sample import check_bars_zone
+from orchestrator.backends.base import Backend, BackendFactory, LaunchWork
 from orchestrator.backends.cleanup import stop_recorded_processes
-from orchestrator.backends.local import LocalWorkers, WorkerCommand
-from orchestrator.backends.processes import stop_tree
-from orchestrator.backends.ray_backend import RayBackend, RayRun, import_ray
-from orchestrator.backends.supervisor import Notice, Supervisor
+from orchestrator.backends.supervisor import Notice
 from orchestrator.launch.work_estimate import expected_bars
 from orchestrator.observe.monitors import Monitor
 from orchestrator.observe.report import report_at_end
@@ -51,9 +47,16 @@ from orchestrator.run.plan import (
     make_plan,
     write_plan,
 )
-from orchestrator.run.provenance import Provenance
+from orchestrator.run.provenance import Provenance, effective_config, package_version
+from orchestrator.run.spec import (
+    DEFAULTS,
+    InputPolicy,
+    RunSpec,
+    SpecFormatError,
+    read_spec,
+    write_spec,
+)
 from orchestrator.run.store import RunStore
-from orchestrator.worker.batch import InputPolicy
 from orchestrator.worker.loop import run_hash
 from orchestrator.worker.stopping import StopRequest
 
@@ -68,18 +71,15 @@ class LaunchConfig:
     root: Path
     run_id: str
     bars_root: Path
-    worker_cli: tuple[str, ...]  # command line running the CLI, before the command name
+    config_path: Path | None  # recorded in the run's spec: workers read the same file
     symbols: tuple[str, ...] | None = None  # None: the run's universe, else discovered
-    workers: int = 4
-    batch_size: int = 50
-    max_attempts: int = 3
+    workers: int = DEFAULTS.workers
+    batch_size: int | None = None  # None: the run's spec's (orchestrator.run.spec)
+    max_attempts: int | None = None  # None: the run's spec's
     start_date: date | None = None
     end_date: date | None = None
     force_config: bool = False
     yes: bool = False
-    backend: Literal["local", "ray"] = "local"
-    ray_address: str | None = None  # None: ray.init()'s own choice; "local": a new local Ray
-    ray_task_retries: int = 3
     inputs: InputPolicy = field(default_factory=InputPolicy)
     check_timezone: bool = True  # refuse when a sample's volume peaks are off the auctions
     retry_quarantined: bool = False  # give quarantined symbols another --max-attempts
@@ -150,6 +150,7 @@ class Launcher:
         self,
         cfg: LaunchConfig,
         app: AppConfig,
+        backend: BackendFactory,
         *,
         confirm: Confirm,
         echo: Echo,
@@ -161,6 +162,7 @@ class Launcher:
     ) -> None:
         self.cfg = cfg
         self.app = app
+        self.backend = backend
         self.confirm = confirm
         self.echo = echo
         self.stop = stop
@@ -171,12 +173,19 @@ class Launcher:
         self.layout = RunLayout(cfg.root, cfg.run_id)
         self._environment_error: str | None = None
         self._worker_errors: dict[int, str] = {}
+        self.previous_spec = _previous_spec(self.layout)
+        previous = self.previous_spec
+        self.batch_size = cfg.batch_size or (
+            previous.batch_size if previous else DEFAULTS.batch_size
+        )
+        self.max_attempts = cfg.max_attempts or (
+            previous.max_attempts if previous else DEFAULTS.max_attempts
+        )
 
     # -- the whole launch ----------------------------------------------------------
     def run(self) -> LaunchOutcome:
         layout = self.layout
-        if self.cfg.backend == "ray":
-            import_ray()  # without it, say how to install it before anything is written
+        self.backend.check_available()  # say what is missing before anything is written
         layout.launch_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(layout.launch_lock, timeout=0)
         try:
@@ -204,9 +213,28 @@ class Launcher:
             lock.release()
 
     def _launch(self) -> LaunchOutcome:
-        cfg, layout = self.cfg, self.layout
         started = self.clock()
-        store = RunStore(layout)
+        store = RunStore(self.layout)
+        cp, bars, changed, redo = self._open(store)
+        plan = self._plan(cp, bars, changed)
+        if plan.remaining and not self.cfg.yes and not self.confirm(plan):
+            raise NotConfirmedError("launch not confirmed: no worker was started")
+        if self.handle_signals:
+            # From here on Ctrl-C and SIGTERM stop the workers in order (not before:
+            # during the confirmation prompt Ctrl-C simply aborts).
+            self.stop.install_signal_handlers()
+        spec = self._save_spec(cp)
+        given_up: tuple[int, ...] = ()
+        if plan.remaining:
+            given_up = self._run_backend(store, plan, spec, redo)
+        return self._finish(store, plan, given_up, started)
+
+    def _open(
+        self, store: RunStore
+    ) -> tuple[Checkpoint, Mapping[str, int], frozenset[str], dict[str, InputFingerprint]]:
+        """Check the inputs, then open (or continue) the run: its checkpoint, the expected
+        bars of the symbols to do, those whose bars changed, and those to redo."""
+        cfg = self.cfg
         existing = store.reconcile()
         symbols = self._universe(existing.universe if existing else frozenset())
         if cfg.check_timezone:
@@ -218,7 +246,7 @@ class Launcher:
         # Symbols still to do, those recorded as no_bars included (their files may be
         # back), looked for before anything is written: none may "complete" unread.
         settled = (
-            (existing.completed | existing.quarantined(cfg.max_attempts)) if existing else set()
+            (existing.completed | existing.quarantined(self.max_attempts)) if existing else set()
         )
         changed, redo_prints = self._changed_inputs(existing)
         candidates = ((existing.universe if existing else frozenset()) | symbols) - settled
@@ -246,19 +274,27 @@ class Launcher:
         if update.missing or update.found:
             cp = store.record_no_bars(update.missing, update.found)
         if cfg.retry_quarantined:
-            cp, retried = store.retry_quarantined(cfg.max_attempts)
-            shown = " ".join(retried[:10]) + (" ..." if len(retried) > 10 else "")
-            self.echo(
-                f"--retry-quarantined: {len(retried)} quarantined symbols get "
-                f"{cfg.max_attempts} more attempts" + (f": {shown}" if retried else "")
-            )
-        quarantined = cp.quarantined(cfg.max_attempts)
+            cp = self._retry_quarantined(store)
+        return cp, work.bars, changed, redo_prints
+
+    def _retry_quarantined(self, store: RunStore) -> Checkpoint:
+        cp, retried = store.retry_quarantined(self.max_attempts)
+        shown = " ".join(retried[:10]) + (" ..." if len(retried) > 10 else "")
+        self.echo(
+            f"--retry-quarantined: {len(retried)} quarantined symbols get "
+            f"{self.max_attempts} more attempts" + (f": {shown}" if retried else "")
+        )
+        return cp
+
+    def _plan(self, cp: Checkpoint, bars: Mapping[str, int], changed: frozenset[str]) -> Plan:
+        """The plan of this launch, written to the run and shown."""
+        cfg = self.cfg
         plan = make_plan(
             run_id=cfg.run_id,
             universe=cp.universe,
             completed=cp.completed,
-            quarantined=quarantined,
-            bars=work.bars,
+            quarantined=cp.quarantined(self.max_attempts),
+            bars=bars,
             workers=cfg.workers,
             no_bars=cp.no_bars,
             changed=changed,
@@ -266,38 +302,39 @@ class Launcher:
             bars_root=str(cfg.bars_root),
         )
         write_plan(
-            layout.plan,
+            self.layout.plan,
             plan,
             created_at=datetime.now().isoformat(timespec="seconds"),
-            batch_size=cfg.batch_size,
+            batch_size=self.batch_size,
         )
         self.echo(f"Run {cfg.run_id} (config {cp.config_hash})")
         self.echo(format_plan(plan))
         skipped = invalid_symbol_folders(cfg.bars_root)
         if skipped:
             self.echo(format_invalid_folders(cfg.bars_root, skipped))
-        if plan.remaining and not cfg.yes and not self.confirm(plan):
-            raise NotConfirmedError("launch not confirmed: no worker was started")
-        if self.handle_signals:
-            # From here on Ctrl-C and SIGTERM stop the workers in order (not before:
-            # during the confirmation prompt Ctrl-C simply aborts).
-            self.stop.install_signal_handlers()
-        given_up: tuple[int, ...] = ()
-        if plan.remaining and cfg.backend == "ray":
-            assert cp.config_hash is not None  # open_run sets it
-            given_up = self._run_on_ray(store, plan, cp.config_hash, redo_prints)
-        elif plan.remaining:
-            supervisor = Supervisor(
-                list(range(len(plan.assignments))),
-                self._port(store, plan, redo_prints),
-                self.app.supervision,
+        return plan
+
+    def _run_backend(
+        self, store: RunStore, plan: Plan, spec: RunSpec, redo: Mapping[str, InputFingerprint]
+    ) -> tuple[int, ...]:
+        """Hand the plan's assignments to the backend and drive it; the workers given up."""
+        backend = self.backend.start(
+            LaunchWork(
+                layout=self.layout,
+                store=store,
+                spec=spec,
+                app=self.app,
+                assignments=tuple(tuple(a) for a in plan.assignments),
+                redo=redo,
+                stop=self.stop,
+                handle_signals=self.handle_signals,
+                clock=self.clock,
+                sleep=self.sleep,
             )
-            self._supervise(supervisor)
-            given_up = tuple(supervisor.given_up())
-            self._worker_errors = {
-                k: slot.last_exit or "?" for k, slot in supervisor.slots.items() if k in given_up
-            }
-        return self._finish(store, plan, given_up, started)
+        )
+        self._supervise(backend)
+        self._worker_errors = dict(backend.given_up())
+        return tuple(sorted(self._worker_errors))
 
     def _changed_inputs(
         self, existing: Checkpoint | None
@@ -325,79 +362,53 @@ class Launcher:
             raise NoSymbolsError(self.cfg.bars_root)
         return frozenset(found)
 
-    def _port(
-        self, store: RunStore, plan: Plan, redo: Mapping[str, InputFingerprint]
-    ) -> LocalWorkers:
+    def _save_spec(self, cp: Checkpoint) -> RunSpec:
+        """The run's spec, as this launch runs it, for its workers and its readers."""
         cfg = self.cfg
-        command = WorkerCommand(
-            cli=cfg.worker_cli,
+        assert cp.config_hash is not None  # open_run sets it
+        now = datetime.now().isoformat(timespec="seconds")
+        spec = RunSpec(
             run_id=cfg.run_id,
-            bars_root=cfg.bars_root,
-            batch_size=cfg.batch_size,
-            max_attempts=cfg.max_attempts,
+            bars_root=cfg.bars_root.absolute(),  # not resolve(): a symlink may be shared
+            bars_layout=bars_layout(cfg.bars_root),
+            config_hash=cp.config_hash,
+            config_path=cfg.config_path.absolute() if cfg.config_path else None,
+            batch_size=self.batch_size,
+            max_attempts=self.max_attempts,
             start_date=cfg.start_date,
             end_date=cfg.end_date,
             inputs=cfg.inputs,
-        )
-        return LocalWorkers(self.layout, store, command, plan.assignments, redo)
-
-    def _run_on_ray(
-        self,
-        store: RunStore,
-        plan: Plan,
-        config_hash: str,
-        redo: Mapping[str, InputFingerprint],
-    ) -> tuple[int, ...]:
-        cfg = self.cfg
-        spec = RayRun(
-            root=cfg.root.absolute(),  # not resolve(): a symlink may be the shared path
-            run_id=cfg.run_id,
-            bars_root=cfg.bars_root.absolute(),
-            config_hash=config_hash,
-            batch_size=cfg.batch_size,
-            max_attempts=cfg.max_attempts,
-            address=cfg.ray_address,
-            task_retries=cfg.ray_task_retries,
-            start_date=cfg.start_date,
-            end_date=cfg.end_date,
-            inputs=cfg.inputs,
-            redo=dict(redo),
-        )
-        backend = RayBackend(
-            spec,
-            self.app,
-            store,
-            [tuple(a) for a in plan.assignments],
-            stop=self.stop,
-            monitor=self.monitor,
-            handle_signals=self.handle_signals,
-            clock=self.clock,
-            sleep=self.sleep,
-        )
-        return backend.run()
+            config=effective_config(self.app),
+            package_version=package_version(),
+            created_at=now,
+            updated_at=now,
+        ).renewed(self.previous_spec)
+        write_spec(self.layout.spec, spec)
+        return spec
 
     # -- supervision -------------------------------------------------------------
-    def _supervise(self, supervisor: Supervisor) -> None:
+    def _supervise(self, backend: Backend) -> None:
+        """Drive the backend one pass at a time until every worker is finished."""
         sup = self.app.supervision
         try:
-            while not supervisor.finished:
+            while not backend.finished:
                 now = self.clock()
-                if self.stop.requested and not supervisor.stopping_all:
-                    self._notify(supervisor.stop_all(now, self.stop.reason or "stop requested"))
-                self._notify(supervisor.tick(now))
-                failure = supervisor.environment_failure
-                if failure is not None and not supervisor.stopping_all:
+                if self.stop.requested and not backend.stopping:
+                    self._notify(backend.stop_all(now, self.stop.reason or "stop requested"))
+                self._notify(backend.tick(now))
+                failure = backend.environment_failure
+                if failure is not None and not backend.stopping:
                     self._environment_error = refused_line(*failure, root=self.cfg.root)
-                    self._notify(supervisor.stop_all(now, "a worker could not write"))
+                    self._notify(backend.stop_all(now, "a worker could not write"))
                 if self.monitor is not None:
                     self.monitor.tick(now)
-                if not supervisor.finished:
-                    self.sleep(sup.poll_interval_seconds)
+                if not backend.finished:
+                    backend.wait(sup.poll_interval_seconds)
         finally:
             # However the loop ends (even by an exception of our own), no worker outlives it,
             # and the terminal is given back.
             try:
-                self._stop_survivors(supervisor)
+                backend.close()
             finally:
                 if self.monitor is not None:
                     self.monitor.close()
@@ -405,20 +416,6 @@ class Launcher:
     def _notify(self, notices: list[Notice]) -> None:
         for notice in notices:
             log.log(notice.level, "worker %d: %s", notice.worker_id, notice.message)
-
-    def _stop_survivors(self, supervisor: Supervisor) -> None:
-        port = supervisor.port
-        assert isinstance(port, LocalWorkers)
-        for worker_id, process in list(port.processes.items()):
-            if process.poll() is None:
-                result = stop_tree(
-                    psutil.Process(process.pid), grace=self.app.supervision.stop_grace_seconds
-                )
-                log.warning(
-                    "worker %d: pid %d stopped at exit (%s)", worker_id, process.pid, result.how
-                )
-            process.wait()
-            port.forget(worker_id, process)
 
     # -- the end -----------------------------------------------------------------
     def _write_summary_json(
@@ -442,7 +439,7 @@ class Launcher:
             provenance=provenance,
             completed_now=completed_now,
             stopped=self.stop.reason,
-            max_attempts=self.cfg.max_attempts,
+            max_attempts=self.max_attempts,
             seconds=symbol_seconds(self.layout, cp),
         )
         try:
@@ -461,15 +458,15 @@ class Launcher:
         cfg = self.cfg
         cp = store.reconcile()
         assert cp is not None
-        quarantined_set = cp.quarantined(cfg.max_attempts)
-        left = cp.remaining(cfg.max_attempts)
+        quarantined_set = cp.quarantined(self.max_attempts)
+        left = cp.remaining(self.max_attempts)
         merged = None
         provenance = None
         if not left and not self.stop.requested and self._environment_error is None:
             provenance = Provenance.of_run(self.app, cp, bars_root=self.cfg.bars_root)
             merged = merge_final(self.layout, cp, complete=True, provenance=provenance)
         if not self.stop.requested and self._environment_error is None:
-            self._report(cfg.max_attempts)
+            self._report(self.max_attempts)
         planned = {s for a in plan.assignments for s in a}
         done_now = planned & cp.completed
         failed = {s: f.error for s, f in sorted(cp.failed.items()) if s in left}
@@ -507,3 +504,12 @@ class Launcher:
             worker_errors=self._worker_errors,
             environment_error=self._environment_error,
         )
+
+
+def _previous_spec(layout: RunLayout) -> RunSpec | None:
+    """The run's spec as an earlier launch left it; an unreadable one is written anew."""
+    try:
+        return read_spec(layout.spec)
+    except SpecFormatError as exc:
+        log.warning("%s; it is written anew by this launch", exc)
+        return None

@@ -47,7 +47,7 @@ STALE_AFTER_S = 30.0
 @dataclass(frozen=True)
 class ViewOptions:
     stall_after_s: float
-    max_attempts: int = 3
+    max_attempts: int | None = None  # None: the run's (its spec)
     footer: str = ""
 
     @property

@@ -32,7 +32,7 @@ class ProgressLines:
         echo: Callable[[str], None],
         *,
         interval_s: float,
-        max_attempts: int = 3,
+        max_attempts: int | None = None,
         wallclock: Callable[[], datetime] = datetime.now,
     ) -> None:
         self.layout = layout

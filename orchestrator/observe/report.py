@@ -45,7 +45,7 @@ def report_path(layout: RunLayout) -> Path:
 
 
 def build_report(
-    layout: RunLayout, app: AppConfig, *, out: Path | None = None, max_attempts: int = 3
+    layout: RunLayout, app: AppConfig, *, out: Path | None = None, max_attempts: int | None = None
 ) -> ReportResult:
     """Read the run's files and write its report (atomically) to ``out`` or the default."""
     started = time.perf_counter()
@@ -84,7 +84,7 @@ def build_report(
     )
 
 
-def report_at_end(layout: RunLayout, app: AppConfig, *, max_attempts: int = 3) -> str:
+def report_at_end(layout: RunLayout, app: AppConfig, *, max_attempts: int | None = None) -> str:
     """Write the report at the end of a run and say so in one line; a problem with it is
     that line, never an exception: the report is a view and the run's outcome stands."""
     try:

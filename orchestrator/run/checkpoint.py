@@ -104,6 +104,17 @@ class Checkpoint:
         """Symbols of the universe still to detect (what a run waits for to merge)."""
         return self.universe - self.settled(max_attempts)
 
+    def remaining_of(
+        self,
+        symbols: Iterable[str],
+        max_attempts: int,
+        redo: Mapping[str, InputFingerprint] | None = None,
+    ) -> tuple[str, ...]:
+        """Those of ``symbols`` still to detect, in their order: the one rule of what is
+        left to do, for a worker's list, a Ray lane or a launch's plan."""
+        settled = self.settled(max_attempts, redo)
+        return tuple(s for s in symbols if s not in settled)
+
 
 def _stamp(now: datetime) -> str:
     return now.isoformat(timespec="seconds")

@@ -25,6 +25,7 @@ from orchestrator.run.layout import RunLayout
 from orchestrator.run.merge import MergeResult, merge_shards
 from orchestrator.run.pidfile import PidFileError, read_pid_file
 from orchestrator.run.provenance import Provenance
+from orchestrator.run.spec import max_attempts_of
 from orchestrator.run.store import RunStore
 
 
@@ -91,7 +92,7 @@ def live_launcher_pid(layout: RunLayout) -> int | None:
 
 
 def merge_run(
-    layout: RunLayout, *, max_attempts: int, partial: bool, app: AppConfig | None = None
+    layout: RunLayout, *, max_attempts: int | None, partial: bool, app: AppConfig | None = None
 ) -> MergeReport:
     """Rebuild the final file of a run that no launcher is running (the ``merge`` command)."""
     layout.launch_dir.mkdir(parents=True, exist_ok=True)
@@ -105,6 +106,7 @@ def merge_run(
         cp = RunStore(layout).reconcile()
         if cp is None:
             raise NothingToMergeError(layout.run_id)
+        max_attempts = max_attempts_of(layout.spec, max_attempts)
         quarantined = cp.quarantined(max_attempts)
         left = cp.remaining(max_attempts)
         if (left or quarantined) and not partial:

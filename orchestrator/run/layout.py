@@ -52,6 +52,11 @@ class RunLayout:
         return sorted(self.checkpoints_dir.glob(f".{self.checkpoint.name}.*.tmp"))
 
     @property
+    def spec(self) -> Path:
+        """The run's parameters, saved at its first launch (orchestrator.run.spec)."""
+        return self.checkpoints_dir / f"{self.run_id}_spec.json"
+
+    @property
     def lock(self) -> Path:
         """Kernel lock guarding the checkpoint and shard commits of the run."""
         return self.checkpoints_dir / f"{self.run_id}.lock"

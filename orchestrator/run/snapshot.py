@@ -38,6 +38,7 @@ from orchestrator.run.layout import RunLayout
 from orchestrator.run.merge import superseded_rows
 from orchestrator.run.plan import Plan
 from orchestrator.run.process_identity import existed_at
+from orchestrator.run.spec import max_attempts_of
 
 RunState = Literal["running", "merging", "completed", "stopped", "not started", "unknown"]
 # Heartbeat statuses of a process that is still working on its list.
@@ -154,13 +155,14 @@ def read_snapshot(
     layout: RunLayout,
     *,
     now: datetime,
-    max_attempts: int = 3,
+    max_attempts: int | None = None,
     stall_after_s: float | None = None,
 ) -> RunSnapshot:
     """Everything the run's files say at ``now``; never writes and never raises for a file.
 
     With ``stall_after_s`` (the supervision's stall timeout), a working worker whose
     heartbeat is older is ``stalled``: ``status`` and the dashboard say the same words.
+    ``max_attempts`` None: the run's own (its spec).
     """
     orchestrator_pid, orchestrator_alive, worker_pids = read_pid_files(layout)
     workers = tuple(
@@ -177,7 +179,7 @@ def read_snapshot(
         run_id=layout.run_id,
         taken_at=now,
         state="unknown",
-        max_attempts=max_attempts,
+        max_attempts=max_attempts_of(layout.spec, max_attempts),
         events_so_far=events,
         shards=shards,
         unreadable_shards=unreadable,

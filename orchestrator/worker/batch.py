@@ -35,19 +35,10 @@ from orchestrator.run.heartbeat import WorkerHeartbeat, local_stamp, write_heart
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.provenance import effective_config
 from orchestrator.run.shards import write_shard_file
+from orchestrator.run.spec import InputPolicy
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class InputPolicy:
-    """What a run does with missing, unreadable or changed bars (``--allow-missing``,
-    ``--skip-unreadable``, ``--redo-changed``); by default missing and unreadable bars
-    are failures, never a completed symbol, and changed bars are only reported."""
-
-    allow_missing: bool = False  # no bar file: record the symbol as no_bars
-    skip_unreadable: bool = False  # an unreadable file: detect without it, list it
-    redo_changed: bool = False  # completed, but its bars changed since: detect it again
+_ALL_STRICT = InputPolicy()  # missing and unreadable bars are failures
 
 
 @dataclass(frozen=True)
@@ -73,7 +64,7 @@ def detect_for_run(
     app: AppConfig,
     start: date | None,
     end: date | None,
-    inputs: InputPolicy = InputPolicy(),
+    inputs: InputPolicy = _ALL_STRICT,
 ) -> SymbolOutcome:
     """Detect ``symbol`` as a run does; a failure is recorded, never raised.
 
@@ -149,7 +140,7 @@ class BatchTask:
     stop_token: str  # this launch's: a stop file holding another text is not for it
     start_date: date | None = None
     end_date: date | None = None
-    inputs: InputPolicy = InputPolicy()
+    inputs: InputPolicy = field(default_factory=InputPolicy)
 
 
 @dataclass(frozen=True)

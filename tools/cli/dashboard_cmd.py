@@ -26,7 +26,7 @@ from tools.cli.options import viewed_run_id, viewer_max_attempts_option
 @viewer_max_attempts_option()
 @click.pass_obj
 def dashboard(
-    obj: CliContext, run_id: str | None, refresh: float, once: bool, max_attempts: int
+    obj: CliContext, run_id: str | None, refresh: float, once: bool, max_attempts: int | None
 ) -> None:
     """Watch a running or finished run; q or Ctrl-C quits the view, never the run."""
     layout = RunLayout(obj.root, viewed_run_id(obj.root, run_id))

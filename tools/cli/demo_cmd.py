@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from tools.cli.context import CliContext
-from tools.cli.launch_cmd import run_launch
+from tools.cli.launch_cmd import LaunchOptions, run_launch
 from tools.demo.run import DEFAULT_DIR, DemoSpec, describe_outputs, ensure_demo_bars, spec_summary
 
 
@@ -52,25 +52,16 @@ def demo(
     run_id = spec.new_run_id(datetime.now())
     # The demo's own workspace and the built-in configuration, whatever --root says.
     context = CliContext(root=spec.directory, config_path=None)
-    code = run_launch(
-        context,
+    options = LaunchOptions(
         workers=workers,
         batch_size=spec.batch_size,
-        checkpoint_interval=1,
-        from_file=None,
-        symbol_args=(),
-        bars=None,
         run_id=run_id,
-        start_date=None,
-        end_date=None,
         yes=True,
         no_dashboard=no_dashboard,
-        force_config=False,
-        max_attempts=3,
         backend=backend,
         ray_address=ray_address if ray_address or backend != "ray" else "local",
-        ray_task_retries=3,
     )
+    code = run_launch(context, options)
     for line in describe_outputs(spec.directory, run_id):
         click.echo(line)
     click.echo(f"demo wall time {time.perf_counter() - started:.1f} s")

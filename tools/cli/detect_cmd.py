@@ -18,6 +18,7 @@ from orchestrator.observe.report import report_at_end
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.logs import setup_logging
 from orchestrator.run.select import resolve_run_id
+from orchestrator.run.spec import DEFAULTS, read_spec
 from orchestrator.worker.loop import Worker, WorkerConfig
 from orchestrator.worker.stopping import StopRequest
 from tools.cli.context import CliContext
@@ -40,7 +41,9 @@ from tools.cli.options import (
 @click.option("--bars", type=click.Path(file_okay=False, path_type=Path), help="Bars root.")
 @click.option("--run-id", help="Run to start or continue (default: see --resume).")
 @click.option("--limit", type=click.IntRange(min=1), help="Process at most N symbols.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True
+)
 @click.option(
     "--checkpoint-interval",
     type=click.IntRange(min=1),
@@ -71,11 +74,18 @@ from tools.cli.options import (
 @click.option(
     "--max-attempts",
     type=click.IntRange(min=1),
-    default=3,
+    default=DEFAULTS.max_attempts,
     show_default=True,
     help="Failed attempts before a symbol is quarantined.",
 )
 @input_options
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Work for a launched run: every parameter (run, bars, config, batch size, "
+    "attempts, dates, input policy) from its spec file; give the symbols and --worker-id.",
+)
 @click.option(
     "--inputs-checked",
     is_flag=True,
@@ -116,6 +126,7 @@ def detect(
     allow_missing: bool,
     skip_unreadable: bool,
     redo_changed: bool,
+    spec_file: Path | None,
     inputs_checked: bool,
     parent_pid: int | None,
     no_timezone_check: bool,
@@ -125,43 +136,76 @@ def detect(
     symbols = gather_symbols((*symbol_args, *extra_symbols), from_file)
     if not symbols:
         raise click.UsageError("no symbols: give --symbols A B ... or --from-file F")
-    check_date_range(start_date, end_date)
-    app = obj.config()
-    bars_root = obj.bars_root(bars)
-    if not no_timezone_check:
-        # Before any run file exists: a refusal leaves nothing behind.
-        check_bars_zone(bars_root, symbols, app.bars.naive_timezone)
     now = datetime.now()
-    chosen = resolve_run_id(obj.root, run_id, resume=resume, now=now)
-    layout = RunLayout(obj.root, chosen)
-    setup_logging(layout.main_log(now, worker_id, os.getpid()), console=True)
-    for notice in config_notices(app.detector):
-        logging.getLogger("detector").info("%s", notice)
+    if spec_file is not None:
+        obj, cfg = _launched_worker(obj, spec_file, tuple(symbols), worker_id)
+    else:
+        check_date_range(start_date, end_date)
+        bars_root = obj.bars_root(bars)
+        if not no_timezone_check:
+            # Before any run file exists: a refusal leaves nothing behind.
+            check_bars_zone(bars_root, symbols, obj.config().bars.naive_timezone)
+        cfg = WorkerConfig(
+            root=obj.root,
+            run_id=resolve_run_id(obj.root, run_id, resume=resume, now=now),
+            symbols=tuple(symbols),
+            bars_root=bars_root,
+            batch_size=batch_size,
+            limit=limit,
+            resume=resume,
+            worker_id=worker_id,
+            output_dir=output_dir,
+            start_date=start_date,
+            end_date=end_date,
+            merge=not no_merge,
+            force_config=force_config,
+            max_attempts=max_attempts,
+            inputs=input_policy(allow_missing, skip_unreadable, redo_changed),
+            inputs_checked=inputs_checked,
+        )
+    _run_worker(obj, cfg, now, parent_pid)
+
+
+def _launched_worker(
+    obj: CliContext, spec_file: Path, symbols: tuple[str, ...], worker_id: int | None
+) -> tuple[CliContext, WorkerConfig]:
+    """A launched worker's context and config, everything from the run's spec: the
+    launcher already checked the zone and looked for every symbol's bar files."""
+    spec = read_spec(spec_file)
+    if spec is None:
+        raise click.UsageError(f"no spec file {spec_file}")
     cfg = WorkerConfig(
         root=obj.root,
-        run_id=chosen,
-        symbols=tuple(symbols),
-        bars_root=bars_root,
-        batch_size=batch_size,
-        limit=limit,
-        resume=resume,
+        run_id=spec.run_id,
+        symbols=symbols,
+        bars_root=spec.bars_root,
+        batch_size=spec.batch_size,
+        resume=True,
         worker_id=worker_id,
-        output_dir=output_dir,
-        start_date=start_date,
-        end_date=end_date,
-        merge=not no_merge,
-        force_config=force_config,
-        max_attempts=max_attempts,
-        inputs=input_policy(allow_missing, skip_unreadable, redo_changed),
-        inputs_checked=inputs_checked,
+        start_date=spec.start_date,
+        end_date=spec.end_date,
+        merge=False,  # the launcher merges once every worker is done
+        max_attempts=spec.max_attempts,
+        inputs=spec.inputs,
+        inputs_checked=True,
     )
+    return CliContext(obj.root, spec.config_path), cfg
+
+
+def _run_worker(obj: CliContext, cfg: WorkerConfig, now: datetime, parent_pid: int | None) -> None:
+    """Run the worker; print its outcome; exit non-zero when stopped or a symbol failed."""
+    app = obj.config()
+    layout = RunLayout(obj.root, cfg.run_id)
+    setup_logging(layout.main_log(now, cfg.worker_id, os.getpid()), console=True)
+    for notice in config_notices(app.detector):
+        logging.getLogger("detector").info("%s", notice)
     stop = StopRequest()
     stop.install_signal_handlers()
     if parent_pid is not None:
         stop.watch_parent(parent_pid)
     outcome = Worker(cfg, app, stop=stop).run()
     if outcome.merged is not None:  # the run is complete: its report, as launch writes it
-        click.echo(report_at_end(layout, app, max_attempts=max_attempts), err=True)
+        click.echo(report_at_end(layout, app, max_attempts=cfg.max_attempts), err=True)
     for line in format_inputs(outcome.no_bars, outcome.skipped_files):
         click.echo(line, err=True)
     if outcome.suspect_timezone:

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from rich import get_console
 
 from detector.config import AppConfig
 from detector.errors import ExitCode
-from orchestrator.backends.ray_backend import import_ray
+from orchestrator.backends.base import BackendFactory
+from orchestrator.backends.local import LocalProcesses
+from orchestrator.backends.ray_backend import RayTasks
 from orchestrator.launch.launcher import LaunchConfig, Launcher, NotConfirmedError
 from orchestrator.launch.summary import format_summary
 from orchestrator.observe.dashboard_live import (
@@ -30,6 +33,7 @@ from orchestrator.run.layout import RunLayout
 from orchestrator.run.logs import setup_logging
 from orchestrator.run.plan import Plan
 from orchestrator.run.select import resolve_run_id
+from orchestrator.run.spec import DEFAULTS, max_attempts_of
 from orchestrator.worker.loop import run_hash
 from orchestrator.worker.stopping import StopRequest
 from tools.cli.context import CliContext
@@ -87,8 +91,14 @@ def _monitor(app: AppConfig, layout: RunLayout, *, dashboard: bool, max_attempts
 
 
 _LAUNCH_OPTIONS = [
-    click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True),
-    click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True),
+    click.option(
+        "--workers", type=click.IntRange(min=1), default=DEFAULTS.workers, show_default=True
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        help=f"Symbols per shard (default: the run's, else {DEFAULTS.batch_size}).",
+    ),
     click.option(
         "--checkpoint-interval",
         type=click.IntRange(min=1),
@@ -119,9 +129,8 @@ _LAUNCH_OPTIONS = [
     click.option(
         "--max-attempts",
         type=click.IntRange(min=1),
-        default=3,
-        show_default=True,
-        help="Failed attempts (errors or worker deaths on it) before a symbol is quarantined.",
+        help="Failed attempts (errors or worker deaths on it) before a symbol is quarantined "
+        f"(default: the run's, else {DEFAULTS.max_attempts}).",
     ),
     click.option(
         "--retry-quarantined",
@@ -146,7 +155,7 @@ _LAUNCH_OPTIONS = [
     click.option(
         "--ray-task-retries",
         type=click.IntRange(min=0),
-        default=3,
+        default=DEFAULTS.ray_task_retries,
         show_default=True,
         help="With --backend ray: times Ray sends a task again when its process or node dies.",
     ),
@@ -174,89 +183,99 @@ def launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.pass_obj
 def launch(obj: CliContext, **options: Any) -> None:
     """Split the remaining symbols over N supervised workers; merge once at the end."""
-    sys.exit(run_launch(obj, **options))
+    sys.exit(run_launch(obj, LaunchOptions(**options)))
 
 
-def run_launch(
-    obj: CliContext,
-    *,
-    workers: int,
-    batch_size: int,
-    checkpoint_interval: int,
-    from_file: Path | None,
-    symbol_args: tuple[str, ...],
-    bars: Path | None,
-    run_id: str | None,
-    start_date: date | None,
-    end_date: date | None,
-    yes: bool,
-    no_dashboard: bool,
-    force_config: bool,
-    max_attempts: int,
-    backend: str,
-    ray_address: str | None,
-    ray_task_retries: int,
-    retry_quarantined: bool = False,
-    extra_symbols: tuple[str, ...] = (),
-    allow_missing: bool = False,
-    skip_unreadable: bool = False,
-    redo_changed: bool = False,
-    no_timezone_check: bool = False,
-) -> ExitCode:
-    """Build the launch from the options, run it, print the summary; return the exit code."""
-    if backend == "ray":
-        import_ray()  # not installed: how to install it, before anything else happens
-    elif ray_address is not None:
+def choose_backend(
+    obj: CliContext, name: str, ray_address: str | None, ray_task_retries: int
+) -> BackendFactory:
+    """The backend ``--backend`` names, with its own options."""
+    if name == "ray":
+        return RayTasks(ray_address, ray_task_retries)
+    if ray_address is not None:
         raise click.UsageError("--ray-address needs --backend ray")
-    symbols = gather_symbols((*symbol_args, *extra_symbols), from_file)
-    check_date_range(start_date, end_date)
+    return LocalProcesses(worker_cli(obj))
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """The options of ``launch`` (and ``restart --start``, ``demo``), as parsed."""
+
+    workers: int = DEFAULTS.workers
+    batch_size: int | None = None
+    checkpoint_interval: int = 1  # accepted for compatibility; every commit checkpoints
+    from_file: Path | None = None
+    symbol_args: tuple[str, ...] = ()
+    bars: Path | None = None
+    run_id: str | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    yes: bool = False
+    no_dashboard: bool = False
+    force_config: bool = False
+    max_attempts: int | None = None
+    backend: str = "local"
+    ray_address: str | None = None
+    ray_task_retries: int = DEFAULTS.ray_task_retries
+    retry_quarantined: bool = False
+    extra_symbols: tuple[str, ...] = ()
+    allow_missing: bool = False
+    skip_unreadable: bool = False
+    redo_changed: bool = False
+    no_timezone_check: bool = False
+
+
+def run_launch(obj: CliContext, opts: LaunchOptions) -> ExitCode:
+    """Build the launch from the options, run it, print the summary; return the exit code."""
+    factory = choose_backend(obj, opts.backend, opts.ray_address, opts.ray_task_retries)
+    factory.check_available()  # e.g. no Ray: how to install it, before anything happens
+    symbols = gather_symbols((*opts.symbol_args, *opts.extra_symbols), opts.from_file)
+    check_date_range(opts.start_date, opts.end_date)
     app = obj.config()
     now = datetime.now()
-    chosen = resolve_run_id(obj.root, run_id, resume=True, now=now)
-    setup_logging(RunLayout(obj.root, chosen).main_log(now, None, os.getpid()), console=True)
-    bars_root = obj.bars_root(bars).resolve()
+    chosen = resolve_run_id(obj.root, opts.run_id, resume=True, now=now)
+    layout = RunLayout(obj.root, chosen)
+    setup_logging(layout.main_log(now, None, os.getpid()), console=True)
+    bars_root = obj.bars_root(opts.bars).resolve()
     # The main log's first line: what this launcher was asked to do (the file only).
     log.debug(
-        "launch start: run=%s root=%s bars=%s workers=%d batch_size=%d config=%s pid=%d",
-        chosen, obj.root, bars_root, workers, batch_size,
-        run_hash(app, start_date, end_date), os.getpid(),
+        "launch start: run=%s root=%s bars=%s workers=%d batch_size=%s config=%s pid=%d",
+        chosen, obj.root, bars_root, opts.workers, opts.batch_size or "the run's",
+        run_hash(app, opts.start_date, opts.end_date), os.getpid(),
     )  # fmt: skip
     cfg = LaunchConfig(
         root=obj.root,
         run_id=chosen,
         bars_root=bars_root,
-        worker_cli=worker_cli(obj),
+        config_path=obj.config_path,
         symbols=tuple(symbols) if symbols else None,
-        workers=workers,
-        batch_size=batch_size,
-        max_attempts=max_attempts,
-        start_date=start_date,
-        end_date=end_date,
-        force_config=force_config,
-        yes=yes,
-        backend="ray" if backend == "ray" else "local",
-        ray_address=ray_address,
-        ray_task_retries=ray_task_retries,
-        inputs=input_policy(allow_missing, skip_unreadable, redo_changed),
-        check_timezone=not no_timezone_check,
-        retry_quarantined=retry_quarantined,
+        workers=opts.workers,
+        batch_size=opts.batch_size,
+        max_attempts=opts.max_attempts,
+        start_date=opts.start_date,
+        end_date=opts.end_date,
+        force_config=opts.force_config,
+        yes=opts.yes,
+        inputs=input_policy(opts.allow_missing, opts.skip_unreadable, opts.redo_changed),
+        check_timezone=not opts.no_timezone_check,
+        retry_quarantined=opts.retry_quarantined,
     )
+    attempts = max_attempts_of(layout.spec, opts.max_attempts)
+    monitor = _monitor(app, layout, dashboard=not opts.no_dashboard, max_attempts=attempts)
     launcher = Launcher(
-        cfg,
-        app,
-        confirm=_confirm,
-        echo=click.echo,
-        stop=StopRequest(),
-        monitor=_monitor(
-            app, RunLayout(obj.root, chosen), dashboard=not no_dashboard, max_attempts=max_attempts
-        ),
-        handle_signals=True,
-    )
+        cfg, app, factory, confirm=_confirm, echo=click.echo, stop=StopRequest(),
+        monitor=monitor, handle_signals=True,
+    )  # fmt: skip
+    return _launch_and_report(launcher, chosen)
+
+
+def _launch_and_report(launcher: Launcher, run_id: str) -> ExitCode:
+    """Run the launch and print its summary; the exit code."""
     try:
         outcome = launcher.run()
     except Exception:
         # The full traceback goes to the main log only; the CLI shows one line.
-        log.debug("launcher of run %s ended by an error", chosen, exc_info=True)
+        log.debug("launcher of run %s ended by an error", run_id, exc_info=True)
         raise
     summary = format_summary(outcome)
     # Into the launcher's main log too (DEBUG: the file only), where operators grep

@@ -19,7 +19,7 @@ from tools.cli.options import existing_run_layout, viewer_max_attempts_option
 )
 @viewer_max_attempts_option()
 @click.pass_obj
-def merge(obj: CliContext, run_id: str | None, partial: bool, max_attempts: int) -> None:
+def merge(obj: CliContext, run_id: str | None, partial: bool, max_attempts: int | None) -> None:
     """Rebuild processed/events/{run_id}.parquet from the committed shards (as launch does)."""
     layout = existing_run_layout(obj.root, run_id)
     report = merge_run(layout, max_attempts=max_attempts, partial=partial, app=obj.config())

@@ -30,9 +30,8 @@ def viewer_max_attempts_option() -> Callable[[Any], Any]:
     return click.option(
         "--max-attempts",
         type=click.IntRange(min=1),
-        default=3,
-        show_default=True,
-        help="Failed attempts after which a symbol counts as quarantined (as given to launch).",
+        help="Failed attempts after which a symbol counts as quarantined (default: the "
+        "run's, as its launch saved it).",
     )
 
 

@@ -20,7 +20,7 @@ from tools.cli.options import existing_run_layout, viewer_max_attempts_option
 )
 @viewer_max_attempts_option()
 @click.pass_obj
-def report(obj: CliContext, run_id: str | None, out: Path | None, max_attempts: int) -> None:
+def report(obj: CliContext, run_id: str | None, out: Path | None, max_attempts: int | None) -> None:
     """Write one self-contained HTML page about a run (partial runs are marked as such)."""
     layout = existing_run_layout(obj.root, run_id)
     result = build_report(layout, obj.config(), out=out, max_attempts=max_attempts)

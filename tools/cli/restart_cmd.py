@@ -12,7 +12,7 @@ from orchestrator.backends.cleanup import remove_orphan_temps, stop_recorded_pro
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.select import existing_run, resolve_run_id
 from tools.cli.context import CliContext
-from tools.cli.launch_cmd import launch_options, run_launch
+from tools.cli.launch_cmd import LaunchOptions, launch_options, run_launch
 
 
 @click.command("restart")
@@ -35,4 +35,4 @@ def restart(obj: CliContext, start: bool, **options: Any) -> None:
     for line in lines:
         click.echo(f"  {line}")
     if start:
-        sys.exit(run_launch(obj, **{**options, "run_id": run_id}))
+        sys.exit(run_launch(obj, LaunchOptions(**{**options, "run_id": run_id})))

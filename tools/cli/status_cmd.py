@@ -26,7 +26,7 @@ from tools.cli.options import existing_run_layout, viewer_max_attempts_option
 @viewer_max_attempts_option()
 @click.pass_obj
 def status(
-    obj: CliContext, run_id: str | None, as_json: bool, bars: Path | None, max_attempts: int
+    obj: CliContext, run_id: str | None, as_json: bool, bars: Path | None, max_attempts: int | None
 ) -> None:
     """Show a run's state, workers, progress, events so far and ETA (reads, never writes)."""
     layout = existing_run_layout(obj.root, run_id)

@@ -71,9 +71,9 @@ def _symbol_entries(bars_root: Path) -> dict[str, str]:
 
 def bars_layout(bars_root: Path) -> str:
     """Which layouts ``bars_root`` holds: ``daily``, ``symbol``, ``both`` or ``none``."""
-    names = _symbol_entries(bars_root)
+    names = [name for name, symbol in _symbol_entries(bars_root).items() if is_valid_symbol(symbol)]
     daily = any(name.startswith("symbol=") for name in names)
-    single = any(name.endswith(".parquet") for name in names)
+    single = any(not name.startswith("symbol=") for name in names)
     return {(True, True): "both", (True, False): "daily", (False, True): "symbol"}.get(
         (daily, single), "none"
     )

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from orchestrator.backends.processes import is_running, stop_tree
+from orchestrator.backends.processes import stop_tree
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.pidfile import PidFileError, read_pid_file, recorded_process
+from orchestrator.run.process_identity import is_running
 from orchestrator.run.store import RunStore
 
 log = logging.getLogger(__name__)

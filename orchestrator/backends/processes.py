@@ -20,6 +20,7 @@ import psutil
 
 from orchestrator.backends.supervisor import describe_exit
 from orchestrator.run.io_errors import writing
+from orchestrator.run.process_identity import is_running
 
 
 def spawn(
@@ -104,11 +105,3 @@ def stop_tree(process: psutil.Process, *, grace: float, group: bool = True) -> S
     else:
         how = "exited after SIGTERM"
     return StopResult(process.pid, how)
-
-
-def is_running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (an exited, unreaped zombie is not)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

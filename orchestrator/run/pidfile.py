@@ -15,10 +15,7 @@ from pathlib import Path
 import psutil
 
 from orchestrator.run.atomic_io import write_text_atomic
-
-# psutil reports create times with the kernel's clock-tick resolution; the same process
-# read twice gives the same float, a reused pid a later one.
-_CREATE_TIME_TOLERANCE_S = 0.05
+from orchestrator.run.process_identity import live_process
 
 
 @dataclass(frozen=True)
@@ -70,15 +67,10 @@ def read_pid_file(path: Path) -> PidRecord:
 
 def recorded_process(record: PidRecord) -> psutil.Process | None:
     """The live process the record describes, or None (gone, or its pid was reused)."""
+    process = live_process(record.pid, created=record.create_time)
+    if process is None:
+        return None
     try:
-        process = psutil.Process(record.pid)
-        with process.oneshot():
-            if abs(process.create_time() - record.create_time) > _CREATE_TIME_TOLERANCE_S:
-                return None
-            if tuple(process.cmdline()) != record.cmdline:
-                return None
-            if process.status() == psutil.STATUS_ZOMBIE:
-                return None
-        return process
+        return process if tuple(process.cmdline()) == record.cmdline else None
     except psutil.Error:
         return None

@@ -38,7 +38,7 @@ from orchestrator.run.layout import RunLayout
 from orchestrator.run.merge import superseded_rows
 from orchestrator.run.plan import Plan
 from orchestrator.run.process_identity import existed_at
-from orchestrator.run.spec import max_attempts_of
+from orchestrator.run.spec import DEFAULTS, max_attempts_of
 
 RunState = Literal["running", "merging", "completed", "stopped", "not started", "unknown"]
 # Heartbeat statuses of a process that is still working on its list.
@@ -103,7 +103,7 @@ class RunSnapshot:
     # the unreadable files --skip-unreadable left out. None when the checkpoint is unread.
     no_bars: tuple[str, ...] | None = None
     skipped_files: Mapping[str, tuple[str, ...]] | None = None
-    max_attempts: int = 3
+    max_attempts: int = DEFAULTS.max_attempts
     events_so_far: int | None = None  # rows of committed shards, from their footers
     shards: int = 0
     unreadable_shards: tuple[str, ...] = ()

@@ -88,7 +88,6 @@ def clean_bars(
     """
     base = stats or CleaningStats()
     rows_read = frame.height
-    ts = pl.col("timestamp")
     checks = frame.select(_CHECKS).row(0, named=True)
     n_bad_ts = n_bad_price = n_high_low = n_bad_volume = 0
     if checks["nulls"] or checks["low_price"] or checks["high_low"] or checks["low_volume"]:
@@ -96,24 +95,12 @@ def clean_bars(
     valid_rows = frame.height
 
     if checks["step"] is None or checks["step"] <= 0 or valid_rows < rows_read:
-        # Stable sort: among repeated timestamps the later file / later row stays last.
-        if not frame["timestamp"].is_sorted():
-            frame = frame.sort("timestamp", maintain_order=True)
-        # Sorted, so repeats are adjacent: a row is dropped when the next has its time.
-        repeated = frame.select((ts == ts.shift(-1)).fill_null(False)).to_series()
-        if repeated.any():
-            frame = frame.filter(~repeated)
+        frame = _sort_keep_last_repeat(frame)
     deduped_rows = frame.height
 
     frame = with_et_clock(frame)
     zone = zone_verdict(auction_profile(frame)) if check_zone else None
-    outside = 0
-    if not frame.is_empty():
-        first, last = frame.select(pl.col("minute").min(), pl.col("minute").max().alias("x")).row(0)
-        if first < day_start_minute or last >= day_end_minute:
-            in_hours = pl.col("minute").is_between(day_start_minute, day_end_minute, "left")
-            kept = frame.filter(in_hours)
-            outside, frame = frame.height - kept.height, kept
+    outside, frame = _drop_outside_hours(frame, day_start_minute, day_end_minute)
 
     result = CleaningStats(
         files_read=base.files_read,
@@ -129,6 +116,37 @@ def clean_bars(
         zone=zone,
     )
     return frame, result
+
+
+def _sort_keep_last_repeat(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` sorted by time with only the last row of each repeated timestamp."""
+    ts = pl.col("timestamp")
+    # Stable sort: among repeated timestamps the later file / later row stays last.
+    if not frame["timestamp"].is_sorted():
+        frame = frame.sort("timestamp", maintain_order=True)
+    # Sorted, so repeats are adjacent: a row is dropped when the next has its time.
+    repeated = frame.select((ts == ts.shift(-1)).fill_null(False)).to_series()
+    if repeated.any():
+        frame = frame.filter(~repeated)
+    return frame
+
+
+def _drop_outside_hours(
+    frame: pl.DataFrame, day_start_minute: int, day_end_minute: int
+) -> tuple[int, pl.DataFrame]:
+    """The count of bars outside [start, end) ET minutes, and the rest.
+
+    The min and max minute are read first so that a file already inside the hours
+    (the usual case) is not copied.
+    """
+    if frame.is_empty():
+        return 0, frame
+    first, last = frame.select(pl.col("minute").min(), pl.col("minute").max().alias("x")).row(0)
+    if first >= day_start_minute and last < day_end_minute:
+        return 0, frame
+    in_hours = pl.col("minute").is_between(day_start_minute, day_end_minute, "left")
+    kept = frame.filter(in_hours)
+    return frame.height - kept.height, kept
 
 
 # Reductions only (fast): is any row bad, are the times strictly increasing? Built once.

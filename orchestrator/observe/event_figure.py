@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 import polars as pl
@@ -18,11 +19,33 @@ _UP, _DOWN = "#26a69a", "#ef5350"
 
 
 def context_figure(ctx: EventContext) -> go.Figure:
-    bars = ctx.bars
-    t = bars.get_column("t").to_list()
+    t = ctx.bars.get_column("t").to_list()
     fig = make_subplots(
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.03
     )
+    _add_candles(fig, ctx.bars, t)
+    _add_levels(fig, ctx.bars, _level_lines(ctx), t)
+    _add_volume(fig, ctx.bars, t)
+    _mark_events(fig, ctx.events)
+    fig.add_vline(x=ctx.at.replace(tzinfo=None), line={"color": "#888", "dash": "dot"})
+    fig.update_layout(
+        height=620,
+        template="plotly_white",
+        margin={"l": 50, "r": 20, "t": 40, "b": 30},
+        title=f"{ctx.symbol} around {ctx.at:%Y-%m-%d %H:%M} ET (±{ctx.minutes} min)",
+        xaxis_rangeslider_visible=False,
+        legend={"orientation": "h", "y": -0.08},
+    )
+    fig.update_yaxes(title_text="price", row=1, col=1)
+    fig.update_yaxes(title_text="volume", row=2, col=1)
+    return fig
+
+
+# A line over the candles: its legend name, its values and its plotly line style.
+_Line = tuple[str, pl.Expr, dict[str, Any]]
+
+
+def _add_candles(fig: go.Figure, bars: pl.DataFrame, t: list[Any]) -> None:
     fig.add_candlestick(
         x=t,
         open=bars.get_column("open").to_list(),
@@ -35,11 +58,16 @@ def context_figure(ctx: EventContext) -> go.Figure:
         row=1,
         col=1,
     )
+
+
+def _level_lines(ctx: EventContext) -> list[_Line]:
+    """VWAP, the opening range and its break levels, the running day high and, when
+    consolidation_break is enabled, its base."""
     k = ctx.breakout_pct / 100
     # The range is drawn from the minute it is complete, when breaks can fire.
     known = pl.col("minute") >= ctx.or_end_minute
     or_high, or_low = pl.when(known).then("or_high"), pl.when(known).then("or_low")
-    lines = [
+    lines: list[_Line] = [
         ("VWAP (RTH)", pl.col("vwap"), {"color": "#1f77b4", "width": 2}),
         ("opening range high", or_high, {"color": "#9467bd", "dash": "dot"}),
         ("opening range low", or_low, {"color": "#9467bd", "dash": "dot"}),
@@ -47,11 +75,15 @@ def context_figure(ctx: EventContext) -> go.Figure:
         ("OR break level down", or_low * (1 - k), {"color": "#9467bd", "dash": "dash"}),
         ("running day high", pl.col("day_high_so_far"), {"color": "#ff7f0e", "shape": "hv"}),
     ]
-    if "base_high" in bars.columns:  # consolidation_break enabled
+    if "base_high" in ctx.bars.columns:  # consolidation_break enabled
         lines += [
             ("consolidation base high", pl.col("base_high"), {"color": "#8c564b", "width": 1}),
             ("consolidation base low", pl.col("base_low"), {"color": "#8c564b", "width": 1}),
         ]
+    return lines
+
+
+def _add_levels(fig: go.Figure, bars: pl.DataFrame, lines: list[_Line], t: list[Any]) -> None:
     values = bars.select(*(expr.alias(name) for name, expr, _ in lines))
     for name, _, line in lines:
         fig.add_scatter(
@@ -64,6 +96,10 @@ def context_figure(ctx: EventContext) -> go.Figure:
             row=1,
             col=1,
         )
+
+
+def _add_volume(fig: go.Figure, bars: pl.DataFrame, t: list[Any]) -> None:
+    """The volume bars, coloured as their candles, with the baselines the rules use."""
     colors = [_UP if c >= o else _DOWN for o, c in zip(bars["open"], bars["close"], strict=True)]
     fig.add_bar(
         x=t, y=bars.get_column("volume").to_list(), name="volume", marker_color=colors, row=2, col=1
@@ -87,19 +123,6 @@ def context_figure(ctx: EventContext) -> go.Figure:
             row=2,
             col=1,
         )
-    _mark_events(fig, ctx.events)
-    fig.add_vline(x=ctx.at.replace(tzinfo=None), line={"color": "#888", "dash": "dot"})
-    fig.update_layout(
-        height=620,
-        template="plotly_white",
-        margin={"l": 50, "r": 20, "t": 40, "b": 30},
-        title=f"{ctx.symbol} around {ctx.at:%Y-%m-%d %H:%M} ET (±{ctx.minutes} min)",
-        xaxis_rangeslider_visible=False,
-        legend={"orientation": "h", "y": -0.08},
-    )
-    fig.update_yaxes(title_text="price", row=1, col=1)
-    fig.update_yaxes(title_text="volume", row=2, col=1)
-    return fig
 
 
 def _mark_events(fig: go.Figure, events: pl.DataFrame) -> None:

@@ -8,6 +8,7 @@ running run). Nothing here writes, creates or locks.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -160,9 +161,31 @@ def read_timeline(layout: RunLayout, snapshot: RunSnapshot) -> Timeline:
         shards = layout.committed_shards()
     except OSError:
         shards = {}
+    worker_of_shard, worker_of_symbol = _workers(shards.values())
+    commit_frame = (
+        pl.DataFrame(
+            _commits(layout, worker_of_shard),
+            schema={"at": pl.Datetime("us"), "worker": pl.Int64, "symbols": pl.Int64},
+            orient="row",
+        )
+        .sort("at", maintain_order=True)  # stamps are whole seconds: keep log order
+        .with_columns(pl.col("symbols").cum_sum().over("worker"))
+    )
+    memory_frame = pl.DataFrame(
+        _memory(layout, snapshot, worker_of_symbol),
+        schema={"at": pl.Datetime("us"), "worker": pl.Int64, "rss_gb": pl.Float64},
+        orient="row",
+    ).sort("at", maintain_order=True)
+    notes = () if shards else ("no committed shard yet",)
+    return Timeline(commit_frame, memory_frame, notes)
+
+
+def _workers(shards: Iterable[Path]) -> tuple[dict[str, int], dict[str, int]]:
+    """The worker of each shard (by file name) and of each symbol those shards hold (a
+    shard whose footer cannot be read still has its worker, but names no symbol)."""
     worker_of_shard: dict[str, int] = {}
     worker_of_symbol: dict[str, int] = {}
-    for path in shards.values():
+    for path in shards:
         worker = _worker_of(path)
         worker_of_shard[path.name] = worker
         try:
@@ -171,6 +194,11 @@ def read_timeline(layout: RunLayout, snapshot: RunSnapshot) -> Timeline:
             continue
         for symbol in info.symbols:
             worker_of_symbol[symbol] = worker
+    return worker_of_shard, worker_of_symbol
+
+
+def _commits(layout: RunLayout, worker_of_shard: dict[str, int]) -> list[tuple[datetime, int, int]]:
+    """(time, worker, symbols) of each batch log line of this run's shards, in log order."""
     commits: list[tuple[datetime, int, int]] = []
     for line in _lines(layout.batch_logs()):
         entry = parse_batch_log_line(line)
@@ -179,6 +207,14 @@ def read_timeline(layout: RunLayout, snapshot: RunSnapshot) -> Timeline:
         at = _stamp(entry.timestamp)
         if at is not None:
             commits.append((at, worker_of_shard[entry.shard_file], entry.symbols))
+    return commits
+
+
+def _memory(
+    layout: RunLayout, snapshot: RunSnapshot, worker_of_symbol: dict[str, int]
+) -> list[tuple[datetime, int, float]]:
+    """(time, worker, RSS) of each heartbeat line of the run's symbols within the launch:
+    from its start (to the second) to 2 s after its last elapsed time."""
     since = snapshot.launched_at
     until = (
         None
@@ -199,22 +235,7 @@ def read_timeline(layout: RunLayout, snapshot: RunSnapshot) -> Timeline:
             continue
         if since is None or at >= since.replace(microsecond=0):
             memory.append((at, worker_of_symbol[fields[1]], rss))
-    commit_frame = (
-        pl.DataFrame(
-            commits,
-            schema={"at": pl.Datetime("us"), "worker": pl.Int64, "symbols": pl.Int64},
-            orient="row",
-        )
-        .sort("at", maintain_order=True)  # stamps are whole seconds: keep log order
-        .with_columns(pl.col("symbols").cum_sum().over("worker"))
-    )
-    memory_frame = pl.DataFrame(
-        memory,
-        schema={"at": pl.Datetime("us"), "worker": pl.Int64, "rss_gb": pl.Float64},
-        orient="row",
-    ).sort("at", maintain_order=True)
-    notes = () if shards else ("no committed shard yet",)
-    return Timeline(commit_frame, memory_frame, notes)
+    return memory
 
 
 def _worker_of(path: Path) -> int:

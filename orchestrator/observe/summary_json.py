@@ -40,16 +40,6 @@ def summary_document(
     """The summary of a launch that ended at ``finished_at``; ``merged`` is the final file
     this launch wrote (its counts, from the merge: the file is not read again)."""
     quarantined = cp.quarantined(max_attempts)
-    events: dict[str, Any] = {"total": None}
-    if merged is not None:
-        events = {
-            "total": merged.events,
-            "by_type": merged.by_type,
-            "by_direction": merged.by_direction,
-            "by_session": merged.by_session,
-            "by_symbol": merged.by_symbol,
-        }
-    events["seconds_by_symbol"] = dict(sorted((seconds or {}).items()))
     wall = (finished_at - started_at).total_seconds()
     return {
         "schema_version": SCHEMA_VERSION,
@@ -60,39 +50,72 @@ def summary_document(
         "exit_code": exit_code,
         "stopped": stopped,
         "final": None if merged is None else str(merged.path),
-        "symbols": {
-            "universe": len(cp.universe),
-            "completed": len(cp.completed & cp.universe),
-            "completed_by_this_launch": completed_now,
-            "quarantined": len(quarantined),
-            "failed": len(set(cp.failed) - cp.completed - quarantined),
-            "no_bars": len(cp.no_bars),
-            "suspect_timezone": len(cp.suspect_timezone),
-        },
+        "symbols": _symbol_counts(cp, quarantined, completed_now),
         "symbols_per_s": round(completed_now / wall, 3) if wall > 0 else None,
-        "events": events,
-        "failures": {
-            s: {
-                "error": f.error,
-                "attempts": f.attempts,
-                "quarantined": s in quarantined,
-                "last_failed_at": f.last_failed_at,
-            }
-            for s, f in sorted(cp.failed.items())
-            if s not in cp.completed
-        },
+        "events": _event_counts(merged, seconds),
+        "failures": _failures(cp, quarantined),
         "no_bars": sorted(cp.no_bars),
         "skipped_files": {s: list(f) for s, f in sorted(cp.skipped_files.items())},
         "suspect_timezone": dict(sorted(cp.suspect_timezone.items())),
-        "provenance": None
-        if provenance is None
-        else {
-            "config_hash": provenance.config_hash,
-            "package_version": provenance.package_version,
-            "created_at": provenance.created_at,
-            "inputs": dict(provenance.inputs),
-            "config": dict(provenance.config),
-        },
+        "provenance": _provenance(provenance),
+    }
+
+
+def _symbol_counts(
+    cp: Checkpoint, quarantined: frozenset[str], completed_now: int
+) -> dict[str, int]:
+    """Each symbol of the universe counted once by its state; a failure that later
+    completed is not a failure."""
+    return {
+        "universe": len(cp.universe),
+        "completed": len(cp.completed & cp.universe),
+        "completed_by_this_launch": completed_now,
+        "quarantined": len(quarantined),
+        "failed": len(set(cp.failed) - cp.completed - quarantined),
+        "no_bars": len(cp.no_bars),
+        "suspect_timezone": len(cp.suspect_timezone),
+    }
+
+
+def _event_counts(merged: MergeResult | None, seconds: dict[str, float] | None) -> dict[str, Any]:
+    """The final file's counts (a null total when this launch wrote none) and the
+    detection seconds per symbol."""
+    events: dict[str, Any] = {"total": None}
+    if merged is not None:
+        events = {
+            "total": merged.events,
+            "by_type": merged.by_type,
+            "by_direction": merged.by_direction,
+            "by_session": merged.by_session,
+            "by_symbol": merged.by_symbol,
+        }
+    events["seconds_by_symbol"] = dict(sorted((seconds or {}).items()))
+    return events
+
+
+def _failures(cp: Checkpoint, quarantined: frozenset[str]) -> dict[str, dict[str, Any]]:
+    """The symbols failed and not completed since, by symbol."""
+    return {
+        s: {
+            "error": f.error,
+            "attempts": f.attempts,
+            "quarantined": s in quarantined,
+            "last_failed_at": f.last_failed_at,
+        }
+        for s, f in sorted(cp.failed.items())
+        if s not in cp.completed
+    }
+
+
+def _provenance(provenance: Provenance | None) -> dict[str, Any] | None:
+    if provenance is None:
+        return None
+    return {
+        "config_hash": provenance.config_hash,
+        "package_version": provenance.package_version,
+        "created_at": provenance.created_at,
+        "inputs": dict(provenance.inputs),
+        "config": dict(provenance.config),
     }
 
 

@@ -6,7 +6,8 @@ kernel lock, after dropping symbols another process committed meanwhile, with a
 shard number from a counter that never goes back; the checkpoint is then
 rewritten atomically as a union. A crash at any point leaves either an
 uncommitted temporary file (removed at the next start) or a committed shard the
-checkpoint may not list yet (added by :meth:`RunStore.reconcile`).
+checkpoint may not list yet (added by :meth:`RunStore.reconcile`; reading, writing
+and reconciling the checkpoint file are :mod:`orchestrator.run.reconcile`).
 
 :meth:`RunStore.seed` is the one way symbols become completed without a shard of
 the run (``seed-checkpoint``); see :mod:`orchestrator.run.checkpoint` for what that means
@@ -30,7 +31,7 @@ from filelock import FileLock
 from detector.errors import ExitCode, IntradayEventsError
 from detector.input_fingerprint import InputFingerprint
 from orchestrator.run import checkpoint as ck
-from orchestrator.run.atomic_io import fsync_dir, write_text_atomic
+from orchestrator.run.atomic_io import fsync_dir
 from orchestrator.run.errors import (
     ENVIRONMENT_ERRNOS,
     ConfigMismatchError,
@@ -39,7 +40,13 @@ from orchestrator.run.errors import (
 )
 from orchestrator.run.faults import crash_point
 from orchestrator.run.layout import RunLayout
-from orchestrator.run.process_identity import existed_at
+from orchestrator.run.reconcile import (
+    committed_on_disk,
+    load_reconciled,
+    read_checkpoint,
+    remove_stale_temps,
+    write_checkpoint,
+)
 from orchestrator.run.shards import ShardMetadataError, read_shard_info, write_shard_file
 
 log = logging.getLogger(__name__)
@@ -120,100 +127,22 @@ class RunStore:
     # -- reading ---------------------------------------------------------------
     def read(self) -> ck.Checkpoint | None:
         """The checkpoint as on disk (None when absent). Raises CheckpointFormatError."""
-        try:
-            text = self.layout.checkpoint.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        return ck.from_json(text, self.layout.run_id)
+        return read_checkpoint(self.layout)
 
     def committed_on_disk(
         self, known: Mapping[str, tuple[str, ...]] | None = None
     ) -> dict[int, tuple[str, tuple[str, ...]]]:
-        """Committed shards with their symbols, read from the shard footers.
-
-        Shards named in ``known`` (name -> symbols, as the checkpoint lists them) are
-        taken from it without reading their footers: every commit reconciles, and a
-        long run has hundreds of shards.
-        """
-        found: dict[int, tuple[str, tuple[str, ...]]] = {}
-        for number, path in self.layout.committed_shards().items():
-            if known is not None and path.name in known:
-                found[number] = (path.name, tuple(known[path.name]))
-                continue
-            try:
-                info = read_shard_info(path)
-            except ShardMetadataError as exc:
-                log.warning("ignoring shard without valid metadata: %s", exc)
-                continue
-            if info.run_id == self.layout.run_id:
-                found[number] = (path.name, info.symbols)
-        return found
+        """Committed shards with their symbols, from their footers or ``known``
+        (:func:`orchestrator.run.reconcile.committed_on_disk`)."""
+        return committed_on_disk(self.layout, known)
 
     # -- under the lock ----------------------------------------------------------
     def _load_reconciled(self) -> ck.Checkpoint | None:
         """Checkpoint plus committed shards it misses. Call with the lock held."""
-        try:
-            current = self.read()
-        except ck.CheckpointFormatError as exc:
-            log.error(
-                "checkpoint %s is corrupt (%s): rebuilding it from committed shards",
-                self.layout.checkpoint,
-                exc,
-            )
-            current = None
-            corrupt = True
-        else:
-            corrupt = False
-        on_disk = self.committed_on_disk(current.shards if current is not None else None)
-        if current is None and not on_disk and not corrupt:
-            return None
-        if current is None:
-            current = ck.Checkpoint(run_id=self.layout.run_id, config_hash=self._shard_hash())
-        updated, added = ck.reconciled(current, on_disk, self.clock())
-        if added:
-            log.info("reconciled %d committed shards missing from the checkpoint", len(added))
-            updated = self._with_footer_records(updated, added)
-        if added or corrupt:
-            self._write(updated)
-        return updated
-
-    def _with_footer_records(self, cp: ck.Checkpoint, names: list[str]) -> ck.Checkpoint:
-        """``cp`` with the skipped files and input fingerprints the footers of shards
-        ``names`` (in commit order) record: a later commit's records replace earlier ones."""
-        paths = {p.name: p for p in self.layout.committed_shards().values()}
-        skipped: dict[str, tuple[str, ...]] = {}
-        inputs: dict[str, InputFingerprint] = {}
-        for name in names:
-            try:
-                info = read_shard_info(paths[name])
-            except (KeyError, ShardMetadataError):
-                continue
-            for symbol in info.symbols:
-                skipped.pop(symbol, None)
-            skipped.update(info.skipped_files)
-            inputs.update(info.inputs)
-        if not skipped and not inputs:
-            return cp
-        return replace(
-            cp,
-            skipped_files={**cp.skipped_files, **skipped},
-            inputs={**cp.inputs, **inputs},
-        )
-
-    def _shard_hash(self) -> str | None:
-        for path in self.layout.committed_shards().values():
-            try:
-                return read_shard_info(path).config_hash
-            except ShardMetadataError:
-                continue
-        return None
+        return load_reconciled(self.layout, self.clock)
 
     def _write(self, cp: ck.Checkpoint) -> None:
-        write_text_atomic(
-            self.layout.checkpoint,
-            ck.to_json(cp),
-            before_replace=lambda: crash_point("during_checkpoint_write"),
-        )
+        write_checkpoint(self.layout, cp)
 
     def reconcile(self, *, remove_temps: bool = True) -> ck.Checkpoint | None:
         """The checkpoint with every committed shard in it (rewritten if it missed some).
@@ -451,32 +380,11 @@ class RunStore:
                 if events is not None:
                     imported = tuple(sorted(covers - ck.shard_covered(cp)))
                 if imported:
-                    if config_hash is None:
-                        raise ValueError("importing events needs their config hash")
-                    if cp.config_hash is not None and cp.config_hash != config_hash:
-                        raise ImportConfigMismatchError(
-                            self.layout.run_id, cp.config_hash, config_hash, source
-                        )
                     assert events is not None
-                    part = events.filter(pl.col("symbol").is_in(list(imported)))
-                    # Written with the lock held (unlike commit_batch): which symbols to
-                    # import is only known under it, and seeding is a rare, one-off step.
-                    self._write_temp(temp, part, imported, config_hash)
-                    number = self._next_shard_number(cp)
-                    shard = self.layout.shard_path(shard_dir, number)
-                    publish_no_clobber(temp, shard)
-                    fsync_dir(shard_dir)
-                    rows = part.height
-                    cp = ck.with_commit(
-                        cp,
-                        shard_name=shard.name,
-                        shard_number=number,
-                        symbols=imported,
-                        failures={},
-                        now=now,
-                    )
-                    if cp.config_hash is None:
-                        cp = replace(cp, config_hash=config_hash)
+                    cp, shard, rows = self._import_events(
+                        cp, temp, shard_dir, events, imported,
+                        config_hash=config_hash, source=source, now=now,
+                    )  # fmt: skip
                 cp, _ = ck.with_seeded(cp, wanted | covers, source=source, now=now)
                 if shard is not None:
                     cp = replace(cp, seeded_at=cp.last_updated)  # an import is a seeding too
@@ -491,6 +399,39 @@ class RunStore:
                 )
         finally:
             temp.unlink(missing_ok=True)
+
+    def _import_events(
+        self,
+        cp: ck.Checkpoint,
+        temp: Path,
+        shard_dir: Path,
+        events: pl.DataFrame,
+        imported: tuple[str, ...],
+        *,
+        config_hash: str | None,
+        source: str,
+        now: datetime,
+    ) -> tuple[ck.Checkpoint, Path, int]:
+        """Commit the rows of ``imported`` (lock held) as one shard, written to ``temp``:
+        the checkpoint with the commit, the shard and its number of rows."""
+        if config_hash is None:
+            raise ValueError("importing events needs their config hash")
+        if cp.config_hash is not None and cp.config_hash != config_hash:
+            raise ImportConfigMismatchError(self.layout.run_id, cp.config_hash, config_hash, source)
+        part = events.filter(pl.col("symbol").is_in(list(imported)))
+        # Written with the lock held (unlike commit_batch): which symbols to import is
+        # only known under it, and seeding is a rare, one-off step.
+        self._write_temp(temp, part, imported, config_hash)
+        number = self._next_shard_number(cp)
+        shard = self.layout.shard_path(shard_dir, number)
+        publish_no_clobber(temp, shard)
+        fsync_dir(shard_dir)
+        cp = ck.with_commit(
+            cp, shard_name=shard.name, shard_number=number, symbols=imported, failures={}, now=now
+        )
+        if cp.config_hash is None:
+            cp = replace(cp, config_hash=config_hash)
+        return cp, shard, part.height
 
     # -- helpers -------------------------------------------------------------------
     def _write_temp(
@@ -516,27 +457,7 @@ class RunStore:
 
     def _remove_stale_temp_shards(self) -> None:
         """Remove temporary shards and checkpoints whose writer is gone (lock held)."""
-        for temp in self.layout.temp_shards():
-            if not _writer_alive(temp, temp.name.split("_")[-2]):
-                log.info("removing uncommitted temporary shard %s", temp)
-                temp.unlink(missing_ok=True)
-        for temp in self.layout.temp_checkpoints():
-            if not _writer_alive(temp, temp.name.split(".")[-2]):
-                log.info("removing checkpoint temp file of a killed writer %s", temp)
-                temp.unlink(missing_ok=True)
-
-
-def _writer_alive(temp: Path, pid_text: str) -> bool:
-    """Whether the process that wrote ``temp`` (``pid_text`` from its name) still runs.
-
-    A pid reused by a process started after the file was written does not count.
-    """
-    try:
-        pid = int(pid_text)
-        mtime = temp.stat().st_mtime
-    except (ValueError, FileNotFoundError):
-        return False
-    return pid != os.getpid() and existed_at(pid, mtime, slack=1.0)
+        remove_stale_temps(self.layout)
 
 
 class ShardExistsError(IntradayEventsError):

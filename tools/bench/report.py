@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tools.bench.processes import LaunchRun
 from tools.bench.run import BenchResult, LayoutTiming
 
 UNIVERSE_SYMBOLS = 1996
@@ -351,64 +352,16 @@ def build_report(result: BenchResult) -> Report:
     data, days, n = result.data, result.spec.days, len(result.data.symbols)
     half = result.spec.half_symbols
     layouts = {t.layout: layout_row(t, n, days) for t in result.layouts}
-    halves = {r.workers: r for r in result.half_launches}
-    fits = {
-        r.workers: fit_two_sizes(half, halves[r.workers].wall_s, n, r.wall_s)
-        for r in result.launches
-    }
-    one = next(run for run in result.launches if run.workers == 1)
-    scaling = tuple(
-        scaling_row(
-            r.workers,
-            r.wall_s,
-            one.wall_s,
-            n,
-            data.bars,
-            r.peak_worker_rss,
-            r.launcher_rss,
-            half_wall_s=halves[r.workers].wall_s,
-            fit=fits[r.workers],
-            one_worker_marginal_s=fits[1].marginal_s,
-        )
-        for r in result.launches
-    )
+    fits = _launch_fits(result)
+    scaling = _scaling_rows(result, fits)
     by_workers = {s.workers: s for s in scaling}
     widest = by_workers[max(by_workers)]
     peak = max((s.peak_worker_rss_mb or 0.0 for s in scaling), default=0.0) or None
-    bare, half_bare = result.bare, result.half_bare
-    bare_fit = fit_two_sizes(half, half_bare.wall_s, n, bare.wall_s)
-    overhead = Overhead(
-        one.wall_s, bare.wall_s, bare.import_s, bare.loop_s,
-        overhead_pct(one.wall_s, bare.wall_s), bare.peak_rss / MB, halves[1].wall_s,
-        half_bare.wall_s, fits[1].marginal_s, bare_fit.marginal_s,
-        marginal_overhead_pct(fits[1].marginal_s, bare_fit.marginal_s), fits[1].fixed_s,
-        bare_fit.fixed_s,
-    )  # fmt: skip
-    long_data = result.long_data
-    long_run = LongRun(
-        result.spec.long_days, long_data.bars, long_data.generated, long_data.seconds,
-        result.long_detect.wall_s, result.long_detect.peak_rss / MB,
-    )  # fmt: skip
+    overhead = _overhead(result, fits[1])
+    long_run = _long_run(result)
     per_day = bars_per_symbol_day(data.bars, n, days)
     two = by_workers[2]
-    rates = marginal_rates(by_workers[1], two, widest)
-    one_rate, two_rate, fixed, eff = rates or (
-        by_workers[1].mbars_per_s,
-        two.mbars_per_s,
-        0.0,
-        widest.efficiency,
-    )
-    projection = project(
-        per_day,
-        two_worker_mbars_per_s=two_rate,
-        one_worker_mbars_per_s=one_rate,
-        fixed_s=fixed,
-        whole_run_two_worker_mbars_per_s=two.mbars_per_s,
-        cpu_workers=result.machine.cpus_available,
-        measured_efficiency=eff,
-        measured_workers=widest.workers,
-        marginal=rates is not None,
-    )
+    projection = _projection(result, per_day, by_workers[1], two, widest)
     targets = evaluate_targets(
         detect_read_ratio=layouts["daily"].ratio,
         two_worker_speedup=two.marginal_speedup,
@@ -423,4 +376,90 @@ def build_report(result: BenchResult) -> Report:
     )
     return Report(
         result, per_day, half, layouts, scaling, overhead, peak, long_run, projection, targets
+    )
+
+
+def _half_launches(result: BenchResult) -> dict[int, LaunchRun]:
+    """The launches over the first half of the symbols, by worker count."""
+    return {r.workers: r for r in result.half_launches}
+
+
+def _launch_fits(result: BenchResult) -> dict[int, Fit]:
+    """Per worker count, the line through the half and the whole launch."""
+    n, half, halves = len(result.data.symbols), result.spec.half_symbols, _half_launches(result)
+    return {
+        r.workers: fit_two_sizes(half, halves[r.workers].wall_s, n, r.wall_s)
+        for r in result.launches
+    }
+
+
+def _one_worker_launch(result: BenchResult) -> LaunchRun:
+    return next(run for run in result.launches if run.workers == 1)
+
+
+def _scaling_rows(result: BenchResult, fits: dict[int, Fit]) -> tuple[Scaling, ...]:
+    """One row per worker count, against the 1-worker launch."""
+    n, halves, one = len(result.data.symbols), _half_launches(result), _one_worker_launch(result)
+    return tuple(
+        scaling_row(
+            r.workers,
+            r.wall_s,
+            one.wall_s,
+            n,
+            result.data.bars,
+            r.peak_worker_rss,
+            r.launcher_rss,
+            half_wall_s=halves[r.workers].wall_s,
+            fit=fits[r.workers],
+            one_worker_marginal_s=fits[1].marginal_s,
+        )
+        for r in result.launches
+    )
+
+
+def _overhead(result: BenchResult, one_fit: Fit) -> Overhead:
+    """The 1-worker launch against the bare loop, whole and marginal."""
+    n, half = len(result.data.symbols), result.spec.half_symbols
+    one, half_one = _one_worker_launch(result), _half_launches(result)[1]
+    bare, half_bare = result.bare, result.half_bare
+    bare_fit = fit_two_sizes(half, half_bare.wall_s, n, bare.wall_s)
+    return Overhead(
+        one.wall_s, bare.wall_s, bare.import_s, bare.loop_s,
+        overhead_pct(one.wall_s, bare.wall_s), bare.peak_rss / MB, half_one.wall_s,
+        half_bare.wall_s, one_fit.marginal_s, bare_fit.marginal_s,
+        marginal_overhead_pct(one_fit.marginal_s, bare_fit.marginal_s), one_fit.fixed_s,
+        bare_fit.fixed_s,
+    )  # fmt: skip
+
+
+def _long_run(result: BenchResult) -> LongRun:
+    long_data = result.long_data
+    return LongRun(
+        result.spec.long_days, long_data.bars, long_data.generated, long_data.seconds,
+        result.long_detect.wall_s, result.long_detect.peak_rss / MB,
+    )  # fmt: skip
+
+
+def _projection(
+    result: BenchResult, per_day: float, one: Scaling, two: Scaling, widest: Scaling
+) -> Projection:
+    """The universe's projection on the marginal rates, or on the whole runs' rates when
+    a marginal one is n/a."""
+    rates = marginal_rates(one, two, widest)
+    one_rate, two_rate, fixed, eff = rates or (
+        one.mbars_per_s,
+        two.mbars_per_s,
+        0.0,
+        widest.efficiency,
+    )
+    return project(
+        per_day,
+        two_worker_mbars_per_s=two_rate,
+        one_worker_mbars_per_s=one_rate,
+        fixed_s=fixed,
+        whole_run_two_worker_mbars_per_s=two.mbars_per_s,
+        cpu_workers=result.machine.cpus_available,
+        measured_efficiency=eff,
+        measured_workers=widest.workers,
+        marginal=rates is not None,
     )

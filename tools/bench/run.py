@@ -277,39 +277,10 @@ def run_bench(
         scratch = Path(tmp)
         directory = spec.keep.resolve() if spec.keep is not None else scratch / "bars"
         data = ensure_bench_bars(directory, spec, note)
-        layouts = []
-        for layout in LAYOUTS:
-            note(f"timing read and detect_symbol, {layout} layout ({spec.repeat} passes)")
-            layouts.append(
-                time_layout(layout, data.root(layout), data.symbols, config, spec.repeat)
-            )
-        daily = data.root("daily")
-        n, half = len(data.symbols), spec.half_symbols
-        every = write_symbols_file(scratch / f"symbols_{n}.txt", data.symbols)
-        first = write_symbols_file(scratch / f"symbols_{half}.txt", data.symbols[:half])
-        launches, half_launches = [], []
+        layouts = _time_layouts(data, config, spec.repeat, note)
         tries = [scratch / f"try{i}" for i in range(spec.repeat)]  # a fresh root each
-        for t in tries:
-            t.mkdir()
-        for workers in spec.worker_counts:
-            # The two sizes one after the other, each the best of `repeat` runs: a slope
-            # is a difference of two wall times, and one slow run would bend it.
-            note(f"launch --workers {workers}, {n} symbols then {half}, best of {spec.repeat}")
-            runs = [
-                (run_launch(workers, daily, every, n, t, config_path),
-                 run_launch(workers, daily, first, half, t, config_path))
-                for t in tries
-            ]  # fmt: skip
-            launches.append(best_launch([whole for whole, _ in runs]))
-            half_launches.append(best_launch([part for _, part in runs]))
-        note(f"bare detect_symbol loop in a fresh process, {n} symbols then {half}")
-        bares = [
-            (run_bare_loop(daily, data.symbols, config_path),
-             run_bare_loop(daily, data.symbols[:half], config_path))
-            for _ in tries
-        ]  # fmt: skip
-        bare = min((whole for whole, _ in bares), key=lambda r: r.wall_s)
-        half_bare = min((part for _, part in bares), key=lambda r: r.wall_s)
+        launches, half_launches = _time_launches(spec, data, scratch, tries, config_path, note)
+        bare, half_bare = _time_bare_loops(data, spec.half_symbols, len(tries), config_path, note)
         long_data = ensure_long_bars(directory, spec, note)
         note(f"one detect worker on {spec.long_days} days of {long_data.symbols[0]}")
         long_detect = run_detect_worker(
@@ -329,3 +300,62 @@ def run_bench(
         machine=machine(load),
         wall_s=time.perf_counter() - started,
     )
+
+
+def _time_layouts(
+    data: BenchData, config: AppConfig, repeat: int, note: Note
+) -> list[LayoutTiming]:
+    """Step 1: reading and ``detect_symbol`` in this process, per layout."""
+    layouts = []
+    for layout in LAYOUTS:
+        note(f"timing read and detect_symbol, {layout} layout ({repeat} passes)")
+        layouts.append(time_layout(layout, data.root(layout), data.symbols, config, repeat))
+    return layouts
+
+
+def _time_launches(
+    spec: BenchSpec,
+    data: BenchData,
+    scratch: Path,
+    tries: list[Path],
+    config_path: Path | None,
+    note: Note,
+) -> tuple[list[LaunchRun], list[LaunchRun]]:
+    """Step 2: per worker count, the best launch over all the symbols and over the first
+    half; one run of each size in each of ``tries`` (created here, one fresh root each)."""
+    daily = data.root("daily")
+    n, half = len(data.symbols), spec.half_symbols
+    every = write_symbols_file(scratch / f"symbols_{n}.txt", data.symbols)
+    first = write_symbols_file(scratch / f"symbols_{half}.txt", data.symbols[:half])
+    for t in tries:
+        t.mkdir()
+    launches, half_launches = [], []
+    for workers in spec.worker_counts:
+        # The two sizes one after the other, each the best of `repeat` runs: a slope
+        # is a difference of two wall times, and one slow run would bend it.
+        note(f"launch --workers {workers}, {n} symbols then {half}, best of {spec.repeat}")
+        runs = [
+            (run_launch(workers, daily, every, n, t, config_path),
+             run_launch(workers, daily, first, half, t, config_path))
+            for t in tries
+        ]  # fmt: skip
+        launches.append(best_launch([whole for whole, _ in runs]))
+        half_launches.append(best_launch([part for _, part in runs]))
+    return launches, half_launches
+
+
+def _time_bare_loops(
+    data: BenchData, half: int, runs: int, config_path: Path | None, note: Note
+) -> tuple[BareRun, BareRun]:
+    """Step 3: the fastest of ``runs`` bare loops over all the symbols and over the first
+    half, the two sizes one after the other (as the launches)."""
+    daily = data.root("daily")
+    note(f"bare detect_symbol loop in a fresh process, {len(data.symbols)} symbols then {half}")
+    bares = [
+        (run_bare_loop(daily, data.symbols, config_path),
+         run_bare_loop(daily, data.symbols[:half], config_path))
+        for _ in range(runs)
+    ]  # fmt: skip
+    bare = min((whole for whole, _ in bares), key=lambda r: r.wall_s)
+    half_bare = min((part for _, part in bares), key=lambda r: r.wall_s)
+    return bare, half_bare

@@ -190,6 +190,20 @@ def _draw_days(seed: int, symbol: str, dates: list[dt.date]) -> tuple[list[_Day]
     return days, minutes.join(overlay, on=["day", "minute"], how="left", maintain_order="left")
 
 
+# The minute of the day and where it sits against the regular session (RTH), read by
+# the profiles below; built once.
+_MINUTE = pl.col("minute")
+_RTH = (_MINUTE >= RTH_START) & (_MINUTE < RTH_END)
+_SINCE_OPEN = (_MINUTE - RTH_START).cast(pl.Float64)
+_TO_CLOSE = (RTH_END - 1 - _MINUTE).cast(pl.Float64)
+# Distance in minutes to the regular session, for the extended-hours profiles.
+_TO_SESSION = (
+    pl.when(_MINUTE < RTH_START).then(RTH_START - _MINUTE).otherwise(_MINUTE - RTH_END + 1)
+).cast(pl.Float64)
+# The auction bars always exist (EVENTS.md §1).
+_AUCTION = (_MINUTE == RTH_START) | (_MINUTE == RTH_END)
+
+
 def _returns(minutes: pl.DataFrame, days: list[_Day]) -> pl.DataFrame:
     """Per minute: log return ``ret``, wicks, ``present``, and ``volx`` (x the day's level)."""
     day_table = pl.DataFrame(
@@ -199,47 +213,10 @@ def _returns(minutes: pl.DataFrame, days: list[_Day]) -> pl.DataFrame:
             "sigma": [d.sigma for d in days],
         }
     )
-    m = pl.col("minute")
-    rth = (m >= RTH_START) & (m < RTH_END)
-    since_open = (m - RTH_START).cast(pl.Float64)
-    to_close = (RTH_END - 1 - m).cast(pl.Float64)
-    # Distance in minutes to the regular session, for the extended-hours profiles.
-    to_session = pl.when(m < RTH_START).then(RTH_START - m).otherwise(m - RTH_END + 1)
-    to_session = to_session.cast(pl.Float64)
-    # Volatility and volume are U-shaped over RTH, quieter in PM/AH.
-    vol_shape = 1 + 1.2 * (-since_open / 25).exp() + 0.4 * (-to_close / 25).exp()
-    sigma = pl.col("sigma") * pl.when(rth).then(vol_shape).otherwise(0.35)
-    volume_shape = (
-        pl.when(rth)
-        .then(1 + 2.0 * (-since_open / 20).exp() + 0.5 * (-to_close / 15).exp())
-        .otherwise(0.08 + 0.2 * (-to_session / 45).exp())
-    )
-    # PM/AH bars exist in 5-30% of minutes, densest next to the session; RTH ~all.
-    p_present = pl.when(rth).then(0.985).otherwise(0.05 + 0.25 * (-to_session / 45).exp())
-    # The auction bars always exist; their size is drawn from the (otherwise unused)
-    # presence draw, so every other minute keeps its values.
-    auction = (m == RTH_START) | (m == RTH_END)
-
-    def surge(low_high: tuple[float, float]) -> pl.Expr:
-        low, high = low_high
-        return low + (high - low) * pl.col("u_present")
-
-    auction_surge = (
-        pl.when(m == RTH_START)
-        .then(surge(_OPEN_AUCTION_SURGE))
-        .otherwise(surge(_CLOSE_AUCTION_SURGE))
-    )
-    radius = (-2 * pl.col("u_norm1").log()).sqrt()
-    z_ret = radius * (2 * math.pi * pl.col("u_norm2")).cos()
-    z_vol = radius * (2 * math.pi * pl.col("u_norm2")).sin()
-    drift = pl.when(rth).then(pl.col("trend") / _RTH_MINUTES).otherwise(0.0)
+    sigma = _minute_sigma()
+    z_ret, z_vol = _normal_pair()
+    drift = pl.when(_RTH).then(pl.col("trend") / _RTH_MINUTES).otherwise(0.0)
     patterned = pl.col("ov_ret").is_not_null()
-
-    def wick(u: str) -> pl.Expr:
-        uniform = pl.col(u)
-        baseline = sigma * 0.5 * -uniform.log()  # exponential wicks
-        return pl.when(patterned).then(pl.col("ov_wick") * (0.5 + uniform)).otherwise(baseline)
-
     # Mean-one volume noise, larger on bigger moves (volume follows volatility).
     noise = (_VOL_SIGMA * z_vol - _VOL_SIGMA**2 / 2).exp() * (0.6 + 0.5 * z_ret.abs())
     return minutes.join(day_table, on="day", maintain_order="left").select(
@@ -251,16 +228,68 @@ def _returns(minutes: pl.DataFrame, days: list[_Day]) -> pl.DataFrame:
         .then(pl.col("ov_ret") + pl.col("ov_noise") * z_ret)
         .otherwise(drift + sigma * z_ret)
         .alias("ret"),
-        wick("u_wick_up").alias("wick_up"),
-        wick("u_wick_dn").alias("wick_dn"),
-        (patterned | auction | (pl.col("u_present") < p_present)).alias("present"),
-        pl.when(auction)
-        .then(auction_surge * (0.15 * z_vol).exp())
+        _wick("u_wick_up", sigma, patterned).alias("wick_up"),
+        _wick("u_wick_dn", sigma, patterned).alias("wick_dn"),
+        (patterned | _AUCTION | (pl.col("u_present") < _presence_probability())).alias("present"),
+        pl.when(_AUCTION)
+        .then(_auction_surge() * (0.15 * z_vol).exp())
         .when(patterned)
         .then(pl.col("ov_volx") * (0.15 * z_vol).exp())
-        .otherwise(volume_shape * noise)
+        .otherwise(_volume_shape() * noise)
         .alias("volx"),
     )
+
+
+def _minute_sigma() -> pl.Expr:
+    """The day's ``sigma`` at each minute: U-shaped over RTH, quieter in PM/AH."""
+    vol_shape = 1 + 1.2 * (-_SINCE_OPEN / 25).exp() + 0.4 * (-_TO_CLOSE / 25).exp()
+    return pl.col("sigma") * pl.when(_RTH).then(vol_shape).otherwise(0.35)
+
+
+def _volume_shape() -> pl.Expr:
+    """Volume over the day, as a multiple of the day's level: U-shaped over RTH, thin
+    in PM/AH and thinner away from the session."""
+    return (
+        pl.when(_RTH)
+        .then(1 + 2.0 * (-_SINCE_OPEN / 20).exp() + 0.5 * (-_TO_CLOSE / 15).exp())
+        .otherwise(0.08 + 0.2 * (-_TO_SESSION / 45).exp())
+    )
+
+
+def _presence_probability() -> pl.Expr:
+    # PM/AH bars exist in 5-30% of minutes, densest next to the session; RTH ~all.
+    return pl.when(_RTH).then(0.985).otherwise(0.05 + 0.25 * (-_TO_SESSION / 45).exp())
+
+
+def _auction_surge() -> pl.Expr:
+    """The auction bar's volume multiple. Drawn from the presence draw, unused on the
+    auction bars (they are always present), so every other minute keeps its values."""
+
+    def surge(low_high: tuple[float, float]) -> pl.Expr:
+        low, high = low_high
+        return low + (high - low) * pl.col("u_present")
+
+    return (
+        pl.when(_MINUTE == RTH_START)
+        .then(surge(_OPEN_AUCTION_SURGE))
+        .otherwise(surge(_CLOSE_AUCTION_SURGE))
+    )
+
+
+def _normal_pair() -> tuple[pl.Expr, pl.Expr]:
+    """Two independent standard normals per minute (Box-Muller on two uniform draws):
+    the return's and the volume's."""
+    radius = (-2 * pl.col("u_norm1").log()).sqrt()
+    z_ret = radius * (2 * math.pi * pl.col("u_norm2")).cos()
+    z_vol = radius * (2 * math.pi * pl.col("u_norm2")).sin()
+    return z_ret, z_vol
+
+
+def _wick(u: str, sigma: pl.Expr, patterned: pl.Expr) -> pl.Expr:
+    """A wick from the uniform column ``u``: the pattern's scaled, else exponential."""
+    uniform = pl.col(u)
+    baseline = sigma * 0.5 * -uniform.log()  # exponential wicks
+    return pl.when(patterned).then(pl.col("ov_wick") * (0.5 + uniform)).otherwise(baseline)
 
 
 def _day_opens(totals: list[float], days: list[_Day], base_price: float) -> list[float]:

@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from orchestrator.launch.launcher import refused_line
+from orchestrator.launch.outcome import refused_line
 from orchestrator.run.faults import WRITE_ENV
 from orchestrator.run.layout import RunLayout
 from tools.demo.data import DemoDataSpec, generate_demo_bars

@@ -20,15 +20,20 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from detector.bars import bars_layout, discover_symbols, input_changes, invalid_symbol_folders
+from detector.bars import bars_layout, input_changes, invalid_symbol_folders
 from detector.config import AppConfig
-from detector.errors import ExitCode, IntradayEventsError
+from detector.errors import ExitCode
 from detector.input_fingerprint import InputFingerprint
-from detector.symbols import read_symbol_file
 from detector.zone_sample import check_bars_zone
 from orchestrator.backends.base import Backend, BackendFactory, LaunchWork
 from orchestrator.backends.cleanup import stop_recorded_processes
 from orchestrator.backends.supervisor import Notice
+from orchestrator.launch.outcome import (
+    LaunchOutcome,
+    NotConfirmedError,
+    launch_universe,
+    refused_line,
+)
 from orchestrator.launch.work_estimate import expected_bars
 from orchestrator.observe.monitors import Monitor
 from orchestrator.observe.report import report_at_end
@@ -62,9 +67,6 @@ from orchestrator.worker.stopping import StopRequest
 
 log = logging.getLogger(__name__)
 
-# The users' usual universe file (LEGACY.md), used when no symbols are given.
-REFERENCE_SYMBOLS = Path("processed") / "reference" / "symbols_with_1m.parquet"
-
 
 @dataclass(frozen=True)
 class LaunchConfig:
@@ -83,62 +85,6 @@ class LaunchConfig:
     inputs: InputPolicy = field(default_factory=InputPolicy)
     check_timezone: bool = True  # refuse when a sample's volume peaks are off the auctions
     retry_quarantined: bool = False  # give quarantined symbols another --max-attempts
-
-
-@dataclass(frozen=True)
-class LaunchOutcome:
-    run_id: str
-    plan: Plan
-    completed: int  # symbols of the run completed, in all
-    completed_now: int  # ... of which by this launch
-    bars_now: int  # expected bars of the symbols completed by this launch
-    failed: dict[str, str]  # failed, not yet quarantined: retried by the next launch
-    quarantined: dict[str, str]
-    unfinished: tuple[str, ...]  # neither completed nor failed (a worker was given up)
-    given_up: tuple[int, ...]
-    merged: MergeResult | None
-    wall_s: float
-    stopped: str | None
-    exit_code: ExitCode
-    no_bars: tuple[str, ...] = ()  # no bar file (--allow-missing): settled, not completed
-    skipped_files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    suspect_timezone: Mapping[str, str] = field(default_factory=dict)  # symbol -> shifts
-    worker_errors: dict[int, str] = field(default_factory=dict)  # given up: their last exit
-    environment_error: str | None = None  # a worker's refused write that stopped the run
-
-
-class NotConfirmedError(IntradayEventsError):
-    exit_code = ExitCode.USAGE
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-
-class NoSymbolsError(IntradayEventsError):
-    """No symbols were given and the bars folder holds none: input data is missing."""
-
-    exit_code = ExitCode.DATA
-
-    def __init__(self, bars_root: Path) -> None:
-        self.bars_root = bars_root
-        where = "" if bars_root.is_dir() else " (no such folder)"
-        super().__init__(
-            f"no symbols: no bar files under {bars_root}{where} (symbol=SYM/ directories or "
-            f"SYM.parquet files); check --bars, or give --from-file F or --symbols"
-        )
-
-
-def refused_line(worker_id: int, line: str, *, root: Path) -> str:
-    """The launcher's line for a worker that exited 5: the worker's own line, or, when
-    even that could not be written (its console log is on the full disk), what is known."""
-    if "cannot write" not in line:
-        line = (
-            f"{line}: a write was refused and the worker's own line could not be written "
-            f"either (disk full?); free space or make {root} writable, then run the same "
-            "`intraday-events launch` again (it continues the run); nothing committed was lost"
-        )
-    return f"worker {worker_id}: {line}"
 
 
 Confirm = Callable[[Plan], bool]
@@ -351,16 +297,7 @@ class Launcher:
         return frozenset(changes.changed), changes.redo if self.cfg.inputs.redo_changed else {}
 
     def _universe(self, known: frozenset[str]) -> frozenset[str]:
-        if self.cfg.symbols is not None:
-            return frozenset(self.cfg.symbols)
-        if known:
-            return known
-        reference = self.cfg.root / REFERENCE_SYMBOLS
-        found = read_symbol_file(reference) if reference.is_file() else []
-        found = found or discover_symbols(self.cfg.bars_root)
-        if not found:
-            raise NoSymbolsError(self.cfg.bars_root)
-        return frozenset(found)
+        return launch_universe(self.cfg.symbols, known, self.cfg.root, self.cfg.bars_root)
 
     def _save_spec(self, cp: Checkpoint) -> RunSpec:
         """The run's spec, as this launch runs it, for its workers and its readers."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from orchestrator.launch.launcher import LaunchOutcome
+from orchestrator.launch.outcome import LaunchOutcome
 from orchestrator.run.merge import MergeResult
 
 _SHOWN = 20  # symbols listed by name

@@ -19,7 +19,8 @@ from detector.errors import ExitCode
 from orchestrator.backends.base import BackendFactory
 from orchestrator.backends.local import LocalProcesses
 from orchestrator.backends.ray_backend import RayTasks
-from orchestrator.launch.launcher import LaunchConfig, Launcher, NotConfirmedError
+from orchestrator.launch.launcher import LaunchConfig, Launcher
+from orchestrator.launch.outcome import NotConfirmedError
 from orchestrator.launch.summary import format_summary
 from orchestrator.observe.dashboard_live import (
     InlineDashboard,

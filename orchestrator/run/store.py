@@ -237,17 +237,21 @@ class RunStore:
         config_hash: str,
         outcomes: BatchRecords | None = None,
     ) -> CommitResult:
-        """Commit one batch: ``symbols`` were detected (``events`` holds their rows);
-        ``suspects`` are those of them recorded as ``suspect_timezone``."""
+        """Write ``events`` (the rows of ``symbols``) as this process's temporary shard,
+        then commit it with :meth:`commit_written`; for tests and one-off tools (a
+        worker's batches are written by :func:`orchestrator.worker.batch.detect_batch`)."""
         temp = self.layout.temp_shard(shard_dir, worker_id, os.getpid(), os.urandom(4).hex())
         records = outcomes or BatchRecords()
-        try:
-            if symbols:
-                self._write_temp(temp, events, symbols, config_hash, records)
-                crash_point("after_temp_shard")
-            return self._publish(temp, shard_dir, symbols, failures, config_hash, events, records)
-        finally:
-            temp.unlink(missing_ok=True)
+        if symbols:
+            write_temp_shard(temp, events, self.layout.run_id, symbols, config_hash, records)
+        return self.commit_written(
+            temp if symbols else None,
+            shard_dir=shard_dir,
+            symbols=symbols,
+            failures=failures,
+            config_hash=config_hash,
+            outcomes=records,
+        )
 
     def commit_written(
         self,
@@ -259,10 +263,11 @@ class RunStore:
         config_hash: str,
         outcomes: BatchRecords | None = None,
     ) -> CommitResult:
-        """Commit a batch whose temporary shard another process wrote (a Ray task).
-
-        The same protocol as :meth:`commit_batch`, from its lock on: the one process
-        that commits a run's batches holds its lock, wherever they were detected.
+        """Commit one batch, whose temporary shard ``temp`` was written by
+        :func:`orchestrator.worker.batch.detect_batch`: in this process (a worker), or
+        in a Ray task, where the one process that commits a run's batches holds its lock,
+        wherever they were detected. ``symbols`` were detected (``temp`` holds their rows,
+        zero-event symbols included; None when there are none); ``failures`` failed.
         ``temp`` must be a shard of this run covering exactly ``symbols``; it is
         consumed (published or removed) either way.
         """
@@ -277,7 +282,7 @@ class RunStore:
                 if info.run_id != self.layout.run_id or set(info.symbols) != set(symbols):
                     raise ShardWriteError(str(temp), "its footer does not match the batch")
             records = outcomes or BatchRecords()
-            return self._publish(temp, shard_dir, symbols, failures, config_hash, None, records)
+            return self._publish(temp, shard_dir, symbols, failures, config_hash, records)
         finally:
             if temp is not None:
                 temp.unlink(missing_ok=True)
@@ -289,22 +294,18 @@ class RunStore:
         symbols: tuple[str, ...],
         failures: Mapping[str, str],
         config_hash: str,
-        events: pl.DataFrame | None,
         records: BatchRecords,
     ) -> CommitResult:
-        """Under the lock: drop symbols committed meanwhile, name the shard, record it.
-
-        ``events`` are the rows in ``temp``, or None to read them from it when needed.
-        """
+        """Under the lock: drop symbols committed meanwhile, name the shard, record it."""
         with self._lock:
             cp = self._load_reconciled() or ck.Checkpoint(run_id=self.layout.run_id)
             fresh = tuple(s for s in symbols if supersedes(cp, s, records.inputs.get(s)))
             already = tuple(s for s in symbols if s not in fresh)
+            events: pl.DataFrame | None = None  # the rows of ``temp``, when read
             if already and fresh:
                 # Another process committed some of these: commit only the rest.
                 assert temp is not None
-                rows = events if events is not None else pl.read_parquet(temp)
-                events = rows.filter(pl.col("symbol").is_in(fresh))
+                events = pl.read_parquet(temp).filter(pl.col("symbol").is_in(fresh))
                 self._write_temp(temp, events, fresh, config_hash, records)
             now = self.clock()
             if not fresh:
@@ -442,22 +443,38 @@ class RunStore:
         config_hash: str,
         records: BatchRecords | None = None,
     ) -> None:
-        records = records or BatchRecords()
-        try:
-            write_shard_file(
-                temp, events, run_id=self.layout.run_id, symbols=symbols,
-                config_hash=config_hash, skipped_files=records.skipped_files,
-                inputs=records.inputs, seconds=records.seconds, config=records.config,
-            )  # fmt: skip
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            if exc.errno in ENVIRONMENT_ERRNOS:  # one line at the CLI, exit 5
-                raise OSError(exc.errno, exc.strerror, exc.filename or str(temp)) from exc
-            raise ShardWriteError(str(temp), exc.strerror or str(exc)) from exc
+        write_temp_shard(temp, events, self.layout.run_id, symbols, config_hash, records)
 
     def _remove_stale_temp_shards(self) -> None:
         """Remove temporary shards and checkpoints whose writer is gone (lock held)."""
         remove_stale_temps(self.layout)
+
+
+def write_temp_shard(
+    temp: Path,
+    events: pl.DataFrame,
+    run_id: str,
+    symbols: tuple[str, ...],
+    config_hash: str,
+    records: BatchRecords | None = None,
+) -> None:
+    """Write a batch's temporary shard (``events``, the rows of ``symbols``), fsynced.
+
+    A failed write leaves no file; a write the system refuses is an ``OSError``
+    naming ``temp`` (one line at the CLI, exit 5), any other a :class:`ShardWriteError`.
+    """
+    records = records or BatchRecords()
+    try:
+        write_shard_file(
+            temp, events, run_id=run_id, symbols=symbols,
+            config_hash=config_hash, skipped_files=records.skipped_files,
+            inputs=records.inputs, seconds=records.seconds, config=records.config,
+        )  # fmt: skip
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        if exc.errno in ENVIRONMENT_ERRNOS:  # one line at the CLI, exit 5
+            raise OSError(exc.errno, exc.strerror, exc.filename or str(temp)) from exc
+        raise ShardWriteError(str(temp), exc.strerror or str(exc)) from exc
 
 
 class ShardExistsError(IntradayEventsError):

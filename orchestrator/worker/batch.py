@@ -1,13 +1,17 @@
-"""One batch detected away from the run's lock: the unit of work of a Ray task.
+"""One batch detected away from the run's lock, wherever it runs.
 
-A local worker detects and commits its batches itself (:mod:`orchestrator.worker.loop`). A
-task of the Ray backend runs on any node of a cluster, where the run's files sit on
-a shared filesystem whose kernel locks cannot be trusted, so it only *detects*: it
-writes the batch's events as a temporary shard named after the driver (the one
-process that commits it, or removes it if it is never committed) and returns that
-path. It writes nothing else that another process writes: its lane's heartbeat
-file is its own, and the lines it would append to the shared TSV logs are
-returned for the driver to append.
+:func:`detect_batch` is the batch routine of both backends: it detects a batch's
+symbols in turn (a failure is recorded, never raised), heartbeats after each, hands
+each heartbeat-log line to a sink, checks a stop predicate between symbols, and
+writes the events as a temporary shard for the process that commits the run's
+batches (:meth:`orchestrator.run.store.RunStore.commit_written`). A local worker
+(:mod:`orchestrator.worker.loop`) commits it itself, appending the log lines as they
+come. A task of the Ray backend (:func:`run_batch`) runs on any node of a cluster,
+where the run's files sit on a shared filesystem whose kernel locks cannot be
+trusted, so it only *detects*: its temporary shard is named after the driver (the
+one process that commits it, or removes it if it is never committed) and it returns
+that path. It writes nothing else that another process writes: its lane's heartbeat
+file is its own, and the log lines are returned for the driver to append.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import psutil
@@ -31,11 +36,12 @@ from detector.input_fingerprint import InputFingerprint
 from detector.pipeline import detect_symbol_result
 from detector.schema import empty_events
 from orchestrator.run.faults import crash_point, pause_point
-from orchestrator.run.heartbeat import WorkerHeartbeat, local_stamp, write_heartbeat
+from orchestrator.run.heartbeat import WorkerHeartbeat, local_stamp
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.provenance import effective_config
-from orchestrator.run.shards import write_shard_file
 from orchestrator.run.spec import InputPolicy
+from orchestrator.run.store import BatchRecords, write_temp_shard
+from orchestrator.worker.beat import HeartbeatWriter
 
 log = logging.getLogger(__name__)
 _ALL_STRICT = InputPolicy()  # missing and unreadable bars are failures
@@ -164,94 +170,187 @@ class BatchOutput:
     symbol_seconds: dict[str, float] = field(default_factory=dict)  # of covered, detection
 
 
-def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
-    """Detect ``task.symbols`` in turn and write their events as a temporary shard.
+@dataclass(frozen=True)
+class Batch:
+    """One batch to detect and where its temporary shard goes."""
 
-    Between symbols it checks the run's stop file: when it holds this launch's
-    token, the symbols done so far are returned and the rest are left for later.
+    symbols: tuple[str, ...]
+    number: int  # within the worker or lane, from 1
+    total_batches: int
+    shard_dir: Path
+    worker_id: int | None  # names the temporary shard (None: a lone worker)
+    owner_pid: int  # the process that commits it; names the temporary shard
+    bars_root: Path
+    config_hash: str
+    start_date: date | None = None
+    end_date: date | None = None
+    inputs: InputPolicy = field(default_factory=InputPolicy)
+
+
+@dataclass
+class DetectedBatch:
+    """What :func:`detect_batch` found, and the temporary shard holding it."""
+
+    temp: Path | None = None  # None when no symbol was covered
+    covered: list[str] = field(default_factory=list)  # zero-event ones included, in ``temp``
+    failures: dict[str, str] = field(default_factory=dict)  # symbol -> error
+    no_bars: list[str] = field(default_factory=list)  # no bar file (allow_missing)
+    skipped: dict[str, tuple[str, ...]] = field(default_factory=dict)  # of covered
+    inputs: dict[str, InputFingerprint] = field(default_factory=dict)  # of covered
+    suspects: dict[str, str] = field(default_factory=dict)  # of covered: time zone shifts
+    seconds: dict[str, float] = field(default_factory=dict)  # of covered: detection time
+    events: int = 0  # rows in ``temp``
+    bars: int = 0
+    stopped: bool = False  # a stop was requested: the rest of the batch was not started
+    write_seconds: float = 0.0  # writing ``temp``
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to record: stopped before the batch's first symbol."""
+        return not self.covered and not self.failures and not self.no_bars
+
+    def add(self, outcome: SymbolOutcome) -> None:
+        self.bars += outcome.bars
+        symbol = outcome.symbol
+        if outcome.no_bars:
+            self.no_bars.append(symbol)
+        elif outcome.events is None:
+            self.failures[symbol] = outcome.error or "detection failed"
+        else:
+            self.covered.append(symbol)
+            if outcome.skipped_files:
+                self.skipped[symbol] = outcome.skipped_files
+            if outcome.inputs is not None:
+                self.inputs[symbol] = outcome.inputs
+            if outcome.suspect_timezone is not None:
+                self.suspects[symbol] = outcome.suspect_timezone
+            self.seconds[symbol] = outcome.seconds
+
+    def records(self, config: Mapping[str, Any] | None) -> BatchRecords:
+        """What the commit records besides the events and failures."""
+        return BatchRecords(
+            tuple(self.no_bars),
+            dict(self.skipped),
+            dict(self.inputs),
+            dict(self.suspects),
+            dict(self.seconds),
+            config,
+        )
+
+
+LogSink = Callable[[tuple[object, ...]], None]  # one heartbeat-log line
+
+
+def detect_batch(
+    batch: Batch,
+    app: AppConfig,
+    layout: RunLayout,
+    beat: HeartbeatWriter,
+    *,
+    emit: LogSink,
+    stop: Callable[[], bool],
+) -> DetectedBatch:
+    """Detect ``batch.symbols`` in turn and write their events as a temporary shard.
+
+    ``stop`` is asked before each symbol: once it says yes, the symbols done so far
+    are kept and the rest are left for later. After each symbol ``beat`` is written
+    and its heartbeat-log line goes to ``emit``. Unless nothing was detected, the
+    heartbeat then says ``committing`` and the covered symbols' events are written to
+    a temporary shard (named after ``batch.owner_pid``), which the caller must hand to
+    ``commit_written``.
     """
-    started = time.perf_counter()
-    layout = RunLayout(task.root, task.run_id)
-    beat = _Beat(layout, task)
+    found = DetectedBatch()
     frames: list[pl.DataFrame] = []
-    covered: list[str] = []
-    failures: dict[str, str] = {}
-    no_bars: list[str] = []
-    skipped: dict[str, tuple[str, ...]] = {}
-    inputs: dict[str, InputFingerprint] = {}
-    suspects: dict[str, str] = {}
-    seconds: dict[str, float] = {}
-    lines: list[tuple[object, ...]] = []
-    bars = 0
-    stopped = False
-    for symbol in task.symbols:
-        if _stop_requested(layout.stop_file, task.stop_token):
-            stopped = True
+    for symbol in batch.symbols:
+        if stop():
+            found.stopped = True
             break
-        beat.write("running", current_symbol=symbol)
+        beat.detecting(symbol, batch.number)
         pause_point("before_detection", symbol)
         outcome = detect_for_run(
-            symbol, task.bars_root, app, task.start_date, task.end_date, task.inputs
+            symbol, batch.bars_root, app, batch.start_date, batch.end_date, batch.inputs
         )
         crash_point("during_detection", symbol)
-        bars += outcome.bars
-        if outcome.no_bars:
-            no_bars.append(symbol)
-        elif outcome.events is None:
-            failures[symbol] = outcome.error or "detection failed"
-        else:
+        found.add(outcome)
+        if outcome.events is not None and not outcome.no_bars:
             frames.append(outcome.events)
-            covered.append(symbol)
-            if outcome.skipped_files:
-                skipped[symbol] = outcome.skipped_files
-            if outcome.inputs is not None:
-                inputs[symbol] = outcome.inputs
-            if outcome.suspect_timezone:
-                suspects[symbol] = outcome.suspect_timezone
-            seconds[symbol] = outcome.seconds
-        found = 0 if outcome.events is None else outcome.events.height
-        now = datetime.now()
-        beat.write(
-            "running",
-            current_symbol=None,
-            last_symbol=symbol,
-            symbols_done=beat.current.symbols_done + 1,
-            bars_done=beat.current.bars_done + outcome.bars,
-            events=beat.current.events + found,
-        )
-        lines.append((local_stamp(now), symbol, task.number, task.total_batches, found, beat.rss))
-    temp = None
-    events = 0
-    if covered:
-        table = pl.concat(frames) if frames else empty_events()
-        events = table.height
-        shard_dir = layout.shard_dir(task.lane)
-        temp = layout.temp_shard(shard_dir, task.lane, task.owner_pid, os.urandom(4).hex())
-        write_shard_file(
-            temp, table, run_id=task.run_id, symbols=tuple(covered),
-            config_hash=task.config_hash, skipped_files=skipped, inputs=inputs,
-            seconds=seconds, config=effective_config(app),
-        )  # fmt: skip
-        crash_point("after_temp_shard")
+        rows = 0 if outcome.events is None else outcome.events.height
+        beat.detected(symbol, outcome.bars, rows)
+        stamp = local_stamp(beat.clock())
+        emit((stamp, symbol, batch.number, batch.total_batches, rows, beat.rss))
+    if found.empty:
+        return found
     beat.write("committing")
+    if found.covered:
+        _write_temp(found, frames, batch, app, layout)
+        crash_point("after_temp_shard")
+    return found
+
+
+def _write_temp(
+    found: DetectedBatch,
+    frames: list[pl.DataFrame],
+    batch: Batch,
+    app: AppConfig,
+    layout: RunLayout,
+) -> None:
+    started = time.perf_counter()
+    table = pl.concat(frames) if frames else empty_events()
+    temp = layout.temp_shard(batch.shard_dir, batch.worker_id, batch.owner_pid, os.urandom(4).hex())
+    records = found.records(effective_config(app))
+    write_temp_shard(temp, table, layout.run_id, tuple(found.covered), batch.config_hash, records)
+    found.temp = temp
+    found.events = table.height
+    found.write_seconds = time.perf_counter() - started
+
+
+def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
+    """A Ray task: :func:`detect_batch` for lane ``task.lane``, the heartbeat-log lines
+    returned, stopping between symbols once the run's stop file holds this launch's
+    token. Its temporary shard is the driver's (``task.owner_pid``) to commit."""
+    started = time.perf_counter()
+    layout = RunLayout(task.root, task.run_id)
+    beat = HeartbeatWriter(layout, lane_heartbeat(task))
+    lines: list[tuple[object, ...]] = []
+    batch = Batch(
+        symbols=task.symbols,
+        number=task.number,
+        total_batches=task.total_batches,
+        shard_dir=layout.shard_dir(task.lane),
+        worker_id=task.lane,
+        owner_pid=task.owner_pid,
+        bars_root=task.bars_root,
+        config_hash=task.config_hash,
+        start_date=task.start_date,
+        end_date=task.end_date,
+        inputs=task.inputs,
+    )
+    found = detect_batch(
+        batch,
+        app,
+        layout,
+        beat,
+        emit=lines.append,
+        stop=lambda: _stop_requested(layout.stop_file, task.stop_token),
+    )
     return BatchOutput(
         lane=task.lane,
         number=task.number,
-        temp=temp,
-        covered=tuple(covered),
-        failures=failures,
-        events=events,
-        bars=bars,
+        temp=found.temp,
+        covered=tuple(found.covered),
+        failures=found.failures,
+        events=found.events,
+        bars=found.bars,
         log_lines=tuple(lines),
         pid=os.getpid(),
         host=socket.gethostname(),
-        stopped=stopped,
+        stopped=found.stopped,
         seconds=time.perf_counter() - started,
-        no_bars=tuple(no_bars),
-        skipped_files=skipped,
-        inputs=inputs,
-        suspect_timezone=suspects,
-        symbol_seconds=seconds,
+        no_bars=tuple(found.no_bars),
+        skipped_files=found.skipped,
+        inputs=found.inputs,
+        suspect_timezone=found.suspects,
+        symbol_seconds=found.seconds,
     )
 
 
@@ -262,44 +361,28 @@ def _stop_requested(path: Path, token: str) -> bool:
         return False
 
 
-class _Beat:
-    """The lane's heartbeat, continued by each of its batches."""
-
-    def __init__(self, layout: RunLayout, task: BatchTask) -> None:
-        self.path = layout.worker_heartbeat(task.lane)
-        self.process = psutil.Process()
-        self.rss = 0.0
-        p = task.progress
-        self.current = WorkerHeartbeat(
-            run_id=task.run_id,
-            worker_id=task.lane,
-            pid=os.getpid(),
-            status="starting",
-            current_symbol=None,
-            last_symbol=None,
-            symbols_done=p.symbols_done,
-            symbols_total=p.symbols_total,
-            bars_done=p.bars_done,
-            bars_total=0,
-            events=p.events,
-            batch_num=task.number,
-            total_batches=task.total_batches,
-            rss_gb=None,
-            started_at=_lane_start(p.started_at, self.process),
-            updated_at=p.started_at,
-            host=socket.gethostname(),
-        )
-
-    def write(self, status: str, **changes: object) -> None:
-        self.rss = round(self.process.memory_info().rss / 2**30, 3)
-        self.current = replace(
-            self.current,
-            status=status,  # type: ignore[arg-type]
-            rss_gb=self.rss,
-            updated_at=datetime.now().isoformat(timespec="seconds"),
-            **changes,  # type: ignore[arg-type]
-        )
-        write_heartbeat(self.path, self.current)
+def lane_heartbeat(task: BatchTask) -> WorkerHeartbeat:
+    """The lane's heartbeat as this task continues it, before its first write."""
+    p = task.progress
+    return WorkerHeartbeat(
+        run_id=task.run_id,
+        worker_id=task.lane,
+        pid=os.getpid(),
+        status="starting",
+        current_symbol=None,
+        last_symbol=None,
+        symbols_done=p.symbols_done,
+        symbols_total=p.symbols_total,
+        bars_done=p.bars_done,
+        bars_total=0,
+        events=p.events,
+        batch_num=task.number,
+        total_batches=task.total_batches,
+        rss_gb=None,
+        started_at=_lane_start(p.started_at, psutil.Process()),
+        updated_at=p.started_at,
+        host=socket.gethostname(),
+    )
 
 
 def _lane_start(lane_started_at: str, process: psutil.Process) -> str:

@@ -1,9 +1,11 @@
 """One worker process: symbols in batches, one committed shard per batch.
 
-The loop is plain: detect each symbol of a batch (a failure is recorded, the
-worker goes on), commit the batch through :class:`RunStore`, write heartbeats
-and logs. When every symbol of the run is done it merges the final file, unless
-told not to (a launched worker leaves that to the orchestrator).
+The loop is plain: detect each batch with the batch routine a Ray task runs too
+(:func:`orchestrator.worker.batch.detect_batch`: a failure is recorded, the worker
+goes on; heartbeats and heartbeat-log lines after each symbol), then commit its
+temporary shard through :meth:`RunStore.commit_written`, as the Ray driver does.
+When every symbol of the run is done it merges the final file, unless told not to
+(a launched worker leaves that to the orchestrator).
 """
 
 from __future__ import annotations
@@ -17,30 +19,24 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 
-import polars as pl
-import psutil
-
 from detector.bars import bar_files, input_changes, symbols_without_bars
 from detector.config import AppConfig, config_hash
 from detector.input_fingerprint import InputFingerprint
-from detector.schema import empty_events
 from orchestrator.run.checkpoint import Checkpoint
-from orchestrator.run.faults import crash_point, pause_point
 from orchestrator.run.heartbeat import (
     Status,
     WorkerHeartbeat,
     append_line,
     local_stamp,
-    write_heartbeat,
-    write_legacy_run_heartbeat,
     write_run_completed,
 )
 from orchestrator.run.input_check import NoBarsUpdate, check_no_bars
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.merge import MergeResult, merge_shards
 from orchestrator.run.provenance import Provenance, effective_config
-from orchestrator.run.store import BatchRecords, RunStore
-from orchestrator.worker.batch import InputPolicy, detect_for_run
+from orchestrator.run.store import CommitResult, RunStore
+from orchestrator.worker.batch import Batch, InputPolicy, detect_batch
+from orchestrator.worker.beat import HeartbeatWriter
 from orchestrator.worker.stopping import StopRequest
 
 log = logging.getLogger(__name__)
@@ -114,49 +110,54 @@ class Worker:
         self.hash = run_hash(app, cfg.start_date, cfg.end_date)
         self.shard_dir = cfg.output_dir or self.layout.shard_dir(cfg.worker_id)
         self.started_at = clock()
-        self.process = psutil.Process()
-        self._beat = WorkerHeartbeat(
-            run_id=cfg.run_id,
-            worker_id=cfg.worker_id,
-            pid=os.getpid(),
-            status="starting",
-            current_symbol=None,
-            last_symbol=None,
-            symbols_done=0,
-            symbols_total=0,
-            bars_done=0,
-            bars_total=0,
-            events=0,
-            batch_num=0,
-            total_batches=0,
-            rss_gb=0.0,
-            started_at=self.started_at.isoformat(timespec="seconds"),
-            updated_at=self.started_at.isoformat(timespec="seconds"),
-        )
+        started = self.started_at.isoformat(timespec="seconds")
+        self.heartbeat = HeartbeatWriter(
+            self.layout,
+            WorkerHeartbeat(
+                run_id=cfg.run_id, worker_id=cfg.worker_id, pid=os.getpid(), status="starting",
+                current_symbol=None, last_symbol=None, symbols_done=0, symbols_total=0,
+                bars_done=0, bars_total=0, events=0, batch_num=0, total_batches=0, rss_gb=0.0,
+                started_at=started, updated_at=started,
+            ),
+            clock=clock,
+        )  # fmt: skip
 
-    # -- heartbeats ----------------------------------------------------------------
     def beat(self, status: Status, **changes: object) -> None:
-        now = self.clock()
-        rss = self.process.memory_info().rss / 2**30
-        self._beat = replace(
-            self._beat,
-            status=status,
-            rss_gb=round(rss, 3),
-            updated_at=now.isoformat(timespec="seconds"),
-            **changes,  # type: ignore[arg-type]
-        )
-        if self.cfg.worker_id is not None:
-            write_heartbeat(self.layout.worker_heartbeat(self.cfg.worker_id), self._beat)
-        else:
-            write_heartbeat(self.layout.worker_heartbeat(0), self._beat)
-            write_legacy_run_heartbeat(
-                self.layout.run_heartbeat, self._beat, completed=status == "completed"
-            )
+        self.heartbeat.write(status, **changes)
 
     # -- the loop ------------------------------------------------------------------
     def run(self) -> WorkerOutcome:
         cfg = self.cfg
         self.beat("starting")
+        todo = self._todo()
+        batches = [todo[i : i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
+        self.heartbeat.estimate = _BarsEstimate({s: _bytes_of(s, cfg.bars_root) for s in todo})
+        self.beat("running", symbols_total=len(todo), total_batches=len(batches))
+        tally = _Tally()
+        for number, symbols in enumerate(batches, start=1):
+            batch = Batch(
+                symbols=tuple(symbols), number=number, total_batches=len(batches),
+                shard_dir=self.shard_dir, worker_id=cfg.worker_id, owner_pid=os.getpid(),
+                bars_root=cfg.bars_root, config_hash=self.hash, start_date=cfg.start_date,
+                end_date=cfg.end_date, inputs=cfg.inputs,
+            )  # fmt: skip
+            if not self._batch(batch, tally) or self.stop.requested:
+                break
+        if self.stop.requested:
+            log.warning(
+                "stopping early (%s): %d symbols committed by this process, the rest remain",
+                self.stop.reason,
+                tally.committed,
+            )
+        return replace(
+            self._finish(tally.committed, tally.failed, tally.events, tally.shards),
+            suspect_timezone=tuple(sorted(tally.suspect)),
+        )
+
+    def _todo(self) -> list[str]:
+        """Open the run (after checking the inputs) and say what it holds: the
+        symbols of this worker still to do, in order."""
+        cfg = self.cfg
         update = None if cfg.inputs_checked else self._check_inputs()
         cp = self.store.open_run(
             config_hash=self.hash,
@@ -166,11 +167,11 @@ class Worker:
         )
         if update is not None and (update.missing or update.found):
             cp = self.store.record_no_bars(update.missing, update.found)
-        if cp.no_bars & set(cfg.symbols):
+        mine = set(cfg.symbols)
+        if cp.no_bars & mine:
             log.warning(
                 "%d symbols have no bar files under %s and are recorded as no_bars: %s",
-                len(cp.no_bars & set(cfg.symbols)), cfg.bars_root,
-                " ".join(sorted(cp.no_bars & set(cfg.symbols))[:20]),
+                len(cp.no_bars & mine), cfg.bars_root, " ".join(sorted(cp.no_bars & mine)[:20]),
             )  # fmt: skip
         quarantined = cp.quarantined(cfg.max_attempts)
         redo = self._changed_inputs(cp) if cfg.inputs.redo_changed else {}
@@ -178,116 +179,74 @@ class Worker:
         todo = [s for s in cfg.symbols if s not in settled]
         if cfg.limit is not None:
             todo = todo[: cfg.limit]
-        for symbol in sorted(quarantined & set(cfg.symbols)):
+        for symbol in sorted(quarantined & mine):
             log.warning(
                 "%s is quarantined after %d failed attempts: %s",
                 symbol,
                 cp.failed[symbol].attempts,
                 cp.failed[symbol].error,
             )
-        batches = [todo[i : i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
-        sizes = {s: _bytes_of(s, cfg.bars_root) for s in todo}
-        total_bytes = max(sum(sizes.values()), 1)
+        batches = -(-len(todo) // cfg.batch_size)
         log.info(
             "run %s (config %s): %d symbols requested, %d already completed, %d quarantined, "
             "%d to do in %d batches of up to %d",
-            cfg.run_id, self.hash, len(cfg.symbols), len(set(cfg.symbols) & cp.completed),
-            len(quarantined & set(cfg.symbols)), len(todo), len(batches), cfg.batch_size,
+            cfg.run_id, self.hash, len(cfg.symbols), len(mine & cp.completed),
+            len(quarantined & mine), len(todo), batches, cfg.batch_size,
         )  # fmt: skip
-        self.beat("running", symbols_total=len(todo), total_batches=len(batches))
-        failed: list[str] = []
-        suspect: list[str] = []
-        committed = events_total = shards = 0
-        bytes_done = bars_done = 0
-        for number, batch in enumerate(batches, start=1):
-            frames: list[pl.DataFrame] = []
-            covered: list[str] = []
-            failures: dict[str, str] = {}
-            records = _Records()
-            for symbol in batch:
-                if self.stop.requested:
-                    break
-                self.beat("running", current_symbol=symbol, batch_num=number)
-                pause_point("before_detection", symbol)
-                bars, result = self._detect(symbol, failures, records)
-                crash_point("during_detection", symbol)
-                bytes_done += sizes.get(symbol, 0)
-                bars_done += bars
-                if result is not None:
-                    frames.append(result)
-                    covered.append(symbol)
-                estimate = int(bars_done * total_bytes / max(bytes_done, 1))
-                self.beat(
-                    "running",
-                    current_symbol=None,
-                    last_symbol=symbol,
-                    symbols_done=self._beat.symbols_done + 1,
-                    bars_done=bars_done,
-                    bars_total=estimate,
-                    events=self._beat.events + (result.height if result is not None else 0),
-                )
-                append_line(
-                    self.layout.heartbeat_log(self.clock()),
-                    [local_stamp(self.clock()), symbol, number, len(batches),
-                     result.height if result is not None else 0, self._beat.rss_gb],
-                )  # fmt: skip
-            if not covered and not failures and not records.no_bars:
-                break  # stopped before the batch's first symbol: nothing to commit
-            self.beat("committing")
-            events = pl.concat(frames) if frames else empty_events()
-            commit_started = time.perf_counter()
-            outcome = self.store.commit_batch(
-                shard_dir=self.shard_dir,
-                worker_id=cfg.worker_id,
-                events=events,
-                symbols=tuple(covered),
-                failures=failures,
-                config_hash=self.hash,
-                outcomes=BatchRecords(
-                    tuple(records.no_bars),
-                    dict(records.skipped),
-                    dict(records.inputs),
-                    dict(records.suspects),
-                    dict(records.seconds),
-                    effective_config(self.app),
-                ),
-            )
-            suspect.extend(s for s in outcome.committed if s in records.suspects)
-            commit_ms = (time.perf_counter() - commit_started) * 1000
-            del frames, events  # memory stays bounded by one batch
-            failed.extend(failures)
-            committed += len(outcome.committed)
-            events_total += outcome.events
-            if outcome.shard is not None:
-                shards += 1
-                append_line(
-                    self.layout.batch_log(self.clock()),
-                    [local_stamp(self.clock()), number, len(outcome.committed), outcome.events,
-                     outcome.shard.name, self._beat.rss_gb],
-                )  # fmt: skip
-                log.info(
-                    "batch %d/%d committed as %s: %d symbols, %d events in %.0f ms%s",
-                    number, len(batches), outcome.shard.name, len(outcome.committed),
-                    outcome.events, commit_ms,
-                    f" ({len(outcome.already_committed)} already committed elsewhere)"
-                    if outcome.already_committed else "",
-                )  # fmt: skip
-            elif outcome.already_committed:
-                log.info(
-                    "batch %d/%d: every symbol already committed elsewhere", number, len(batches)
-                )
-            if self.stop.requested:
-                break
-        if self.stop.requested:
-            log.warning(
-                "stopping early (%s): %d symbols committed by this process, the rest remain",
-                self.stop.reason,
-                committed,
-            )
-        return replace(
-            self._finish(committed, failed, events_total, shards),
-            suspect_timezone=tuple(sorted(suspect)),
+        return todo
+
+    def _batch(self, batch: Batch, tally: _Tally) -> bool:
+        """Detect and commit one batch; False when stopped before its first symbol."""
+        found = detect_batch(
+            batch,
+            self.app,
+            self.layout,
+            self.heartbeat,
+            emit=self._log_line,
+            stop=lambda: self.stop.requested,
         )
+        if found.empty:
+            return False  # nothing to commit
+        commit_started = time.perf_counter()
+        outcome = self.store.commit_written(
+            found.temp,
+            shard_dir=self.shard_dir,
+            symbols=tuple(found.covered),
+            failures=found.failures,
+            config_hash=self.hash,
+            outcomes=found.records(effective_config(self.app)),
+        )
+        commit_ms = (found.write_seconds + time.perf_counter() - commit_started) * 1000
+        tally.suspect.extend(s for s in outcome.committed if s in found.suspects)
+        tally.failed.extend(found.failures)
+        tally.committed += len(outcome.committed)
+        tally.events += outcome.events
+        if outcome.shard is not None:
+            tally.shards += 1
+        self._log_commit(batch, outcome, commit_ms)
+        return True
+
+    def _log_line(self, line: tuple[object, ...]) -> None:
+        """One heartbeat-log line, appended at once."""
+        append_line(self.layout.heartbeat_log(self.clock()), list(line))
+
+    def _log_commit(self, batch: Batch, outcome: CommitResult, commit_ms: float) -> None:
+        number, total = batch.number, batch.total_batches
+        if outcome.shard is not None:
+            append_line(
+                self.layout.batch_log(self.clock()),
+                [local_stamp(self.clock()), number, len(outcome.committed), outcome.events,
+                 outcome.shard.name, self.heartbeat.rss],
+            )  # fmt: skip
+            log.info(
+                "batch %d/%d committed as %s: %d symbols, %d events in %.0f ms%s",
+                number, total, outcome.shard.name, len(outcome.committed),
+                outcome.events, commit_ms,
+                f" ({len(outcome.already_committed)} already committed elsewhere)"
+                if outcome.already_committed else "",
+            )  # fmt: skip
+        elif outcome.already_committed:
+            log.info("batch %d/%d: every symbol already committed elsewhere", number, total)
 
     def _check_inputs(self) -> NoBarsUpdate:
         """Refuse before anything is written when symbols to do have no bar file
@@ -316,27 +275,6 @@ class Worker:
                 len(redo), " ".join(sorted(redo)[:20]),
             )  # fmt: skip
         return redo
-
-    def _detect(
-        self, symbol: str, failures: dict[str, str], records: _Records
-    ) -> tuple[int, pl.DataFrame | None]:
-        cfg = self.cfg
-        outcome = detect_for_run(
-            symbol, cfg.bars_root, self.app, cfg.start_date, cfg.end_date, cfg.inputs
-        )
-        if outcome.error is not None:
-            failures[symbol] = outcome.error
-        if outcome.no_bars:
-            records.no_bars.append(symbol)
-        if outcome.skipped_files:
-            records.skipped[symbol] = outcome.skipped_files
-        if outcome.inputs is not None and outcome.events is not None:
-            records.inputs[symbol] = outcome.inputs
-        if outcome.suspect_timezone is not None:
-            records.suspects[symbol] = outcome.suspect_timezone
-        if outcome.events is not None:
-            records.seconds[symbol] = outcome.seconds
-        return outcome.bars, outcome.events
 
     def _finish(self, committed: int, failed: list[str], events: int, shards: int) -> WorkerOutcome:
         cp = self.store.reconcile()
@@ -385,14 +323,28 @@ class Worker:
 
 
 @dataclass
-class _Records:
-    """One batch's symbols without bars and unreadable files skipped, as detected."""
+class _Tally:
+    """What this process committed so far."""
 
-    no_bars: list[str] = field(default_factory=list)
-    skipped: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    inputs: dict[str, InputFingerprint] = field(default_factory=dict)
-    suspects: dict[str, str] = field(default_factory=dict)  # time zone (detector.zone_check)
-    seconds: dict[str, float] = field(default_factory=dict)  # detection time
+    committed: int = 0
+    events: int = 0
+    shards: int = 0
+    failed: list[str] = field(default_factory=list)
+    suspect: list[str] = field(default_factory=list)  # committed, peaks off the auctions
+
+
+class _BarsEstimate:
+    """The bars a worker reads in all, from those read so far and the share of its
+    symbols' file sizes they came from."""
+
+    def __init__(self, sizes: Mapping[str, int]) -> None:
+        self.sizes = sizes
+        self.total = max(sum(sizes.values()), 1)
+        self.done = 0
+
+    def __call__(self, symbol: str, bars_done: int) -> int:
+        self.done += self.sizes.get(symbol, 0)
+        return int(bars_done * self.total / max(self.done, 1))
 
 
 def _bytes_of(symbol: str, bars_root: Path) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from detector.bars import bars_layout, input_changes, invalid_symbol_folders
+from detector.bars import input_changes, invalid_symbol_folders
 from detector.config import AppConfig
 from detector.errors import ExitCode
 from detector.input_fingerprint import InputFingerprint
@@ -52,13 +52,13 @@ from orchestrator.run.plan import (
     make_plan,
     write_plan,
 )
-from orchestrator.run.provenance import Provenance, effective_config, package_version
+from orchestrator.run.provenance import Provenance
 from orchestrator.run.spec import (
     DEFAULTS,
     InputPolicy,
     RunSpec,
-    SpecFormatError,
-    read_spec,
+    previous_spec,
+    spec_of_run,
     write_spec,
 )
 from orchestrator.run.store import RunStore
@@ -119,7 +119,7 @@ class Launcher:
         self.layout = RunLayout(cfg.root, cfg.run_id)
         self._environment_error: str | None = None
         self._worker_errors: dict[int, str] = {}
-        self.previous_spec = _previous_spec(self.layout)
+        self.previous_spec = previous_spec(self.layout.spec)
         previous = self.previous_spec
         self.batch_size = cfg.batch_size or (
             previous.batch_size if previous else DEFAULTS.batch_size
@@ -303,27 +303,15 @@ class Launcher:
         """The run's spec, as this launch runs it, for its workers and its readers."""
         cfg = self.cfg
         assert cp.config_hash is not None  # open_run sets it
-        now = datetime.now().isoformat(timespec="seconds")
-        spec = RunSpec(
-            run_id=cfg.run_id,
-            bars_root=cfg.bars_root.absolute(),  # not resolve(): a symlink may be shared
-            bars_layout=bars_layout(cfg.bars_root),
-            config_hash=cp.config_hash,
-            config_path=cfg.config_path.absolute() if cfg.config_path else None,
-            batch_size=self.batch_size,
-            max_attempts=self.max_attempts,
-            start_date=cfg.start_date,
-            end_date=cfg.end_date,
-            inputs=cfg.inputs,
-            config=effective_config(self.app),
-            package_version=package_version(),
-            created_at=now,
-            updated_at=now,
-        ).renewed(self.previous_spec)
+        spec = spec_of_run(
+            run_id=cfg.run_id, bars_root=cfg.bars_root, config_hash=cp.config_hash,
+            config_path=cfg.config_path, app=self.app, batch_size=self.batch_size,
+            max_attempts=self.max_attempts, start_date=cfg.start_date, end_date=cfg.end_date,
+            inputs=cfg.inputs, previous=self.previous_spec,
+        )  # fmt: skip
         write_spec(self.layout.spec, spec)
         return spec
 
-    # -- supervision -------------------------------------------------------------
     def _supervise(self, backend: Backend) -> None:
         """Drive the backend one pass at a time until every worker is finished."""
         sup = self.app.supervision
@@ -441,12 +429,3 @@ class Launcher:
             worker_errors=self._worker_errors,
             environment_error=self._environment_error,
         )
-
-
-def _previous_spec(layout: RunLayout) -> RunSpec | None:
-    """The run's spec as an earlier launch left it; an unreadable one is written anew."""
-    try:
-        return read_spec(layout.spec)
-    except SpecFormatError as exc:
-        log.warning("%s; it is written anew by this launch", exc)
-        return None

@@ -13,14 +13,20 @@ The defaults of the run's parameters live here, in :data:`DEFAULTS`, and nowhere
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from detector.bars import bars_layout
+from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError
 from orchestrator.run.atomic_io import write_text_atomic
+from orchestrator.run.provenance import effective_config, package_version
+
+log = logging.getLogger(__name__)
 
 SPEC_VERSION = 1
 
@@ -127,6 +133,50 @@ class RunSpec:
         if previous is None or not previous.created_at:
             return self
         return replace(self, created_at=previous.created_at)
+
+
+def spec_of_run(
+    *,
+    run_id: str,
+    bars_root: Path,
+    config_hash: str,
+    config_path: Path | None,
+    app: AppConfig,
+    batch_size: int,
+    max_attempts: int,
+    start_date: date | None,
+    end_date: date | None,
+    inputs: InputPolicy,
+    previous: RunSpec | None,
+) -> RunSpec:
+    """The spec of a run as this launch (or lone worker) runs it."""
+    now = datetime.now().isoformat(timespec="seconds")
+    return RunSpec(
+        run_id=run_id,
+        bars_root=bars_root.absolute(),  # not resolve(): a symlink may be the shared path
+        bars_layout=bars_layout(bars_root),
+        config_hash=config_hash,
+        config_path=config_path.absolute() if config_path else None,
+        batch_size=batch_size,
+        max_attempts=max_attempts,
+        start_date=start_date,
+        end_date=end_date,
+        inputs=inputs,
+        config=effective_config(app),
+        package_version=package_version(),
+        created_at=now,
+        updated_at=now,
+    ).renewed(previous)
+
+
+def previous_spec(path: Path) -> RunSpec | None:
+    """The run's spec as an earlier launch left it; None when absent or unreadable
+    (then it is written anew, and said so)."""
+    try:
+        return read_spec(path)
+    except SpecFormatError as exc:
+        log.warning("%s; it is written anew", exc)
+        return None
 
 
 def read_spec(path: Path) -> RunSpec | None:

@@ -34,6 +34,7 @@ from orchestrator.run.input_check import NoBarsUpdate, check_no_bars
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.merge import MergeResult, merge_shards
 from orchestrator.run.provenance import Provenance, effective_config
+from orchestrator.run.spec import DEFAULTS, previous_spec, spec_of_run, write_spec
 from orchestrator.run.store import CommitResult, RunStore
 from orchestrator.worker.batch import Batch, InputPolicy, detect_batch
 from orchestrator.worker.beat import HeartbeatWriter
@@ -49,7 +50,7 @@ class WorkerConfig:
     run_id: str
     symbols: tuple[str, ...]
     bars_root: Path
-    batch_size: int = 50
+    batch_size: int = DEFAULTS.batch_size
     limit: int | None = None
     resume: bool = False
     worker_id: int | None = None
@@ -58,11 +59,15 @@ class WorkerConfig:
     end_date: date | None = None
     merge: bool = True
     force_config: bool = False
-    max_attempts: int = 3
+    max_attempts: int = DEFAULTS.max_attempts
     inputs: InputPolicy = field(default_factory=InputPolicy)
     # Launched workers: the launcher looked for every symbol's bar files at plan time,
     # so symbols whose files vanish since are per-symbol outcomes, not a refusal.
     inputs_checked: bool = False
+    # A lone `detect` saves the run's spec (a launch saves its own): `status`, `merge`
+    # and the dashboard then count quarantine with this run's max_attempts.
+    save_spec: bool = False
+    config_path: Path | None = None  # the config file, recorded in the spec
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,8 @@ class Worker:
         )
         if update is not None and (update.missing or update.found):
             cp = self.store.record_no_bars(update.missing, update.found)
+        if cfg.save_spec:
+            self._save_spec()
         mine = set(cfg.symbols)
         if cp.no_bars & mine:
             log.warning(
@@ -175,8 +182,7 @@ class Worker:
             )  # fmt: skip
         quarantined = cp.quarantined(cfg.max_attempts)
         redo = self._changed_inputs(cp) if cfg.inputs.redo_changed else {}
-        settled = cp.settled(cfg.max_attempts, redo)
-        todo = [s for s in cfg.symbols if s not in settled]
+        todo = list(cp.remaining_of(cfg.symbols, cfg.max_attempts, redo))
         if cfg.limit is not None:
             todo = todo[: cfg.limit]
         for symbol in sorted(quarantined & mine):
@@ -194,6 +200,16 @@ class Worker:
             len(quarantined & mine), len(todo), batches, cfg.batch_size,
         )  # fmt: skip
         return todo
+
+    def _save_spec(self) -> None:
+        cfg = self.cfg
+        spec = spec_of_run(
+            run_id=cfg.run_id, bars_root=cfg.bars_root, config_hash=self.hash,
+            config_path=cfg.config_path, app=self.app, batch_size=cfg.batch_size,
+            max_attempts=cfg.max_attempts, start_date=cfg.start_date, end_date=cfg.end_date,
+            inputs=cfg.inputs, previous=previous_spec(self.layout.spec),
+        )  # fmt: skip
+        write_spec(self.layout.spec, spec)
 
     def _batch(self, batch: Batch, tally: _Tally) -> bool:
         """Detect and commit one batch; False when stopped before its first symbol."""

@@ -162,6 +162,8 @@ def detect(
             max_attempts=max_attempts,
             inputs=input_policy(allow_missing, skip_unreadable, redo_changed),
             inputs_checked=inputs_checked,
+            save_spec=True,
+            config_path=obj.config_path,
         )
     _run_worker(obj, cfg, now, parent_pid)
 

@@ -127,11 +127,10 @@ class InProcessBackend:
         spec, layout = self.work.spec, self.work.layout
         self.numbers[lane] += 1
         task = BatchTask(
-            root=layout.root, run_id=spec.run_id, lane=lane, number=self.numbers[lane],
-            total_batches=0, symbols=batch, bars_root=spec.bars_root,
-            config_hash=spec.config_hash, owner_pid=1,
+            root=layout.root, spec=spec, lane=lane, number=self.numbers[lane],
+            total_batches=0, symbols=batch, owner_pid=1,
             progress=LaneProgress(0, 0, 0, 0, datetime.now().isoformat(timespec="seconds")),
-            stop_token="in-process", inputs=spec.inputs,
+            stop_token="in-process",
         )  # fmt: skip
         out = run_batch(task, self.work.app)
         self.work.store.commit_written(

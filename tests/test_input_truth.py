@@ -22,6 +22,7 @@ from orchestrator.observe.status import read_snapshot, render_text, snapshot_to_
 from orchestrator.run import checkpoint as ck
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.shards import read_shard_info
+from orchestrator.run.spec import RunSpec
 from orchestrator.run.store import BatchRecords, RunStore
 from orchestrator.worker.batch import BatchTask, InputPolicy, LaneProgress, run_batch
 from orchestrator.worker.loop import Worker, WorkerConfig, WorkerOutcome, run_hash
@@ -218,10 +219,12 @@ def test_a_ray_task_batch_behaves_as_the_local_worker(
 
     def task(number: int, inputs: InputPolicy) -> BatchTask:
         return BatchTask(
-            root=tmp_path, run_id=RUN, lane=0, number=number, total_batches=2, symbols=batch,
-            bars_root=bars_copy, config_hash=run_hash(app, None, None), owner_pid=1,
+            root=tmp_path, lane=0, number=number, total_batches=2, symbols=batch,
+            spec=RunSpec(run_id=RUN, bars_root=bars_copy, bars_layout="daily",
+                         config_hash=run_hash(app, None, None), config_path=None, inputs=inputs),
+            owner_pid=1,
             progress=LaneProgress(0, 3, 0, 0, datetime.now().isoformat(timespec="seconds")),
-            stop_token="t", inputs=inputs,
+            stop_token="t",
         )  # fmt: skip
 
     strict = run_batch(task(1, InputPolicy()), app)

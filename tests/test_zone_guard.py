@@ -26,6 +26,7 @@ from orchestrator.run.checkpoint import Checkpoint, from_json, to_json, with_com
 from orchestrator.run.faults import ENV as CRASH_ENV
 from orchestrator.run.faults import PAUSE_ENV
 from orchestrator.run.layout import RunLayout
+from orchestrator.run.spec import RunSpec
 from orchestrator.run.store import BatchRecords, RunStore
 from orchestrator.worker.batch import BatchTask, LaneProgress, run_batch
 from tools.cli import cli
@@ -236,8 +237,10 @@ def test_a_ray_task_reports_suspects_and_the_driver_records_them(
     store = RunStore(layout)
     store.open_run(config_hash="h", symbols=["DAAA", "DAAB"], resume=False, force_config=False)
     task = BatchTask(
-        root=tmp_path, run_id="tz_ray", lane=0, number=1, total_batches=1,
-        symbols=("DAAA", "DAAB"), bars_root=naive, config_hash="h", owner_pid=os.getpid(),
+        root=tmp_path, lane=0, number=1, total_batches=1, symbols=("DAAA", "DAAB"),
+        spec=RunSpec(run_id="tz_ray", bars_root=naive, bars_layout="daily", config_hash="h",
+                     config_path=None),
+        owner_pid=os.getpid(),
         progress=LaneProgress(0, 2, 0, 0, datetime.now().isoformat(timespec="seconds")),
         stop_token="t",
     )  # fmt: skip

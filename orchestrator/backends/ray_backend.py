@@ -204,21 +204,16 @@ class RayBackend:
         number = lane.batches_sent + 1
         task = BatchTask(
             root=self.layout.root.absolute(),  # not resolve(): a symlink may be the shared path
-            run_id=spec.run_id,
+            spec=spec,
             lane=lane.worker_id,
             number=number,
             total_batches=lane.total_batches(len(lane.todo(skip)), spec.batch_size),
             symbols=batch,
-            bars_root=spec.bars_root,
-            config_hash=spec.config_hash,
             owner_pid=os.getpid(),
             progress=LaneProgress(
                 lane.symbols_done, lane.symbols_total, lane.bars_done, lane.events, lane.started_at
             ),
             stop_token=self.stop_token,
-            start_date=spec.start_date,
-            end_date=spec.end_date,
-            inputs=spec.inputs,
         )
         again = f" again (loss {lane.losses})" if lane.losses_in_row else ""
         log.debug(

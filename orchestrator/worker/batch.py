@@ -39,7 +39,7 @@ from orchestrator.run.faults import crash_point, pause_point
 from orchestrator.run.heartbeat import WorkerHeartbeat, local_stamp
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.provenance import effective_config
-from orchestrator.run.spec import InputPolicy
+from orchestrator.run.spec import InputPolicy, RunSpec
 from orchestrator.run.store import BatchRecords, write_temp_shard
 from orchestrator.worker.beat import HeartbeatWriter
 
@@ -133,20 +133,17 @@ class LaneProgress:
 
 @dataclass(frozen=True)
 class BatchTask:
+    """One batch of a Ray lane: the run's spec and which symbols, for which lane."""
+
     root: Path  # the run root, as every node sees it
-    run_id: str
+    spec: RunSpec  # bars, config hash, dates, input policy: the run's own
     lane: int  # the worker id of the plan's assignment
     number: int  # batch number within the lane, from 1
     total_batches: int
     symbols: tuple[str, ...]
-    bars_root: Path
-    config_hash: str
     owner_pid: int  # the committing driver; names the temporary shard
     progress: LaneProgress
     stop_token: str  # this launch's: a stop file holding another text is not for it
-    start_date: date | None = None
-    end_date: date | None = None
-    inputs: InputPolicy = field(default_factory=InputPolicy)
 
 
 @dataclass(frozen=True)
@@ -309,7 +306,8 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
     returned, stopping between symbols once the run's stop file holds this launch's
     token. Its temporary shard is the driver's (``task.owner_pid``) to commit."""
     started = time.perf_counter()
-    layout = RunLayout(task.root, task.run_id)
+    spec = task.spec
+    layout = RunLayout(task.root, spec.run_id)
     beat = HeartbeatWriter(layout, lane_heartbeat(task))
     lines: list[tuple[object, ...]] = []
     batch = Batch(
@@ -319,11 +317,11 @@ def run_batch(task: BatchTask, app: AppConfig) -> BatchOutput:
         shard_dir=layout.shard_dir(task.lane),
         worker_id=task.lane,
         owner_pid=task.owner_pid,
-        bars_root=task.bars_root,
-        config_hash=task.config_hash,
-        start_date=task.start_date,
-        end_date=task.end_date,
-        inputs=task.inputs,
+        bars_root=spec.bars_root,
+        config_hash=spec.config_hash,
+        start_date=spec.start_date,
+        end_date=spec.end_date,
+        inputs=spec.inputs,
     )
     found = detect_batch(
         batch,
@@ -365,7 +363,7 @@ def lane_heartbeat(task: BatchTask) -> WorkerHeartbeat:
     """The lane's heartbeat as this task continues it, before its first write."""
     p = task.progress
     return WorkerHeartbeat(
-        run_id=task.run_id,
+        run_id=task.spec.run_id,
         worker_id=task.lane,
         pid=os.getpid(),
         status="starting",

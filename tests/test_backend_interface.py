@@ -22,11 +22,13 @@ from detector.config import AppConfig, SupervisionConfig
 from detector.errors import ExitCode
 from orchestrator.backends.base import LaunchWork
 from orchestrator.backends.policy import Restart, SupervisionPolicy
+from orchestrator.backends.ray_backend import RayBackend, RayTasks
 from orchestrator.backends.supervisor import Notice
 from orchestrator.launch.launcher import LaunchConfig, Launcher
+from orchestrator.run.heartbeat import WorkerHeartbeat, write_heartbeat
 from orchestrator.run.layout import RunLayout
-from orchestrator.run.spec import DEFAULTS, InputPolicy, read_spec
-from orchestrator.run.store import BatchRecords
+from orchestrator.run.spec import DEFAULTS, InputPolicy, RunSpec, read_spec
+from orchestrator.run.store import BatchRecords, RunStore
 from orchestrator.worker.batch import BatchTask, LaneProgress, run_batch
 from orchestrator.worker.stopping import StopRequest
 from tools.demo.data import DemoDataSpec, generate_demo_bars
@@ -245,3 +247,57 @@ def test_a_stop_request_stops_the_backend_and_ends_the_launch_without_a_merge(
     assert outcome.stopped == "SIGTERM" and outcome.exit_code == ExitCode.TERMINATED
     assert outcome.merged is None and outcome.completed == 2  # one pass: a batch per lane
     assert not RunLayout(tmp_path, RUN).final.exists()
+
+
+# -- the Ray lanes under the policy: a dead node's last heartbeat is not a stall ---------------
+class FakeRay:
+    """The two calls the driver's watch makes, answering as a cluster would."""
+
+    def __init__(self, nodes: list[dict[str, object]]) -> None:
+        self._nodes = nodes
+        self.cancelled: list[object] = []
+
+    def nodes(self) -> list[dict[str, object]]:
+        return self._nodes
+
+    def cancel(self, ref: object, force: bool = False) -> None:
+        self.cancelled.append(ref)
+
+
+def _watched_lane(tmp_path: Path, node_alive: bool) -> tuple[RayBackend, FakeRay]:
+    layout = RunLayout(tmp_path, RUN)
+    spec = RunSpec(run_id=RUN, bars_root=tmp_path, bars_layout="daily", config_hash="h",
+                   config_path=None)  # fmt: skip
+    work = LaunchWork(
+        layout=layout, store=RunStore(layout), spec=spec, app=AppConfig(), assignments=(("AAA",),),
+        redo={}, stop=StopRequest(), handle_signals=False, clock=FakeClock(), sleep=lambda s: None,
+    )  # fmt: skip
+    backend = RayBackend(RayTasks(), work)
+    stamp = datetime.now().isoformat(timespec="seconds")
+    write_heartbeat(layout.worker_heartbeat(0), WorkerHeartbeat(
+        run_id=RUN, worker_id=0, pid=12345, status="running", current_symbol="AAA",
+        last_symbol=None, symbols_done=0, symbols_total=1, bars_done=0, bars_total=0, events=0,
+        batch_num=1, total_batches=1, rss_gb=0.1, started_at=stamp, updated_at=stamp,
+        host="n2", node_id="node-2",
+    ))  # fmt: skip
+    lane = backend.lanes[0]
+    lane.sent(1, ("AAA",), token=None)
+    backend.refs[0] = "ref-0"
+    ray = FakeRay([{"NodeID": "head", "Alive": True}, {"NodeID": "node-2", "Alive": node_alive}])
+    stall = AppConfig().supervision.stall_timeout_seconds
+    backend._watch(ray, now=0.0)  # type: ignore[arg-type]  # the heartbeat is seen to change
+    backend._watch(ray, now=stall + 1)  # type: ignore[arg-type]  # then not for too long
+    return backend, ray
+
+
+def test_a_task_whose_node_died_is_not_stalled_ray_sends_it_again(tmp_path: Path) -> None:
+    backend, ray = _watched_lane(tmp_path, node_alive=False)
+    assert ray.cancelled == [] and backend.cancelled == {}
+    task = backend.lanes[0].task
+    assert task is not None and task.changed_at == AppConfig().supervision.stall_timeout_seconds + 1
+
+
+def test_a_task_on_a_live_node_with_a_quiet_heartbeat_is_stalled(tmp_path: Path) -> None:
+    backend, ray = _watched_lane(tmp_path, node_alive=True)
+    assert ray.cancelled == ["ref-0"]
+    assert backend.cancelled[0].startswith("stalled: heartbeat unchanged")

@@ -156,6 +156,7 @@ def heartbeat_view(layout: RunLayout, worker_id: int) -> HeartbeatView | None:
         current_symbol=beat.current_symbol,
         symbols_done=beat.symbols_done,
         batch_num=beat.batch_num,
+        node_id=beat.node_id,
     )
 
 

@@ -350,6 +350,9 @@ class RayBackend:
             if view is not None:
                 lane.seen(view.token, now)
             if worker_id not in self.cancelled and lane.stalled(now, self.policy):
+                if view is not None and _node_dead(ray, view.node_id):
+                    lane.writer_gone(now)  # not stalled: Ray sends the task again
+                    continue
                 reason = f"stalled: heartbeat unchanged for {sup.stall_timeout_seconds:g} s"
                 self.cancelled[worker_id] = reason
                 log.error("worker %d: %s; cancelling its task", worker_id, reason)
@@ -380,3 +383,15 @@ def _read_beat(layout: RunLayout, worker_id: int) -> WorkerHeartbeat | None:
     except OSError:
         return None
     return parse_heartbeat(text, layout.run_id)
+
+
+def _node_dead(ray: ModuleType, node_id: str | None) -> bool:
+    """Whether the Ray node ``node_id`` is known to the cluster and dead (asked only of a
+    lane that looks stalled)."""
+    if node_id is None:
+        return False
+    try:
+        nodes = ray.nodes()
+    except Exception:  # the cluster cannot say: judge by the heartbeat alone
+        return False
+    return any(n.get("NodeID") == node_id and not n.get("Alive", True) for n in nodes)

@@ -94,6 +94,12 @@ class Lane:
         if task is not None and token != task.token:
             task.token, task.changed_at = token, now
 
+    def writer_gone(self, now: float) -> None:
+        """The heartbeat's writer died with its node: Ray's retry of the task is pending
+        (maybe waiting for a CPU the dead node took away), so the stall clock restarts."""
+        if self.task is not None:
+            self.task.changed_at = now
+
     def stalled(self, now: float, policy: SupervisionPolicy) -> bool:
         task = self.task
         return task is not None and policy.stalled(task.changed_at, now)

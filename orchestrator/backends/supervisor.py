@@ -52,6 +52,7 @@ class HeartbeatView:
     current_symbol: str | None
     symbols_done: int
     batch_num: int = 0  # the batch it is on (Ray tasks: which task wrote it)
+    node_id: str | None = None  # Ray tasks: the node the writer ran on
 
 
 class WorkerPort(Protocol):

@@ -40,6 +40,7 @@ class WorkerHeartbeat:
     started_at: str
     updated_at: str
     host: str | None = None  # written by Ray tasks, whose pid is on that machine
+    node_id: str | None = None  # written by Ray tasks: the Ray node they ran on
 
     @property
     def started(self) -> datetime:
@@ -88,6 +89,7 @@ def parse_heartbeat(text: str, run_id: str) -> WorkerHeartbeat | None:
             started_at=str(data["started_at"]),
             updated_at=str(data["updated_at"]),
             host=_str(data.get("host")),
+            node_id=_str(data.get("node_id")),
         )
         _ = beat.elapsed_s  # raises for an unparsable stamp, or a naive one beside an aware one
         return beat

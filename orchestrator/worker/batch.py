@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -380,7 +381,21 @@ def lane_heartbeat(task: BatchTask) -> WorkerHeartbeat:
         started_at=_lane_start(p.started_at, psutil.Process()),
         updated_at=p.started_at,
         host=socket.gethostname(),
+        node_id=_ray_node_id(),
     )
+
+
+def _ray_node_id() -> str | None:
+    """The Ray node this task runs on; None outside a Ray worker. The driver tells a
+    dead node's last heartbeat from a stalled task by it."""
+    ray = sys.modules.get("ray")  # a task runs in a Ray worker, which imported it
+    if ray is None:
+        return None
+    try:
+        node_id = ray.get_runtime_context().get_node_id()
+    except Exception:  # not connected (a direct call, as in the tests): no node
+        return None
+    return str(node_id) if node_id else None
 
 
 def _lane_start(lane_started_at: str, process: psutil.Process) -> str:

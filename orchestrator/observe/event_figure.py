@@ -13,7 +13,7 @@ import polars as pl
 from plotly.subplots import make_subplots
 
 from orchestrator.observe.event_view import EventContext
-from orchestrator.observe.html_page import Section, table
+from orchestrator.observe.html_page import Section, light, table
 
 _UP, _DOWN = "#26a69a", "#ef5350"
 
@@ -30,7 +30,6 @@ def context_figure(ctx: EventContext) -> go.Figure:
     fig.add_vline(x=ctx.at.replace(tzinfo=None), line={"color": "#888", "dash": "dot"})
     fig.update_layout(
         height=620,
-        template="plotly_white",
         margin={"l": 50, "r": 20, "t": 40, "b": 30},
         title=f"{ctx.symbol} around {ctx.at:%Y-%m-%d %H:%M} ET (±{ctx.minutes} min)",
         xaxis_rangeslider_visible=False,
@@ -38,7 +37,7 @@ def context_figure(ctx: EventContext) -> go.Figure:
     )
     fig.update_yaxes(title_text="price", row=1, col=1)
     fig.update_yaxes(title_text="volume", row=2, col=1)
-    return fig
+    return light(fig)
 
 
 # A line over the candles: its legend name, its values and its plotly line style.

@@ -5,12 +5,12 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import polars as pl
 
+from orchestrator.observe.html_page import light
 from orchestrator.observe.run_data import RunEvents, Timeline
 
 _LAYOUT = {
     "height": 380,
     "margin": {"l": 50, "r": 20, "t": 30, "b": 40},
-    "template": "plotly_white",
 }
 
 
@@ -20,13 +20,13 @@ def _stacked(frame: pl.DataFrame, x: str, series: str, *, y: str = "n") -> go.Fi
     for (name,), part in frame.group_by(series, maintain_order=True):
         fig.add_bar(x=part.get_column(x).to_list(), y=part.get_column(y).to_list(), name=str(name))
     fig.update_layout(barmode="stack", **_LAYOUT)
-    return fig
+    return light(fig)
 
 
 def per_day(ev: RunEvents) -> go.Figure:
     fig = _stacked(ev.per_day.sort("event_type", "date"), "date", "event_type")
     fig.update_layout(xaxis_title="trading day (New York)", yaxis_title="events")
-    return fig
+    return light(fig)
 
 
 def per_minute(ev: RunEvents) -> go.Figure:
@@ -42,7 +42,7 @@ def per_minute(ev: RunEvents) -> go.Figure:
         yaxis_title="events",
         bargap=0,
     )
-    return fig
+    return light(fig)
 
 
 def score_distribution(ev: RunEvents) -> go.Figure:
@@ -59,7 +59,7 @@ def score_distribution(ev: RunEvents) -> go.Figure:
     fig.update_layout(
         xaxis_title="score (last bin: up to the highest)", yaxis_title="events", **_LAYOUT
     )
-    return fig
+    return light(fig)
 
 
 def per_symbol_day(ev: RunEvents) -> go.Figure:
@@ -74,7 +74,7 @@ def per_symbol_day(ev: RunEvents) -> go.Figure:
         yaxis_title="symbol-days",
         **_LAYOUT,
     )
-    return fig
+    return light(fig)
 
 
 def top_symbols(ev: RunEvents) -> go.Figure:
@@ -89,14 +89,14 @@ def top_symbols(ev: RunEvents) -> go.Figure:
         },
         yaxis_title="events",
     )
-    return fig
+    return light(fig)
 
 
 def split(frame: pl.DataFrame, column: str) -> go.Figure:
     frame = frame.with_columns(pl.col(column).fill_null("none"))
     fig = _stacked(frame.sort(column, "event_type"), "event_type", column)
     fig.update_layout(xaxis_title="event type", yaxis_title="events", legend_title=column)
-    return fig
+    return light(fig)
 
 
 def commits(tl: Timeline) -> go.Figure:
@@ -123,4 +123,4 @@ def _per_worker(frame: pl.DataFrame, y: str, title: str, shape: str) -> go.Figur
     fig.update_layout(
         xaxis_title="time (local, as the logs write it)", yaxis_title=title, **_LAYOUT
     )
-    return fig
+    return light(fig)

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 
-from detector.bars import bar_files, input_changes, symbols_without_bars
+from detector.bars import input_changes, symbol_bytes, symbols_without_bars
 from detector.config import AppConfig, config_hash
 from detector.input_fingerprint import InputFingerprint
 from orchestrator.run.checkpoint import Checkpoint
+from orchestrator.run.files import run_plan
 from orchestrator.run.heartbeat import (
     Status,
     WorkerHeartbeat,
@@ -136,7 +137,7 @@ class Worker:
         self.beat("starting")
         todo = self._todo()
         batches = [todo[i : i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
-        self.heartbeat.estimate = _BarsEstimate({s: _bytes_of(s, cfg.bars_root) for s in todo})
+        self.heartbeat.estimate = _BarsEstimate(self._expected_work(todo))
         self.beat("running", symbols_total=len(todo), total_batches=len(batches))
         tally = _Tally()
         for number, symbols in enumerate(batches, start=1):
@@ -200,6 +201,14 @@ class Worker:
             len(quarantined & mine), len(todo), batches, cfg.batch_size,
         )  # fmt: skip
         return todo
+
+    def _expected_work(self, todo: list[str]) -> dict[str, int]:
+        """Each symbol's expected work for the heartbeat's ``bars_total``: the launch
+        plan's bar counts when it has them all (no file is touched), else file sizes."""
+        plan = run_plan(self.layout)
+        if plan is not None and all(s in plan.bars for s in todo):
+            return {s: plan.bars[s] for s in todo}
+        return {s: symbol_bytes(s, self.cfg.bars_root) for s in todo}
 
     def _save_spec(self) -> None:
         cfg = self.cfg
@@ -361,14 +370,3 @@ class _BarsEstimate:
     def __call__(self, symbol: str, bars_done: int) -> int:
         self.done += self.sizes.get(symbol, 0)
         return int(bars_done * self.total / max(self.done, 1))
-
-
-def _bytes_of(symbol: str, bars_root: Path) -> int:
-    """Expected work of a symbol, from file sizes (a stat, no read)."""
-    total = 0
-    for path in bar_files(symbol, bars_root):
-        try:
-            total += path.stat().st_size
-        except OSError:
-            continue
-    return total

@@ -36,7 +36,6 @@ from orchestrator.launch.outcome import (
 )
 from orchestrator.launch.work_estimate import expected_bars
 from orchestrator.observe.monitors import Monitor
-from orchestrator.observe.report import report_at_end
 from orchestrator.observe.summary_json import summary_document, symbol_seconds, write_summary_json
 from orchestrator.run.checkpoint import Checkpoint
 from orchestrator.run.errors import RunBusyError
@@ -374,6 +373,8 @@ class Launcher:
 
     def _report(self, max_attempts: int) -> None:
         """The run's report.html; a problem with it is logged and never fails the run."""
+        from orchestrator.observe.report import report_at_end  # plotly: at the end only
+
         line = report_at_end(self.layout, self.app, max_attempts=max_attempts)
         (log.info if line.startswith("report ") else log.warning)("%s", line)
 

@@ -10,6 +10,7 @@ import click
 
 from detector.errors import ExitCode, IntradayEventsError, RootNotFoundError
 from orchestrator.run.errors import environment_error
+from tools.cli.commands import COMMANDS, load
 from tools.cli.context import CliContext
 
 ROOT_ENV = "INTRADAY_EVENTS_ROOT"
@@ -45,7 +46,19 @@ def _then(command: str | None) -> str:
 
 
 class _Group(click.Group):
-    """Turns project errors into one line and their exit status."""
+    """Turns project errors into one line and their exit status; loads each command's
+    module only when the command is asked for (:mod:`tools.cli.commands`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            command = load(cmd_name)
+            if command is not None:
+                self.add_command(command, cmd_name)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -111,13 +124,3 @@ def cli(ctx: click.Context, root: Path, config_path: Path | None) -> None:
 
 def main() -> None:
     cli(prog_name="intraday-events")
-
-
-def _register_commands() -> None:
-    # Command modules define commands only; they never import this module.
-    from tools.cli import commands
-
-    commands.register(cli)
-
-
-_register_commands()

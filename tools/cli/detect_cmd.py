@@ -14,7 +14,6 @@ from detector.config import config_notices
 from detector.errors import ExitCode
 from detector.zone_sample import check_bars_zone
 from orchestrator.launch.summary import SUSPECTS_SHOWN, format_inputs
-from orchestrator.observe.report import report_at_end
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.logs import setup_logging
 from orchestrator.run.select import resolve_run_id
@@ -207,6 +206,9 @@ def _run_worker(obj: CliContext, cfg: WorkerConfig, now: datetime, parent_pid: i
         stop.watch_parent(parent_pid)
     outcome = Worker(cfg, app, stop=stop).run()
     if outcome.merged is not None:  # the run is complete: its report, as launch writes it
+        # Imported here: plotly is for the one worker that completes a run, not every one.
+        from orchestrator.observe.report import report_at_end
+
         click.echo(report_at_end(layout, app, max_attempts=cfg.max_attempts), err=True)
     for line in format_inputs(outcome.no_bars, outcome.skipped_files):
         click.echo(line, err=True)

@@ -9,9 +9,11 @@ the workers in order.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,3 +107,25 @@ def stop_tree(process: psutil.Process, *, grace: float, group: bool = True) -> S
     else:
         how = "exited after SIGTERM"
     return StopResult(process.pid, how)
+
+
+PR_SET_THP_DISABLE = 41  # linux/prctl.h
+
+
+def no_huge_pages() -> bool:
+    """Turn transparent huge pages off for this process and the ones it starts.
+
+    Where the kernel backs every large allocation with 2 MB pages
+    (``/sys/kernel/mm/transparent_hugepage/enabled`` = ``always``), a worker's peak
+    RSS on a 750-day symbol measured 295 MB instead of 250 (and up to 455 on another
+    machine) for the same work: half-used huge pages count whole. The flag is
+    inherited by children and kept across exec, so the launcher's workers get it too.
+    False where there is no such call (not Linux); nothing else changes then.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False

@@ -13,6 +13,7 @@ import click
 from detector.config import config_notices
 from detector.errors import ExitCode
 from detector.zone_sample import check_bars_zone
+from orchestrator.backends.processes import no_huge_pages
 from orchestrator.launch.summary import SUSPECTS_SHOWN, format_inputs
 from orchestrator.run.layout import RunLayout
 from orchestrator.run.logs import setup_logging
@@ -195,6 +196,7 @@ def _launched_worker(
 
 def _run_worker(obj: CliContext, cfg: WorkerConfig, now: datetime, parent_pid: int | None) -> None:
     """Run the worker; print its outcome; exit non-zero when stopped or a symbol failed."""
+    no_huge_pages()  # a bounded, repeatable peak RSS (see the function)
     app = obj.config()
     layout = RunLayout(obj.root, cfg.run_id)
     setup_logging(layout.main_log(now, cfg.worker_id, os.getpid()), console=True)

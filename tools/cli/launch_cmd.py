@@ -18,6 +18,7 @@ from detector.config import AppConfig
 from detector.errors import ExitCode
 from orchestrator.backends.base import BackendFactory
 from orchestrator.backends.local import LocalProcesses
+from orchestrator.backends.processes import no_huge_pages
 from orchestrator.backends.ray_backend import RayTasks
 from orchestrator.launch.launcher import LaunchConfig, Launcher
 from orchestrator.launch.outcome import NotConfirmedError
@@ -228,6 +229,7 @@ class LaunchOptions:
 
 def run_launch(obj: CliContext, opts: LaunchOptions) -> ExitCode:
     """Build the launch from the options, run it, print the summary; return the exit code."""
+    no_huge_pages()  # the launcher's merge, and its workers, which inherit it
     factory = choose_backend(obj, opts.backend, opts.ray_address, opts.ray_task_retries)
     factory.check_available()  # e.g. no Ray: how to install it, before anything happens
     symbols = gather_symbols((*opts.symbol_args, *opts.extra_symbols), opts.from_file)

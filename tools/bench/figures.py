@@ -171,8 +171,8 @@ def ratio_value(row: LayoutRow) -> tuple[float, Spread | None]:
 
 
 def ratio_target(layout: str, row: LayoutRow) -> Target:
-    """The detect / read target of a layout: ``daily`` (or ``both``: a symbol with daily
-    files opens as many files) <= 2.0 x, ``symbol`` (one file per symbol) <= 3.0 x."""
+    """The detect / read target of a layout: ``daily`` (and ``both``: a symbol's daily files
+    make its read a daily one) <= 2.0 x, ``symbol`` (one file per symbol) <= 3.0 x."""
     limit = TARGET_RATIO_SYMBOL if layout == "symbol" else TARGET_RATIO
     name = {"daily": "daily layout", "symbol": "one file per symbol"}.get(layout, layout)
     value, passes = ratio_value(row)

@@ -290,7 +290,7 @@ def run_bench(
         long_data = ensure_long_bars(directory, spec, note)
         note(
             f"one detect worker on {spec.long_days} days of {long_data.symbols[0]}, "
-            f"{spec.repeat} times"
+            f"{spec.repeat} time{'s' if spec.repeat > 1 else ''}"
         )
         long_detects = [
             run_detect_worker(

@@ -20,7 +20,14 @@ from detector.errors import ExitCode
 from tools.bench.bars_run import BarsBenchError, BarsBenchSpec, run_bars_bench, symbol_layout
 from tools.bench.bars_text import build_bars_report, format_bars_text
 from tools.bench.figures import layout_row_days
-from tools.bench.processes import BareRun, LaunchRun, WorkerRun
+from tools.bench.processes import (
+    BareRun,
+    BenchError,
+    LaunchRun,
+    WorkerRun,
+    run_bare_loop,
+    run_measured,
+)
 from tools.bench.report import build_report
 from tools.bench.run import LayoutTiming, TryRuns
 from tools.bench.stats import Spread, combine, median_of, scaled, spread
@@ -275,3 +282,23 @@ def test_bench_bars_on_the_real_sample(tmp_path: Path) -> None:
     assert 0.1 < row["ratio"] < 100 and row["read_ms_per_100d"] > 0
     assert document["targets"][0]["limit"] == 3.0
     assert snapshot(REAL_SAMPLE) == before  # nothing written there
+
+
+# -- peak RSS of a child is its own, not the bench's -----------------------------------------
+BIG_MB = 700
+
+
+@pytest.mark.usefixtures("no_stray_processes")
+def test_a_child_s_peak_rss_does_not_count_the_bench_s_own(tmp_path: Path) -> None:
+    # On Linux a child's ru_maxrss starts at its parent's RSS: a bench that has read
+    # every symbol would see its own memory in each worker it measures.
+    big = bytearray(BIG_MB * 2**20)
+    big[::4096] = b"\x01" * len(big[::4096])  # touch every page: resident
+    run = run_measured([sys.executable, "-c", "pass"], tmp_path / "pass.txt")
+    assert 0 < run.peak_rss < 100 * 10**6 and run.wall_s > 0
+    bars = generated(tmp_path / "bars", "daily", symbols=1, days=1)
+    bare = run_bare_loop(bars, ["DAAA"], None)
+    assert 0 < bare.peak_rss < (BIG_MB - 100) * 2**20
+    with pytest.raises(BenchError, match="exited 3"):
+        run_measured([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path / "x.txt")
+    del big

@@ -251,7 +251,7 @@ def _rss_lines(report: Report) -> list[str]:
             f"launcher {_mb(s, 'launcher_rss_mb')}"
             for s in report.scaling
         ),
-        f"   bare loop process {_mb(o, 'bare_rss_mb')} (its ru_maxrss)",
+        f"   bare loop process {_mb(o, 'bare_rss_mb')} (its VmHWM at exit)",
     ]
 
 

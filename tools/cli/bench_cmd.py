@@ -28,6 +28,7 @@ def _note(line: str) -> None:
 @click.option(
     "--bars",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
+    metavar="DIR",
     help="Measure only read vs detect_symbol (step 1) on the bars under DIR (either layout, "
     "or both), read with --config (bars.naive_timezone for naive timestamps); no launches, "
     "no generated data, nothing written under DIR.",

@@ -13,29 +13,15 @@ from pathlib import Path
 import pytest
 
 from detector.errors import ExitCode
-from tools.bench.processes import BareRun, LaunchRun, WorkerRun
-from tools.bench.report import (
-    NO_FIT,
-    Fit,
-    bars_per_symbol_day,
-    build_report,
-    efficiency,
+from tools.bench.figures import (
     evaluate_targets,
-    fit_two_sizes,
     layout_row,
-    marginal_overhead_pct,
-    marginal_ratio,
-    overhead_pct,
-    per_100_days,
     project,
-    projected_seconds,
-    rate,
-    ratio,
-    scaled_rate,
     scaling_row,
-    speedup,
     target,
 )
+from tools.bench.processes import BareRun, LaunchRun, WorkerRun
+from tools.bench.report import build_report
 from tools.bench.run import (
     LONG_DIR,
     MARKER,
@@ -45,8 +31,25 @@ from tools.bench.run import (
     ForeignBenchDirError,
     LayoutTiming,
     Machine,
+    TryRuns,
     ensure_bench_bars,
     ensure_long_bars,
+)
+from tools.bench.stats import (
+    NO_FIT,
+    Fit,
+    bars_per_symbol_day,
+    efficiency,
+    fit_two_sizes,
+    marginal_overhead_pct,
+    marginal_ratio,
+    overhead_pct,
+    per_100_days,
+    projected_seconds,
+    rate,
+    ratio,
+    scaled_rate,
+    speedup,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,13 +205,16 @@ def measured(two_worker_half_s: float = 3.4) -> BenchResult:
     long = BenchData(Path("bars/long"), ("S0",), 300_000, True, 2.0)
     layout = LayoutTiming("daily", 5000, 1.0, 1.5, 1.1, 1.6)
     mb = 10**6
-    return BenchResult(
-        spec=spec, data=data, layouts=(layout, LayoutTiming("symbol", 20, 0.2, 1.4, 0.2, 1.5)),
+    runs = TryRuns(
         launches=(LaunchRun(1, 20, 8.0, 170 * mb, 140 * mb), LaunchRun(2, 20, 5.0, 180 * mb, None)),
         half_launches=(LaunchRun(1, 10, 5.0, None, None),
                        LaunchRun(2, 10, two_worker_half_s, None, None)),
         bare=BareRun(20, 6.3, 0.9, 5.0, 200 * mb, 100), half_bare=BareRun(10, 3.4, 0.9, 2.1, mb, 50),
-        long_data=long, long_detect=WorkerRun(3.0, 250 * mb),
+        long_detect=WorkerRun(3.0, 250 * mb),
+    )  # fmt: skip
+    return BenchResult(
+        spec=spec, data=data, layouts=(layout, LayoutTiming("symbol", 20, 0.2, 1.4, 0.2, 1.5)),
+        tries=(runs,), long_data=long,
         machine=Machine(2, 2, None, 8.0, "linux", "3.11", "1", "1", None), wall_s=60.0,
     )  # fmt: skip
 
@@ -232,7 +238,11 @@ def test_report_judges_the_targets_on_the_marginal_values() -> None:
     assert p.cpu_seconds == pytest.approx(p.seconds)
     assert report.long_run.peak_worker_rss_mb == pytest.approx(250.0)
     assert report.peak_worker_rss_mb == pytest.approx(180.0)
-    speed, overhead, rss, projection = report.targets[1:]
+    daily, per_symbol, speed, overhead, rss, projection = report.targets
+    assert daily.name == "detect / read, daily layout" and daily.limit == 2.0
+    assert daily.value == pytest.approx(1.6 / 1.1)  # no passes recorded: the medians' ratio
+    assert per_symbol.name == "detect / read, one file per symbol" and per_symbol.limit == 3.0
+    assert per_symbol.value == pytest.approx(1.5 / 0.2) and per_symbol.met is False
     assert speed.value == pytest.approx(1.875) and speed.at_bench_size == pytest.approx(1.6)
     assert speed.met is True
     assert overhead.value == pytest.approx(o.marginal_overhead_pct)
@@ -247,11 +257,11 @@ def test_report_with_a_slope_lost_in_noise_says_n_a_and_projects_on_whole_runs()
     two = report.scaling[1]
     assert two.marginal_s_per_symbol is None and two.marginal_speedup is None
     assert two.speedup == pytest.approx(1.6)
-    speed = report.targets[1]
+    speed = report.targets[2]
     assert speed.value is None and speed.met is None and speed.at_bench_size == pytest.approx(1.6)
     assert report.projection.basis == "whole run"
     assert report.projection.seconds == pytest.approx(report.projection.whole_run_seconds)
-    assert report.targets[2].value is not None  # 1 worker and the bare loop still have slopes
+    assert report.targets[3].value is not None  # 1 worker and the bare loop still have slopes
 
 
 def test_bench_needs_two_symbols_for_two_sizes() -> None:
@@ -327,8 +337,9 @@ SECTIONS = (
 )
 KEYS = {
     "schema", "spec", "data", "layouts", "launch", "overhead", "peak_worker_rss_mb",
-    "long_run", "projection", "machine", "targets", "wall_s",
+    "long_run", "projection", "machine", "targets", "wall_s", "peak_worker_rss_spread",
 }  # fmt: skip
+SPREAD_KEYS = {"min", "median", "max", "missing"}
 
 
 def slope_or_none(value: float | None) -> bool:
@@ -353,7 +364,7 @@ def test_bench_smoke_text_then_json_reusing_kept_bars(tmp_path: Path) -> None:
     assert "reusing the bars" in done.stderr and "reusing the 5-day symbol" in done.stderr
     report = json.loads(done.stdout)
     assert set(report) == KEYS
-    assert report["schema"] == 2
+    assert report["schema"] == 3
     assert report["spec"] | {"keep": None} == {
         "symbols": 4, "days": 5, "repeat": 1, "workers_max": 2, "seed": 0, "keep": None,
         "long_days": 5,
@@ -365,8 +376,11 @@ def test_bench_smoke_text_then_json_reusing_kept_bars(tmp_path: Path) -> None:
     assert set(report["layouts"]) == {"daily", "symbol"}
     for row in report["layouts"].values():
         assert row["files"] > 0
-        timed = {k: v for k, v in row.items() if k != "files"}
+        timed = {k: v for k, v in row.items() if k not in ("files", "spread")}
         assert len(timed) == 6 and all(v > 0 for v in timed.values()), row
+        assert set(row["spread"]) == {"read_ms_per_100d", "detect_ms_per_100d", "ratio"}
+        for s in row["spread"].values():
+            assert set(s) == SPREAD_KEYS and 0 < s["min"] <= s["median"] <= s["max"], row
     assert report["layouts"]["symbol"]["files"] == 4
     assert [s["workers"] for s in report["launch"]] == [1, 2]
     for s in report["launch"]:
@@ -400,10 +414,15 @@ def test_bench_smoke_text_then_json_reusing_kept_bars(tmp_path: Path) -> None:
     assert machine["cpus"] >= 1 and machine["cpus_available"] >= 1
     assert machine["python"] and machine["polars"] and machine["pyarrow"]
     assert "load_1m" in machine
-    assert len(report["targets"]) == 5
+    assert len(report["targets"]) == 6
     for t in report["targets"]:
-        assert set(t) == {"name", "value", "limit", "unit", "at_most", "met", "at_bench_size"}
+        assert set(t) == {
+            "name", "value", "limit", "unit", "at_most", "met", "at_bench_size", "spread"
+        }  # fmt: skip
         assert t["met"] in (True, False, None)
+        assert t["spread"] is None or set(t["spread"]) == SPREAD_KEYS
+    assert [t["limit"] for t in report["targets"][:2]] == [2.0, 3.0]
+    assert report["targets"][0]["value"] == report["layouts"]["daily"]["spread"]["ratio"]["median"]
     assert report["wall_s"] > 0
 
 
@@ -417,7 +436,8 @@ def test_bench_refuses_a_keep_dir_it_did_not_write(tmp_path: Path) -> None:
 
 
 def test_a_marginal_speedup_beyond_the_worker_count_is_noise_not_a_result() -> None:
-    from tools.bench.report import Fit, scaling_row
+    from tools.bench.figures import scaling_row
+    from tools.bench.stats import Fit
 
     row = scaling_row(
         2, 2.3, 3.0, 20, 2_000_000, half_wall_s=2.1, fit=Fit(0.02, 1.9), one_worker_marginal_s=0.08

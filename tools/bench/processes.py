@@ -5,9 +5,17 @@
   mark (``VmHWM``, else RSS) of the launcher and its ``detect`` workers, polled every
   0.1 s.
 - :func:`run_bare_loop`: a fresh interpreter calling ``detect_symbol`` in a bare loop;
-  wall time from start to exit and its own ``ru_maxrss``.
+  wall time from start to exit and its own high-water mark (``VmHWM``).
 - :func:`run_detect_worker`: one ``detect`` worker as ``launch`` starts them, on a fresh
-  root; wall time and its peak RSS, read exactly at exit (``wait4``).
+  root; wall time and its peak RSS, read exactly at exit (``wait4``) by a small
+  interpreter that starts it.
+
+Why not ``ru_maxrss`` of a child of this process: on Linux a process's ``ru_maxrss``
+starts at the RSS of the process that started it (``exec`` keeps the high-water mark of
+the memory it replaces), so a child of the bench, which has read every symbol's bars in
+step 1, would report the bench's own RSS. ``VmHWM`` belongs to the process's memory
+since its ``exec``; a child of a small interpreter inherits only that interpreter's few
+MB.
 
 Every child gets this checkout on ``PYTHONPATH``, so the bench measures the code it
 ships with, installed or not.
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -52,7 +61,7 @@ class BareRun:
     wall_s: float  # from start to exit, interpreter start included
     import_s: float  # inside the process: imports and config
     loop_s: float  # inside the process: the detect_symbol loop
-    peak_rss: int  # bytes (ru_maxrss)
+    peak_rss: int  # bytes: its VmHWM (ru_maxrss where there is no /proc)
     events: int
 
 
@@ -171,12 +180,36 @@ from detector.pipeline import detect_symbol
 config = load_config(Path(sys.argv[2]) if sys.argv[2] else None)
 imported = time.perf_counter()
 events = sum(detect_symbol(s, sys.argv[1], config).height for s in sys.argv[3:])
+loop_s = time.perf_counter() - imported
+try:
+    with open("/proc/self/status") as status:
+        hwm = next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmHWM:"))
+except (OSError, StopIteration, ValueError):
+    hwm = None  # no /proc: ru_maxrss, which may count the parent's RSS (Linux only)
 print(json.dumps({
     "import_s": imported - started,
-    "loop_s": time.perf_counter() - imported,
+    "loop_s": loop_s,
     "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    "hwm": hwm,
     "events": events,
 }))
+"""
+
+# Starts argv[3:] with its output in argv[2], waits for it with wait4 and writes its
+# wall time, ru_maxrss and exit code to argv[1]: its ru_maxrss then counts this small
+# interpreter's RSS at the start, not the bench's.
+_WAIT4 = """\
+import json, os, subprocess, sys, time
+with open(sys.argv[2], "wb") as out:
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        sys.argv[3:], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+child.returncode = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as result:
+    json.dump({"wall_s": wall, "maxrss": usage.ru_maxrss, "code": child.returncode}, result)
 """
 
 
@@ -192,10 +225,31 @@ def run_bare_loop(bars_root: Path, symbols: Sequence[str], config_path: Path | N
     if done.returncode != 0:
         raise BenchError(f"the bare detect_symbol loop exited {done.returncode}:\n{done.stderr}")
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    return BareRun(
-        len(symbols), wall, out["import_s"], out["loop_s"], _maxrss_bytes(out["maxrss"]),
-        out["events"],
+    peak = out["hwm"] if out["hwm"] is not None else _maxrss_bytes(out["maxrss"])
+    return BareRun(len(symbols), wall, out["import_s"], out["loop_s"], peak, out["events"])
+
+
+def run_measured(argv: Sequence[str], console: Path) -> WorkerRun:
+    """Run ``argv`` (its output in ``console``) from a small interpreter that reaps it with
+    ``wait4``: its wall time from start to exit and its peak RSS, read exactly at exit.
+    Raises :class:`BenchError` when it fails."""
+    result = console.with_suffix(".wait4.json")
+    wrapper = subprocess.Popen(
+        [sys.executable, "-c", _WAIT4, str(result), str(console), *argv],
+        stdin=subprocess.DEVNULL, env=_env(), start_new_session=True,
     )  # fmt: skip
+    try:
+        code = wrapper.wait()
+    except BaseException:
+        os.killpg(wrapper.pid, signal.SIGKILL)  # its own session: the wrapper and the child
+        wrapper.wait()
+        raise
+    if code != 0:
+        raise BenchError(f"the wait4 wrapper exited {code}")
+    out = json.loads(result.read_text(encoding="utf-8"))
+    if out["code"] != 0:
+        raise BenchError(f"exited {out['code']}:\n{_tail(console)}")
+    return WorkerRun(out["wall_s"], _maxrss_bytes(out["maxrss"]))
 
 
 def run_detect_worker(
@@ -203,29 +257,15 @@ def run_detect_worker(
 ) -> WorkerRun:
     """One ``detect`` worker on ``symbol``, with the options ``launch`` gives its workers.
 
-    Its peak RSS comes from ``wait4``: the kernel's high-water mark of the process (what
-    ``VmHWM`` shows while it runs), read at its exit, so no peak falls between two polls.
+    Its peak RSS comes from ``wait4`` (:func:`run_measured`): the kernel's high-water mark
+    of the process, read at its exit, so no peak falls between two polls.
     """
     argv = [
         *_cli(root, config_path), "detect", "--bars", str(bars_root), "--symbols", symbol,
         "--run-id", run_id, "--batch-size", "50", "--no-merge",
     ]  # fmt: skip
-    console = root.parent / f"{root.name}.txt"
     root.parent.mkdir(parents=True, exist_ok=True)
-    with console.open("wb") as out:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env()
-        )
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-        wall = time.perf_counter() - started
-    # Reaped by wait4: tell the Popen object, so that it never waits for the pid again.
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise BenchError(f"detect on {symbol} exited {process.returncode}:\n{_tail(console)}")
-    return WorkerRun(wall, _maxrss_bytes(usage.ru_maxrss))
+    try:
+        return run_measured(argv, root.parent / f"{root.name}.txt")
+    except BenchError as exc:
+        raise BenchError(f"detect on {symbol}: {exc}") from exc

@@ -9,14 +9,20 @@ symbol of ``long_days`` days, and measures:
    then ``pl.scan_parquet(files).select(REQUIRED_COLUMNS).collect()``, exactly what
    :func:`detector.bars.read_bar_files` does before normalising types) against
    :func:`detector.pipeline.detect_symbol` on the same files; one warm-up pass, then
-   ``repeat`` passes, per symbol the best and the median;
+   ``repeat`` passes, each pass's seconds summed over the symbols (and per symbol the
+   best and the median);
 2. ``launch --workers N`` for N in 1, 2, ``workers_max`` on the daily layout, each over
    all the symbols and over the first half of them (two sizes, so that the report can
-   split each wall time into fixed seconds and seconds per symbol); real processes, one
-   run each, with the RSS of the launcher and its workers;
-3. a fresh interpreter calling ``detect_symbol`` in a bare loop, over the same two sizes;
-4. one ``detect`` worker on the ``long_days`` symbol: its peak RSS;
+   split each wall time into fixed seconds and seconds per symbol); real processes,
+   ``repeat`` runs of each, with the RSS of the launcher and its workers;
+3. a fresh interpreter calling ``detect_symbol`` in a bare loop, over the same two sizes,
+   ``repeat`` times;
+4. one ``detect`` worker on the ``long_days`` symbol, ``repeat`` times: its peak RSS;
 5. the machine.
+
+Every process measurement is kept, repeat by repeat (:class:`TryRuns`: the i-th run of
+each), so that the report derives its figures once per repeat and shows their spread.
+:mod:`tools.bench.bars_run` runs step 1 alone on the user's bars.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -107,7 +113,8 @@ class BenchData:
 
 @dataclass(frozen=True)
 class LayoutTiming:
-    """Seconds summed over the symbols: per symbol the best / the median of the passes."""
+    """Seconds summed over the symbols: per symbol the best / the median of the passes;
+    and each pass's seconds summed over the symbols, in order (its spread)."""
 
     layout: str
     files: int
@@ -115,6 +122,8 @@ class LayoutTiming:
     detect_s: float
     read_median_s: float
     detect_median_s: float
+    read_passes: tuple[float, ...] = ()
+    detect_passes: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,16 +140,23 @@ class Machine:
 
 
 @dataclass(frozen=True)
-class BenchResult:
-    spec: BenchSpec
-    data: BenchData
-    layouts: tuple[LayoutTiming, ...]
+class TryRuns:
+    """The processes of one repeat: the i-th run of each measurement."""
+
     launches: tuple[LaunchRun, ...]  # over all the symbols, one per worker count
     half_launches: tuple[LaunchRun, ...]  # over the first half, the same worker counts
     bare: BareRun
     half_bare: BareRun
-    long_data: BenchData  # one symbol of spec.long_days days, daily layout
     long_detect: WorkerRun
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    spec: BenchSpec
+    data: BenchData
+    layouts: tuple[LayoutTiming, ...]
+    tries: tuple[TryRuns, ...]  # one per repeat
+    long_data: BenchData  # one symbol of spec.long_days days, daily layout
     machine: Machine
     wall_s: float
 
@@ -218,6 +234,8 @@ def time_layout(
         detect_s=sum(min(v) for v in detects.values()),
         read_median_s=sum(statistics.median(v) for v in reads.values()),
         detect_median_s=sum(statistics.median(v) for v in detects.values()),
+        read_passes=tuple(sum(v[i] for v in reads.values()) for i in range(repeat)),
+        detect_passes=tuple(sum(v[i] for v in detects.values()) for i in range(repeat)),
     )
 
 
@@ -254,18 +272,6 @@ def machine(load_1m: float | None) -> Machine:
     )
 
 
-def best_launch(runs: list[LaunchRun]) -> LaunchRun:
-    """The fastest of ``runs``, with the largest memory any of them needed."""
-    best = min(runs, key=lambda r: r.wall_s)
-    workers = [r.peak_worker_rss for r in runs if r.peak_worker_rss is not None]
-    launchers = [r.launcher_rss for r in runs if r.launcher_rss is not None]
-    return replace(
-        best,
-        peak_worker_rss=max(workers) if workers else None,
-        launcher_rss=max(launchers) if launchers else None,
-    )
-
-
 # -- the whole benchmark -----------------------------------------------------------------
 def run_bench(
     spec: BenchSpec, config: AppConfig, config_path: Path | None, note: Note
@@ -280,23 +286,26 @@ def run_bench(
         layouts = _time_layouts(data, config, spec.repeat, note)
         tries = [scratch / f"try{i}" for i in range(spec.repeat)]  # a fresh root each
         launches, half_launches = _time_launches(spec, data, scratch, tries, config_path, note)
-        bare, half_bare = _time_bare_loops(data, spec.half_symbols, len(tries), config_path, note)
+        bares = _time_bare_loops(data, spec.half_symbols, len(tries), config_path, note)
         long_data = ensure_long_bars(directory, spec, note)
-        note(f"one detect worker on {spec.long_days} days of {long_data.symbols[0]}")
-        long_detect = run_detect_worker(
-            long_data.root("daily"), long_data.symbols[0], scratch / "long_root", config_path,
-            "bench_long",
-        )  # fmt: skip
+        note(
+            f"one detect worker on {spec.long_days} days of {long_data.symbols[0]}, "
+            f"{spec.repeat} time{'s' if spec.repeat > 1 else ''}"
+        )
+        long_detects = [
+            run_detect_worker(
+                long_data.root("daily"), long_data.symbols[0], t / "long_root", config_path,
+                "bench_long",
+            )
+            for t in tries
+        ]  # fmt: skip
+    runs = zip(launches, half_launches, bares, long_detects, strict=True)
     return BenchResult(
         spec=spec,
         data=data,
         layouts=tuple(layouts),
-        launches=tuple(launches),
-        half_launches=tuple(half_launches),
-        bare=bare,
-        half_bare=half_bare,
+        tries=tuple(TryRuns(w, h, b, hb, d) for w, h, (b, hb), d in runs),
         long_data=long_data,
-        long_detect=long_detect,
         machine=machine(load),
         wall_s=time.perf_counter() - started,
     )
@@ -320,42 +329,42 @@ def _time_launches(
     tries: list[Path],
     config_path: Path | None,
     note: Note,
-) -> tuple[list[LaunchRun], list[LaunchRun]]:
-    """Step 2: per worker count, the best launch over all the symbols and over the first
-    half; one run of each size in each of ``tries`` (created here, one fresh root each)."""
+) -> tuple[list[tuple[LaunchRun, ...]], list[tuple[LaunchRun, ...]]]:
+    """Step 2: per try, its launch of each worker count over all the symbols and over the
+    first half; one run of each size in each of ``tries`` (created here, one fresh root
+    each)."""
     daily = data.root("daily")
     n, half = len(data.symbols), spec.half_symbols
     every = write_symbols_file(scratch / f"symbols_{n}.txt", data.symbols)
     first = write_symbols_file(scratch / f"symbols_{half}.txt", data.symbols[:half])
     for t in tries:
         t.mkdir()
-    launches, half_launches = [], []
+    by_workers = []
     for workers in spec.worker_counts:
-        # The two sizes one after the other, each the best of `repeat` runs: a slope
-        # is a difference of two wall times, and one slow run would bend it.
-        note(f"launch --workers {workers}, {n} symbols then {half}, best of {spec.repeat}")
-        runs = [
-            (run_launch(workers, daily, every, n, t, config_path),
-             run_launch(workers, daily, first, half, t, config_path))
-            for t in tries
-        ]  # fmt: skip
-        launches.append(best_launch([whole for whole, _ in runs]))
-        half_launches.append(best_launch([part for _, part in runs]))
+        # The two sizes one after the other, `repeat` times: a slope is a difference of
+        # two wall times, taken per pair of runs, and its spread shows the noise.
+        note(f"launch --workers {workers}, {n} symbols then {half}, {spec.repeat} times")
+        by_workers.append(
+            [
+                (run_launch(workers, daily, every, n, t, config_path),
+                 run_launch(workers, daily, first, half, t, config_path))
+                for t in tries
+            ]
+        )  # fmt: skip
+    launches = [tuple(runs[i][0] for runs in by_workers) for i in range(len(tries))]
+    half_launches = [tuple(runs[i][1] for runs in by_workers) for i in range(len(tries))]
     return launches, half_launches
 
 
 def _time_bare_loops(
     data: BenchData, half: int, runs: int, config_path: Path | None, note: Note
-) -> tuple[BareRun, BareRun]:
-    """Step 3: the fastest of ``runs`` bare loops over all the symbols and over the first
-    half, the two sizes one after the other (as the launches)."""
+) -> list[tuple[BareRun, BareRun]]:
+    """Step 3: ``runs`` bare loops over all the symbols and over the first half, the two
+    sizes one after the other (as the launches)."""
     daily = data.root("daily")
     note(f"bare detect_symbol loop in a fresh process, {len(data.symbols)} symbols then {half}")
-    bares = [
+    return [
         (run_bare_loop(daily, data.symbols, config_path),
          run_bare_loop(daily, data.symbols[:half], config_path))
         for _ in range(runs)
     ]  # fmt: skip
-    bare = min((whole for whole, _ in bares), key=lambda r: r.wall_s)
-    half_bare = min((part for _, part in bares), key=lambda r: r.wall_s)
-    return bare, half_bare

@@ -181,19 +181,20 @@ def test_targets_met_and_not_met() -> None:
     met = evaluate_targets(
         detect_read_ratio=2.0, two_worker_speedup=1.8, whole_run_speedup=1.2, overhead=4.9,
         whole_run_overhead=56.0, peak_worker_rss_mb=299.0, bench_days_rss_mb=180.0,
-        projection_s=600.0, whole_run_projection_s=900.0, long_days=750,
+        projection_s=180.0, whole_run_projection_s=900.0, long_days=750, launch_fixed_s=0.5,
     )  # fmt: skip
-    assert [t.met for t in met] == [True] * 5
+    assert [t.met for t in met] == [True] * 6
     assert met[3].name == "peak worker RSS, 750 days"
+    assert met[5].name == "fixed cost of a launch, over a bare loop" and met[5].unit == "s"
     # The whole runs only alongside: they decide nothing.
-    assert [t.at_bench_size for t in met] == [None, 1.2, 56.0, 180.0, 15.0]
+    assert [t.at_bench_size for t in met] == [None, 1.2, 56.0, 180.0, 15.0, None]
     missed = evaluate_targets(
         detect_read_ratio=2.1, two_worker_speedup=None, whole_run_speedup=1.9, overhead=5.1,
         whole_run_overhead=4.0, peak_worker_rss_mb=None, bench_days_rss_mb=None,
-        projection_s=601.0, whole_run_projection_s=500.0, long_days=750,
+        projection_s=181.0, whole_run_projection_s=100.0, long_days=750, launch_fixed_s=0.51,
     )  # fmt: skip
-    assert [t.met for t in missed] == [False, None, False, None, False]
-    assert missed[4].value == pytest.approx(601 / 60) and missed[4].unit == "min"
+    assert [t.met for t in missed] == [False, None, False, None, False, False]
+    assert missed[4].value == pytest.approx(181 / 60) and missed[4].unit == "min"
     assert target("x", math.nan, 1.0, "x", True).met is None
 
 
@@ -238,7 +239,7 @@ def test_report_judges_the_targets_on_the_marginal_values() -> None:
     assert p.cpu_seconds == pytest.approx(p.seconds)
     assert report.long_run.peak_worker_rss_mb == pytest.approx(250.0)
     assert report.peak_worker_rss_mb == pytest.approx(180.0)
-    daily, per_symbol, speed, overhead, rss, projection = report.targets
+    daily, per_symbol, speed, overhead, rss, projection, fixed = report.targets
     assert daily.name == "detect / read, daily layout" and daily.limit == 2.0
     assert daily.value == pytest.approx(1.6 / 1.1)  # no passes recorded: the medians' ratio
     assert per_symbol.name == "detect / read, one file per symbol" and per_symbol.limit == 3.0
@@ -250,6 +251,7 @@ def test_report_judges_the_targets_on_the_marginal_values() -> None:
     assert rss.value == pytest.approx(250.0) and rss.at_bench_size == pytest.approx(180.0)
     assert projection.value == pytest.approx(p.seconds / 60)
     assert projection.at_bench_size == pytest.approx(p.whole_run_seconds / 60)
+    assert fixed.value == pytest.approx(o.launch_fixed_s - o.bare_fixed_s) and fixed.limit == 0.5
 
 
 def test_report_with_a_slope_lost_in_noise_says_n_a_and_projects_on_whole_runs() -> None:
@@ -414,7 +416,7 @@ def test_bench_smoke_text_then_json_reusing_kept_bars(tmp_path: Path) -> None:
     assert machine["cpus"] >= 1 and machine["cpus_available"] >= 1
     assert machine["python"] and machine["polars"] and machine["pyarrow"]
     assert "load_1m" in machine
-    assert len(report["targets"]) == 6
+    assert len(report["targets"]) == 7
     for t in report["targets"]:
         assert set(t) == {
             "name", "value", "limit", "unit", "at_most", "met", "at_bench_size", "spread"

@@ -113,7 +113,7 @@ def test_report_figures_are_medians_of_the_repeats_with_their_spread() -> None:
     assert report.peak_worker_rss_spread == Spread(250.0, 260.0, 270.0, 0)
     rss = next(t for t in report.targets if t.name.startswith("peak worker RSS"))
     assert rss.value == 260.0 and rss.spread == Spread(250.0, 260.0, 270.0, 0)
-    projection = report.targets[-1]
+    projection = report.targets[-2]
     seconds = report.projection.spread["seconds"]
     assert projection.value == pytest.approx(report.projection.seconds / 60)
     assert projection.spread == scaled(seconds, 1 / 60)

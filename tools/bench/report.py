@@ -148,6 +148,7 @@ def _targets(
         projection_s=projection.seconds,
         whole_run_projection_s=projection.whole_run_seconds,
         long_days=result.spec.long_days,
+        launch_fixed_s=_fixed_over_bare(overhead),
     )
     seconds = projection.spread.get("seconds")
     spreads = [
@@ -155,9 +156,15 @@ def _targets(
         overhead.spread.get("marginal_overhead_pct"),
         long_run.spread.get("peak_worker_rss_mb"),
         None if seconds is None else scaled(seconds, 1 / 60),
+        None,  # a difference of two medians: no spread of its own
     ]
     ratios = tuple(ratio_target(name, row) for name, row in layouts.items())
     return (*ratios, *(replace(t, spread=s) for t, s in zip(rest, spreads, strict=True)))
+
+
+def _fixed_over_bare(overhead: Overhead) -> float | None:
+    launch, bare = overhead.launch_fixed_s, overhead.bare_fixed_s
+    return None if launch is None or bare is None else launch - bare
 
 
 def _half_launches(runs: TryRuns) -> dict[int, LaunchRun]:

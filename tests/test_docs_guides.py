@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator.run.layout import RunLayout
-from tools.cli.app import cli
+from tools.cli.app import all_commands, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -168,10 +168,13 @@ def all_markdown() -> list[Path]:
     return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 
 
+COMMANDS = all_commands()  # each command's module imported (the CLI loads them lazily)
+
+
 def test_every_registered_command_is_shown_in_the_operations_guide() -> None:
     shown = {command for _, command, _, _ in invocations(read(OPERATIONS))}
-    assert len(cli.commands) >= 11
-    assert sorted(set(cli.commands) - shown) == []
+    assert len(COMMANDS) >= 11
+    assert sorted(set(COMMANDS) - shown) == []
 
 
 @pytest.mark.parametrize("doc", all_markdown(), ids=lambda p: p.name)
@@ -181,7 +184,7 @@ def test_command_lines_in_the_docs_use_real_commands_and_options(doc: Path) -> N
         wrong += [f"{line}: global {o}" for o in global_opts if not _in_help(o, None)]
         if command is None or not _COMMAND.match(command):
             continue  # `intraday-events` alone, `... COMMAND ...`, a screen title
-        if command not in cli.commands:
+        if command not in COMMANDS:
             wrong.append(f"{line}: no command {command!r}")
             continue
         wrong += [f"{line}: {command} has no {o}" for o in options if not _in_help(o, command)]
@@ -196,7 +199,7 @@ def test_the_guides_show_the_key_commands_with_options() -> None:
 
 @pytest.mark.parametrize("command", KEY_COMMANDS)
 def test_every_option_of_the_key_commands_is_in_the_operations_guide(command: str) -> None:
-    params = cli.commands[command].params
+    params = COMMANDS[command].params
     options = [o for p in params if isinstance(p, click.Option) and not p.hidden for o in p.opts]
     long = [o for o in options if o.startswith("--") and o != "--help"]
     text = read(OPERATIONS)

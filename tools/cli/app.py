@@ -122,5 +122,15 @@ def cli(ctx: click.Context, root: Path, config_path: Path | None) -> None:
         raise click.BadParameter(f"{config_path} does not exist", param_hint="--config")
 
 
+def all_commands() -> dict[str, click.Command]:
+    """Every command by name, their modules imported (for documentation checks)."""
+    found: dict[str, click.Command] = {}
+    for name in COMMANDS:
+        command = load(name)
+        if command is not None:
+            found[name] = command
+    return found
+
+
 def main() -> None:
     cli(prog_name="intraday-events")

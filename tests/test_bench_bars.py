@@ -99,7 +99,7 @@ def three_repeats() -> tuple[TryRuns, ...]:
 
 
 def test_report_figures_are_medians_of_the_repeats_with_their_spread() -> None:
-    from tests.test_bench import measured
+    from test_bench import measured
 
     result = replace(measured(), tries=three_repeats())
     report = build_report(result)

@@ -17,7 +17,6 @@ from orchestrator.backends.base import LaunchWork
 from orchestrator.backends.processes import signal_group, spawn, stop_tree
 from orchestrator.backends.supervisor import HeartbeatView, Notice, ProcessHandle, Supervisor
 from orchestrator.run.atomic_io import write_text_atomic
-from orchestrator.run.checkpoint import Checkpoint, CheckpointFormatError
 from orchestrator.run.console import console_size, read_last_error
 from orchestrator.run.heartbeat import parse_heartbeat
 from orchestrator.run.layout import RunLayout
@@ -70,14 +69,8 @@ class LocalWorkers:
         self._console_from: dict[int, int] = {}  # where each current process's output starts
 
     # -- state ---------------------------------------------------------------------
-    def _checkpoint(self) -> Checkpoint | None:
-        try:
-            return self.store.read()
-        except CheckpointFormatError:
-            return self.store.reconcile()  # rebuilt from the shards, under the lock
-
     def remaining(self, worker_id: int) -> tuple[str, ...]:
-        cp = self._checkpoint()
+        cp = self.store.current()
         if cp is None:
             return self.assignments[worker_id]
         return cp.remaining_of(self.assignments[worker_id], self.max_attempts, self.redo)

@@ -40,7 +40,6 @@ from orchestrator.backends.ray_connect import connect, describe_loss, import_ray
 from orchestrator.backends.ray_lanes import Lane
 from orchestrator.backends.supervisor import Notice
 from orchestrator.run.atomic_io import write_text_atomic
-from orchestrator.run.checkpoint import CheckpointFormatError
 from orchestrator.run.heartbeat import (
     WorkerHeartbeat,
     append_line,
@@ -182,11 +181,7 @@ class RayBackend:
 
     # -- sending -----------------------------------------------------------------
     def _skip(self) -> frozenset[str]:
-        try:
-            cp = self.store.read()
-        except CheckpointFormatError:
-            # Rebuilt from the shards, under the lock; the tasks' temporary shards kept.
-            cp = self.store.reconcile(remove_temps=False)
+        cp = self.store.current(remove_temps=False)  # the tasks' temporary shards kept
         if cp is None:
             return frozenset()
         return cp.settled(self.spec.max_attempts, self.work.redo)

@@ -190,11 +190,9 @@ class Launcher:
                 check_bars_zone(cfg.bars_root, pending, self.app.bars.naive_timezone)
         # Symbols still to do, those recorded as no_bars included (their files may be
         # back), looked for before anything is written: none may "complete" unread.
-        settled = (
-            (existing.completed | existing.quarantined(self.max_attempts)) if existing else set()
-        )
+        finished = existing.finished(self.max_attempts) if existing else frozenset()
         changed, redo_prints = self._changed_inputs(existing)
-        candidates = ((existing.universe if existing else frozenset()) | symbols) - settled
+        candidates = ((existing.universe if existing else frozenset()) | symbols) - finished
         candidates |= frozenset(redo_prints)
         counted = time.perf_counter()
         work = expected_bars(sorted(candidates), cfg.bars_root)

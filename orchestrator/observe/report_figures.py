@@ -15,12 +15,12 @@ _LAYOUT = {
 
 
 def _stacked(frame: pl.DataFrame, x: str, series: str, *, y: str = "n") -> go.Figure:
-    """One bar trace per value of ``series``, stacked."""
+    """One bar trace per value of ``series``, stacked (its caller gives it the look)."""
     fig = go.Figure()
     for (name,), part in frame.group_by(series, maintain_order=True):
         fig.add_bar(x=part.get_column(x).to_list(), y=part.get_column(y).to_list(), name=str(name))
     fig.update_layout(barmode="stack", **_LAYOUT)
-    return light(fig)
+    return fig
 
 
 def per_day(ev: RunEvents) -> go.Figure:

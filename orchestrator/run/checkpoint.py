@@ -89,6 +89,12 @@ class Checkpoint:
             if f.attempts >= max_attempts and s not in self.completed
         )
 
+    def finished(self, max_attempts: int) -> frozenset[str]:
+        """Completed or quarantined: detected, or given up. Unlike :meth:`settled`, a
+        symbol recorded without bars is not finished: its files may be back, so the
+        input checks before a run look for them again."""
+        return self.completed | self.quarantined(max_attempts)
+
     def settled(
         self, max_attempts: int, redo: Mapping[str, InputFingerprint] | None = None
     ) -> frozenset[str]:
@@ -97,7 +103,7 @@ class Checkpoint:
         ``redo`` (``--redo-changed``) maps completed symbols whose bars changed to the
         fingerprint they have now: each is not settled until a commit records it.
         """
-        settled = self.completed | self.quarantined(max_attempts) | self.no_bars
+        settled = self.finished(max_attempts) | self.no_bars
         return settled - to_redo(self.inputs, redo) if redo else settled
 
     def remaining(self, max_attempts: int) -> frozenset[str]:

@@ -129,6 +129,15 @@ class RunStore:
         """The checkpoint as on disk (None when absent). Raises CheckpointFormatError."""
         return read_checkpoint(self.layout)
 
+    def current(self, *, remove_temps: bool = True) -> ck.Checkpoint | None:
+        """The checkpoint as on disk, or, when it is unreadable, rebuilt from the shards
+        under the lock (what a supervisor reads on every pass). ``remove_temps`` false
+        keeps temporary shards whose writer is elsewhere (a Ray driver's tasks)."""
+        try:
+            return self.read()
+        except ck.CheckpointFormatError:
+            return self.reconcile(remove_temps=remove_temps)
+
     def committed_on_disk(
         self, known: Mapping[str, tuple[str, ...]] | None = None
     ) -> dict[int, tuple[str, tuple[str, ...]]]:

@@ -278,8 +278,8 @@ class Worker:
         (unless --allow-missing); see :mod:`orchestrator.run.input_check`."""
         cfg = self.cfg
         existing = self.store.reconcile()
-        settled = existing.completed | existing.quarantined(cfg.max_attempts) if existing else set()
-        candidates = [s for s in cfg.symbols if s not in settled]
+        finished = existing.finished(cfg.max_attempts) if existing else frozenset()
+        candidates = [s for s in cfg.symbols if s not in finished]
         return check_no_bars(
             candidates,
             symbols_without_bars(candidates, cfg.bars_root),

@@ -161,6 +161,60 @@ def test_cleaning_judges_the_bars_before_the_cut_to_trading_hours() -> None:
     assert unchecked.zone is None and unchecked == stats  # the verdict is not a count
 
 
+def _profile_by_grouping(clocked: pl.DataFrame) -> dict[tuple[int, int | None], float]:
+    """The profile computed the plain way: each (day, shift) group's share of its day."""
+    frame = clocked.drop_nulls("timestamp").with_columns(pl.col("volume").fill_null(0).clip(0))
+    offset = (
+        pl.col("date").cast(pl.Int64) * 1440
+        + pl.col("minute")
+        - pl.col("timestamp").dt.epoch("ms") // 60_000
+    )
+    shift_of = auction_profile.__globals__["_SHIFT_CODES"]
+    groups = (
+        frame.with_columns(
+            offset.alias("offset"), pl.lit(shift_of).gather(pl.col("minute")).alias("code")
+        )
+        .group_by("date", "code")
+        .agg(pl.col("volume").sum().cast(pl.Float64), pl.col("offset").min())
+        .with_columns(
+            pl.col("offset").min().over("date").alias("period"),
+            (pl.col("volume") / pl.col("volume").sum().over("date")).fill_nan(0.0).alias("w"),
+        )
+    )
+    out: dict[tuple[int, int | None], float] = {}
+    for period, code, w in groups.select("period", "code", "w").iter_rows():
+        k = code - 23 if code < 48 else None
+        out[(period, k)] = out.get((period, k), 0.0) + w
+    return out
+
+
+def test_the_profile_from_runs_of_sorted_bars_equals_grouping_by_day_and_shift() -> None:
+    """auction_profile sums runs of adjacent bars; bars out of order, repeated minutes,
+    null volumes and a day with no volume must give what a plain grouping gives."""
+    days = SUMMER[:6] + WINTER[:6]
+    frame = demo_symbol_bars(3, "DAAD", days).select("timestamp", "volume")
+    frame = pl.concat([frame, frame.head(50), shifted(frame.tail(400), 3)])
+    frame = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) % 97 == 0)
+        .then(None)
+        .otherwise(pl.col("volume"))
+        .alias("volume")
+    ).sample(fraction=1.0, shuffle=True, seed=7)
+    quiet_day = demo_symbol_bars(4, "DAAE", [WINTER[10]]).select(
+        "timestamp", pl.lit(0).alias("volume")
+    )
+    clocked = with_et_clock(
+        pl.concat([frame, quiet_day.cast(frame.schema)]).drop_nulls("timestamp")
+    )
+    got = {
+        (period, k): w for period, k, w in auction_profile(clocked).iter_rows() if w or k is None
+    }
+    expected = {key: w for key, w in _profile_by_grouping(clocked).items() if w or key[1] is None}
+    assert got.keys() == expected.keys()
+    for key, w in expected.items():
+        assert got[key] == pytest.approx(w, rel=1e-12, abs=1e-12), key
+
+
 def test_format_offset() -> None:
     assert [format_offset(k) for k in (8, -10, 1, -1, 5, 0)] == [
         "+4 h", "-5 h", "+30 min", "-30 min", "+2.5 h", "+0 h",

@@ -14,7 +14,13 @@ import psutil
 
 from detector.input_fingerprint import InputFingerprint
 from orchestrator.backends.base import LaunchWork
-from orchestrator.backends.processes import signal_group, spawn, stop_tree
+from orchestrator.backends.processes import (
+    available_cpus,
+    signal_group,
+    spawn,
+    stop_tree,
+    worker_environment,
+)
 from orchestrator.backends.supervisor import HeartbeatView, Notice, ProcessHandle, Supervisor
 from orchestrator.run.atomic_io import write_text_atomic
 from orchestrator.run.console import console_size, read_last_error
@@ -158,16 +164,22 @@ class LocalProcesses:
     """``--backend local``: one ``detect`` process per worker, on this machine."""
 
     cli: tuple[str, ...]  # runs the CLI up to the command name
-    env: Mapping[str, str] | None = None
+    env: Mapping[str, str] | None = None  # None: this process's environment
+    cpus: int | None = None  # CPUs the workers share; None: those this process may use
 
     def check_available(self) -> None:
         return None  # this machine is always at hand
 
     def start(self, work: LaunchWork) -> LocalBackend:
+        env = worker_environment(
+            os.environ if self.env is None else self.env,
+            workers=len(work.assignments),
+            cpus=self.cpus or available_cpus(),
+        )
         port = LocalWorkers(
             work.layout,
             work.store,
-            WorkerCommand(self.cli, work.layout.spec, self.env),
+            WorkerCommand(self.cli, work.layout.spec, env),
             work.assignments,
             work.redo,
             max_attempts=work.spec.max_attempts,

@@ -43,6 +43,31 @@ def spawn(
         )
 
 
+THREADS_VARIABLE = "POLARS_MAX_THREADS"
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_environment(inherited: Mapping[str, str], workers: int, cpus: int) -> dict[str, str]:
+    """The environment of one of ``workers`` workers sharing ``cpus`` CPUs.
+
+    Each worker's polars pool gets its share of the CPUs (at least one thread): by
+    default every process starts one thread per CPU, and two workers on two cores then
+    ran 15-20 % slower than with one thread each, switching between four busy threads
+    (20 symbols x 750 days, docs/performance.md). A thread count the operator set in
+    the environment is kept.
+    """
+    env = dict(inherited)
+    env.setdefault(THREADS_VARIABLE, str(max(1, cpus // max(1, workers))))
+    return env
+
+
 def signal_group(pid: int, sig: signal.Signals) -> bool:
     """Send ``sig`` to the process group led by ``pid``; False when it is gone.
 

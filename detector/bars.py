@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -270,6 +271,53 @@ def load_symbol_bars(
         raw, day_start_minute=day_start_minute, day_end_minute=day_end_minute, stats=read_stats
     )
     return SymbolBars(symbol=symbol, bars=bars, stats=stats, inputs=inputs)
+
+
+def load_recent_bars(
+    symbol: str,
+    bars_root: Path,
+    first_day: date,
+    last_day: date,
+    prior_days: int,
+    *,
+    naive_timezone: str = "UTC",
+    day_start_minute: int = 4 * 60,
+    day_end_minute: int = 20 * 60,
+) -> SymbolBars:
+    """``symbol``'s clean bars of the ET days ``first_day`` to ``last_day`` and of at
+    least ``prior_days`` trading days before them (fewer only where its history has
+    fewer), without reading the rest of its history.
+
+    An ET day's bars fall on two UTC dates at most, so the last
+    ``2 * (prior_days + 2 + days asked)`` UTC dates up to the day after ``last_day``
+    hold them: of the daily files, only those are read; of a per-symbol file, only
+    those rows are kept. The earliest day kept may be partial; it is more than
+    ``prior_days`` days back. Raises :class:`NoBarsError` when it has no bar file and
+    :class:`UnreadableBarFileError` for an unreadable one; the time-zone verdict is
+    not computed.
+    """
+    files = bar_files(symbol, bars_root)
+    if not files:
+        raise NoBarsError(symbol, bars_root)
+    through = last_day + timedelta(days=1)  # UTC date of an ET day's last hour in winter
+    dates = 2 * (prior_days + 2 + (last_day - first_day).days)
+    daily = [p for p in files if p.name.startswith("date=")]
+    daily = [p for p in daily if p.name[5:15] <= through.isoformat()][-dates:]
+    single = [p for p in files if not p.name.startswith("date=")]
+    raw, read_stats = read_bar_files(daily + single, naive_timezone)
+    utc_day = pl.col("timestamp").dt.date()
+    kept = raw.select(utc_day.filter(utc_day <= through).unique().sort().tail(dates).min())
+    earliest = kept.item()
+    if earliest is not None:
+        raw = raw.filter(utc_day.is_between(earliest, through))
+    bars, stats = clean_bars(
+        raw,
+        day_start_minute=day_start_minute,
+        day_end_minute=day_end_minute,
+        stats=read_stats,
+        check_zone=False,
+    )
+    return SymbolBars(symbol=symbol, bars=bars, stats=stats)
 
 
 @dataclass(frozen=True)

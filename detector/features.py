@@ -67,6 +67,18 @@ def auction_minutes(cfg: DetectorConfig) -> list[int]:
     return [minutes_of(t) for t in cfg.session_bounds.auction_minutes]
 
 
+def prior_days_read(cfg: DetectorConfig) -> int:
+    """How many trading days before a day that day's features and events depend on.
+
+    ATR% averages the true ranges of the ``ATR_DAYS`` prior days, the first of which
+    reads the close of the day before it, and the quiet-base test waits for
+    ``min_atr_days`` prior days. Every other feature, the day filters and thinning
+    (cooldowns and caps are per day) restart each day, so a day's events computed from
+    it and this many earlier days equal those computed from the whole history.
+    """
+    return max(ATR_DAYS + 1, cfg.consolidation_break.min_atr_days)
+
+
 def is_auction(cfg: DetectorConfig) -> pl.Expr:
     """Bars that carry an opening or closing cross: they never fire."""
     minutes = auction_minutes(cfg)

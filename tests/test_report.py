@@ -4,11 +4,13 @@ real headless Chromium (skipped, saying why, only when none is installed)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -16,6 +18,7 @@ import pytest
 from browser import find_chromium, png_colours, render, screenshot
 
 from detector.config import AppConfig
+from detector.pipeline import detect_symbol
 from orchestrator.observe.event_view import event_context
 from orchestrator.run.layout import RunLayout
 
@@ -276,3 +279,35 @@ def test_a_report_that_cannot_be_written_never_fails_the_launch(
         and "`intraday-events report` retries it" in done.stderr
     )
     assert RunLayout(root, run_id).final.is_file()
+
+
+@pytest.mark.parametrize("layout", ["daily", "symbol"])
+@pytest.mark.parametrize("min_atr_days", [2, 14, 40])
+def test_a_context_from_the_days_it_reads_equals_one_from_the_whole_history(
+    tmp_path: Path, layout: str, min_atr_days: int
+) -> None:
+    """The report and `show` read only the window's days and the days before them that
+    ATR% and the quiet-base test read: bars, features and events must be those of the
+    whole history, for events early in the history (fewer prior days than that), late
+    in it, in winter and in summer (an ET day on one or two UTC dates)."""
+    from tools.demo.data import DemoDataSpec, generate_demo_bars
+
+    bars = tmp_path / "bars"
+    generate_demo_bars(
+        DemoDataSpec(out=bars, symbols=2, days=70, layout=layout, start=dt.date(2026, 1, 26))
+    )
+    app = AppConfig()
+    cb = replace(app.detector.consolidation_break, min_atr_days=min_atr_days)
+    app = replace(app, detector=replace(app.detector, consolidation_break=cb))
+    symbol = "DAAA"
+    events = detect_symbol(symbol, bars, app)
+    assert events.height > 50
+    picks = events.sort("timestamp").gather_every(max(events.height // 12, 1))
+    for row in picks.iter_rows(named=True):
+        at = row["timestamp_et"]
+        recent = event_context(symbol, at, bars, app, minutes=45)
+        whole = event_context(symbol, at, bars, app, minutes=45, whole_history=True)
+        relative = ["row", "day_no"]  # row numbers counted from the first bar read
+        assert recent.bars.drop(relative).equals(whole.bars.drop(relative)), at
+        assert recent.events.equals(whole.events), at
+        assert recent.events.height >= 1

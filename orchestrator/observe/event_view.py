@@ -22,11 +22,11 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from detector.bars import load_symbol_bars
+from detector.bars import load_recent_bars, load_symbol_bars
 from detector.candidates import window_features
 from detector.config import AppConfig
 from detector.errors import ExitCode, IntradayEventsError
-from detector.features import at_bars, session_bounds, symbol_features
+from detector.features import at_bars, prior_days_read, session_bounds, symbol_features
 from detector.pipeline import events_from_clean_bars
 from detector.symbols import validate_symbol
 
@@ -63,22 +63,46 @@ def parse_when(text: str) -> datetime:
 
 
 def event_context(
-    symbol: str, at: datetime, bars_root: Path, app: AppConfig, *, minutes: int = 60
+    symbol: str,
+    at: datetime,
+    bars_root: Path,
+    app: AppConfig,
+    *,
+    minutes: int = 60,
+    whole_history: bool = False,
 ) -> EventContext:
-    """The bars within ``minutes`` of ``at`` and their events, as the detector sees them."""
+    """The bars within ``minutes`` of ``at`` and their events, as the detector sees them.
+
+    Only the window's days and the trading days before them that their features read
+    (:func:`detector.features.prior_days_read`) are read and detected, which gives what
+    the whole history gives (``whole_history`` reads it all: the tests compare) in a
+    few milliseconds instead of a fifth of a second for 750 days of daily files.
+    """
     validate_symbol(symbol)
     cfg = app.detector
     pm_start, _, _, ah_end = session_bounds(cfg)
-    loaded = load_symbol_bars(
-        symbol,
-        bars_root,
-        naive_timezone=app.bars.naive_timezone,
-        day_start_minute=pm_start,
-        day_end_minute=ah_end,
-    )
     lo, hi = at - timedelta(minutes=minutes), at + timedelta(minutes=minutes)
+    tz = app.bars.naive_timezone
+    if whole_history:
+        loaded = load_symbol_bars(
+            symbol, bars_root, naive_timezone=tz, day_start_minute=pm_start, day_end_minute=ah_end
+        )
+    else:
+        loaded = load_recent_bars(
+            symbol,
+            bars_root,
+            lo.astimezone(ET).date(),
+            hi.astimezone(ET).date(),
+            prior_days_read(cfg),
+            naive_timezone=tz,
+            day_start_minute=pm_start,
+            day_end_minute=ah_end,
+        )
     features = symbol_features(loaded.bars, cfg)
     rows = features.bars.filter(pl.col("ts_et").is_between(lo, hi)).get_column("row")
+    if rows.len() == 0 and not whole_history:
+        # The message names the span of the whole history, which this read did not see.
+        return event_context(symbol, at, bars_root, app, minutes=minutes, whole_history=True)
     if rows.len() == 0:
         raise ShowError(
             f"no bars of {symbol} within {minutes} minutes of {at:%Y-%m-%d %H:%M %Z} "

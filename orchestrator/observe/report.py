@@ -53,15 +53,21 @@ def build_report(
     started = time.perf_counter()
     snapshot = read_snapshot(layout, now=datetime.now(), max_attempts=max_attempts)
     events = read_events(layout)
-    timeline = read_timeline(layout, snapshot)
-    # Complete: every symbol settled and the final file merged (the launcher writes the
-    # report before it marks the run heartbeat completed, so the state may say merging).
-    partial = not (layout.final.is_file() and snapshot.remaining == ())
-    if not partial and snapshot.state == "merging":
-        # The launcher writes the report after its merge, before its completed heartbeat.
-        snapshot = replace(snapshot, state="completed")
-    sections = report_sections(snapshot, events, timeline, app)
-    sections[-1:-1] = in_context(events, _bars_root(layout, app), app)
+    best = best_events(events)
+    # The contexts re-read and re-detect their symbols in polars, which releases the GIL:
+    # computed side by side while this thread draws the other figures in Python (plotly),
+    # they add about nothing to the report's time on two cores (the workers are done).
+    with ThreadPoolExecutor(max_workers=max(1, min(len(best), os.cpu_count() or 1))) as pool:
+        bars_root = _bars_root(layout, app)
+        pending = [pool.submit(_context, row, bars_root, app) for row in best]
+        timeline = read_timeline(layout, snapshot)
+        # Complete: every symbol settled and the final file merged (the launcher writes
+        # the report before it marks the run heartbeat completed, so it may say merging).
+        partial = not (layout.final.is_file() and snapshot.remaining == ())
+        if not partial and snapshot.state == "merging":
+            snapshot = replace(snapshot, state="completed")
+        sections = report_sections(snapshot, events, timeline, app)
+        sections[-1:-1] = context_sections(best, [job.result() for job in pending])
     banner = (
         f"Partial report: the run is {snapshot.state}"
         + (
@@ -106,24 +112,25 @@ def _bars_root(layout: RunLayout, app: AppConfig) -> Path:
     return layout.root / app.bars.root
 
 
-def in_context(ev: RunEvents, bars_root: Path, app: AppConfig) -> list[Section]:
-    """The best event of each type drawn in context as `show` draws it, when its bars
-    can still be read (otherwise a line saying why)."""
-    best = list(
+def best_events(ev: RunEvents) -> list[dict[str, Any]]:
+    """The best event of each type, by score: the ones drawn in context."""
+    return list(
         ev.top_events.group_by("event_type", maintain_order=True).head(1).iter_rows(named=True)
     )
 
-    def context(row: dict[str, Any]) -> EventContext | str:
-        try:
-            return event_context(row["symbol"], row["timestamp_et"], bars_root, app, minutes=45)
-        except (IntradayEventsError, OSError) as exc:
-            return f"<p>Not drawn: {html.escape(str(exc))}</p>"
 
-    # The contexts' reads and features run in polars, which releases the GIL: read
-    # side by side, they take about half as long on two cores (the run is over, the
-    # workers' cores are free). The figures are drawn in order.
-    with ThreadPoolExecutor(max_workers=max(1, min(len(best), os.cpu_count() or 1))) as pool:
-        contexts = list(pool.map(context, best))
+def _context(row: dict[str, Any], bars_root: Path, app: AppConfig) -> EventContext | str:
+    """The event's context as `show` draws it, or why it cannot be drawn (HTML)."""
+    try:
+        return event_context(row["symbol"], row["timestamp_et"], bars_root, app, minutes=45)
+    except (IntradayEventsError, OSError) as exc:
+        return f"<p>Not drawn: {html.escape(str(exc))}</p>"
+
+
+def context_sections(
+    best: list[dict[str, Any]], contexts: list[EventContext | str]
+) -> list[Section]:
+    """One section per best event: its context drawn, or the line saying why not."""
     out = []
     for row, ctx in zip(best, contexts, strict=True):
         title = f"Best {row['event_type']} in context: {row['symbol']}"

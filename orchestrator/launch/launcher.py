@@ -10,8 +10,10 @@ every symbol is completed or quarantined.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -117,6 +119,7 @@ class Launcher:
         self.sleep = sleep
         self.layout = RunLayout(cfg.root, cfg.run_id)
         self._environment_error: str | None = None
+        self._preload: threading.Thread | None = None
         self._worker_errors: dict[int, str] = {}
         self.previous_spec = previous_spec(self.layout.spec)
         previous = self.previous_spec
@@ -151,6 +154,8 @@ class Launcher:
             )
             return self._launch()
         finally:
+            if self._preload is not None:  # never leave it importing at interpreter exit
+                self._preload.join(timeout=30)
             # A read-only launch folder must not hide the error that ended the launch;
             # a PID file left behind is checked against its process before any use.
             with contextlib.suppress(OSError):
@@ -275,6 +280,7 @@ class Launcher:
                 sleep=self.sleep,
             )
         )
+        self._preload = _preload_report()
         self._supervise(backend)
         self._worker_errors = dict(backend.given_up())
         return tuple(sorted(self._worker_errors))
@@ -428,3 +434,17 @@ class Launcher:
             worker_errors=self._worker_errors,
             environment_error=self._environment_error,
         )
+
+
+def _preload_report() -> threading.Thread:
+    """Import the report's modules (plotly: about 0.3 s) while the workers run, so that
+    the report at the end does not wait for them; the launcher's thread mostly sleeps
+    meanwhile. A failed import shows again, and is reported, when the report is built."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module("orchestrator.observe.report")
+
+    thread = threading.Thread(target=load, name="preload-report", daemon=True)
+    thread.start()
+    return thread

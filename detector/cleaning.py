@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from detector.et_clock import with_et_clock
+from detector.et_clock import wall_clock_to_utc, with_et_clock
 from detector.zone_check import ZoneVerdict, auction_profile, zone_verdict
 
 REQUIRED_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
@@ -65,6 +65,10 @@ def _finite_or_null(expr: pl.Expr) -> pl.Expr:
 
 def normalize_types(frame: pl.DataFrame, naive_timezone: str) -> pl.DataFrame:
     """Bring one frame's required columns to the canonical types (see :func:`normalize_exprs`)."""
+    dtype = frame.schema["timestamp"]
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None and naive_timezone != "UTC":
+        # The same instants as the expression's per-row zone lookup, a lookup per hour.
+        frame = frame.with_columns(wall_clock_to_utc(frame.get_column("timestamp"), naive_timezone))
     return frame.select(normalize_exprs(frame.schema, naive_timezone))
 
 

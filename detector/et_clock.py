@@ -94,3 +94,64 @@ def _offset_ms(epoch_ms: pl.Series, zone: str) -> pl.Series:
         .to_physical()
     )
     return wall - epoch_ms
+
+
+_UNITS_PER_SECOND = {"ms": 10**3, "us": 10**6, "ns": 10**9}
+
+
+def wall_clock_to_utc(timestamp: pl.Series, zone: str) -> pl.Series:
+    """Naive wall-clock times of ``zone`` as the instants they name, Datetime(unit, UTC):
+    exactly ``replace_time_zone(zone, ambiguous="earliest", non_existent="null")``.
+
+    That conversion looks the zone up for every row (about 12 ms for 750 days of
+    minute bars, a sixth of the detection); here it is looked up for every local hour of
+    the span and gathered per row, as :func:`with_et_clock` does the other way. It holds
+    where a zone's offset changes only on whole local hours (New York's, every zone's
+    but a few): an hour whose first and last instant differ (offset, or one missing)
+    sends the whole frame through the per-row conversion.
+    """
+    dtype = timestamp.dtype
+    assert isinstance(dtype, pl.Datetime) and dtype.time_zone is None
+    unit = dtype.time_unit or "us"
+    utc = _by_local_hour(timestamp.to_physical(), zone, unit)
+    if utc is None:
+        aware = timestamp.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+        return aware.dt.convert_time_zone("UTC")
+    return utc.cast(pl.Datetime(unit, "UTC")).alias(timestamp.name)
+
+
+def _by_local_hour(wall: pl.Series, zone: str, unit: str) -> pl.Series | None:
+    per_hour = 3600 * _UNITS_PER_SECOND[unit]
+    hour = wall // per_hour
+    first, last = hour.min(), hour.max()
+    if first is None or last is None:
+        return None  # no timestamp at all
+    assert isinstance(first, int) and isinstance(last, int)
+    if last - first + 1 > max(_MAX_HOURS_PER_ROW * len(wall), _MIN_HOUR_TABLE):
+        return None
+    first -= first % _HOURS_PER_BLOCK
+    last += _HOURS_PER_BLOCK - 1 - last % _HOURS_PER_BLOCK
+    offsets = _local_hour_offsets(zone, unit, first, last)
+    if offsets is None:
+        return None
+    return wall + offsets.gather(hour - first)
+
+
+@functools.lru_cache(maxsize=8)
+def _local_hour_offsets(zone: str, unit: str, first: int, last: int) -> pl.Series | None:
+    """UTC minus wall clock for each local hour ``first``..``last`` (null: the hour does
+    not exist), or None where an hour's first and last instant disagree."""
+    per_hour = 3600 * _UNITS_PER_SECOND[unit]
+    starts = pl.int_range(first, last + 1, dtype=pl.Int64, eager=True) * per_hour
+    ends = starts + (per_hour - 1)
+    at_start = _instant(starts, zone, unit) - starts
+    at_end = _instant(ends, zone, unit) - ends
+    if not at_start.eq_missing(at_end).all():
+        return None
+    return at_start
+
+
+def _instant(wall: pl.Series, zone: str, unit: str) -> pl.Series:
+    naive = wall.cast(pl.Datetime(unit))  # type: ignore[arg-type]
+    aware = naive.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+    return aware.to_physical()

@@ -10,14 +10,13 @@ every symbol is completed or quarantined.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -36,15 +35,14 @@ from orchestrator.launch.outcome import (
     launch_universe,
     refused_line,
 )
+from orchestrator.launch.run_end import preload_report, write_launch_summary, write_report
 from orchestrator.launch.work_estimate import expected_bars
 from orchestrator.observe.monitors import Monitor
-from orchestrator.observe.summary_json import summary_document, symbol_seconds, write_summary_json
 from orchestrator.run.checkpoint import Checkpoint
 from orchestrator.run.errors import RunBusyError
 from orchestrator.run.final_merge import live_launcher_pid, merge_final
 from orchestrator.run.input_check import check_no_bars
 from orchestrator.run.layout import RunLayout
-from orchestrator.run.merge import MergeResult
 from orchestrator.run.pidfile import record_for, write_pid_file
 from orchestrator.run.plan import (
     Plan,
@@ -280,7 +278,7 @@ class Launcher:
                 sleep=self.sleep,
             )
         )
-        self._preload = _preload_report()
+        self._preload = preload_report()
         self._supervise(backend)
         self._worker_errors = dict(backend.given_up())
         return tuple(sorted(self._worker_errors))
@@ -346,42 +344,6 @@ class Launcher:
             log.log(notice.level, "worker %d: %s", notice.worker_id, notice.message)
 
     # -- the end -----------------------------------------------------------------
-    def _write_summary_json(
-        self,
-        cp: Checkpoint,
-        merged: MergeResult | None,
-        provenance: Provenance | None,
-        code: ExitCode,
-        completed_now: int,
-        wall_s: float,
-    ) -> None:
-        """summary.json of this launch; a refused write is logged, never fails the run."""
-        finished = datetime.now()
-        document = summary_document(
-            run_id=self.cfg.run_id,
-            cp=cp,
-            started_at=finished - timedelta(seconds=wall_s),
-            finished_at=finished,
-            exit_code=int(code),
-            merged=merged,
-            provenance=provenance,
-            completed_now=completed_now,
-            stopped=self.stop.reason,
-            max_attempts=self.max_attempts,
-            seconds=symbol_seconds(self.layout, cp),
-        )
-        try:
-            write_summary_json(self.layout.summary_json, document)
-        except OSError as exc:
-            log.warning("cannot write %s: %s", self.layout.summary_json, exc)
-
-    def _report(self, max_attempts: int) -> None:
-        """The run's report.html; a problem with it is logged and never fails the run."""
-        from orchestrator.observe.report import report_at_end  # plotly: at the end only
-
-        line = report_at_end(self.layout, self.app, max_attempts=max_attempts)
-        (log.info if line.startswith("report ") else log.warning)("%s", line)
-
     def _finish(
         self, store: RunStore, plan: Plan, given_up: tuple[int, ...], started: float
     ) -> LaunchOutcome:
@@ -396,7 +358,7 @@ class Launcher:
             provenance = Provenance.of_run(self.app, cp, bars_root=self.cfg.bars_root)
             merged = merge_final(self.layout, cp, complete=True, provenance=provenance)
         if not self.stop.requested and self._environment_error is None:
-            self._report(self.max_attempts)
+            write_report(self.layout, self.app, self.max_attempts)
         planned = {s for a in plan.assignments for s in a}
         done_now = planned & cp.completed
         failed = {s: f.error for s, f in sorted(cp.failed.items()) if s in left}
@@ -411,7 +373,17 @@ class Launcher:
         else:
             code = ExitCode.OK
         wall_s = self.clock() - started
-        self._write_summary_json(cp, merged, provenance, code, len(done_now), wall_s)
+        write_launch_summary(
+            self.layout,
+            cp,
+            merged=merged,
+            provenance=provenance,
+            code=code,
+            completed_now=len(done_now),
+            wall_s=wall_s,
+            stopped=self.stop.reason,
+            max_attempts=self.max_attempts,
+        )
         return LaunchOutcome(
             run_id=cfg.run_id,
             plan=plan,
@@ -434,17 +406,3 @@ class Launcher:
             worker_errors=self._worker_errors,
             environment_error=self._environment_error,
         )
-
-
-def _preload_report() -> threading.Thread:
-    """Import the report's modules (plotly: about 0.3 s) while the workers run, so that
-    the report at the end does not wait for them; the launcher's thread mostly sleeps
-    meanwhile. A failed import shows again, and is reported, when the report is built."""
-
-    def load() -> None:
-        with contextlib.suppress(Exception):
-            importlib.import_module("orchestrator.observe.report")
-
-    thread = threading.Thread(target=load, name="preload-report", daemon=True)
-    thread.start()
-    return thread

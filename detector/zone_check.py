@@ -233,7 +233,10 @@ def zone_verdict(profiles: pl.DataFrame | Iterable[pl.DataFrame]) -> ZoneVerdict
             scores[(period, closing)] += weight  # into the closing one
     periods = []
     for name, offset in PERIOD_OFFSETS.items():
-        total = days.get(offset, 0.0)
+        # Each day's weights add up to one (or zero): the sum is a count of days, and
+        # rounding it keeps a period of exactly MIN_DAYS days judged whatever the order
+        # of the additions.
+        total = float(round(days.get(offset, 0.0)))
         if not total:
             continue
         mine = {k: score for (period, k), score in scores.items() if period == offset}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from orchestrator.backends.processes import THREADS_VARIABLE, worker_environment
 
@@ -32,3 +33,21 @@ def test_a_process_started_with_that_environment_has_that_many_polars_threads() 
         check=True,
     )
     assert out.stdout.strip() == "1"
+
+
+def test_a_container_cpu_quota_caps_the_cpus_shared(tmp_path: Path) -> None:
+    from orchestrator.backends.processes import available_cpus, cgroup_cpu_quota
+
+    assert cgroup_cpu_quota(tmp_path) is None  # no cgroup files: no quota
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_quota(tmp_path) == 2  # 1.5 CPUs: two threads' worth, rounded up
+    assert available_cpus(tmp_path) <= 2
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_quota(v1) is None
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    assert cgroup_cpu_quota(v1) == 1 and available_cpus(v1) == 1

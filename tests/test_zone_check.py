@@ -236,3 +236,15 @@ def test_real_tape_fits_as_read_and_is_caught_as_new_york_wall_clock_read_as_utc
         assert verdict_of(alone).fits, path.name
         caught = verdict_of(ny_wall_read_as(alone, "UTC"))
         assert caught.note() == "summer +4 h, winter +5 h", path.name
+
+
+def test_a_period_of_exactly_min_days_is_judged_whatever_the_order_of_its_weights() -> None:
+    """Each day's weights add up to one in floating point only nearly: summed in another
+    order, ten days made 9.999999999999998 and the period went unjudged."""
+    days = WINTER[: int(MIN_DAYS)]
+    profile = auction_profile(
+        with_et_clock(demo_symbol_bars(2, "DAAC", days).select("timestamp", "volume"))
+    )
+    for seed in range(30):
+        verdict = zone_verdict(profile.sample(fraction=1.0, shuffle=True, seed=seed))
+        assert only(verdict).days == MIN_DAYS and only(verdict).judged

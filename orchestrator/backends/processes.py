@@ -46,12 +46,40 @@ def spawn(
 THREADS_VARIABLE = "POLARS_MAX_THREADS"
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity), else the machine's count."""
+def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity, capped by a container's CPU quota (what
+    polars sizes its own pool by), else the machine's count."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    return max(1, min(cpus, quota)) if quota is not None else cpus
+
+
+def cgroup_cpu_quota(cgroup_root: Path) -> int | None:
+    """CPUs a cgroup quota allows (rounded up), from cgroup v2 ``cpu.max`` or v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; None when there is no quota."""
+    try:
+        parts = (cgroup_root / "cpu.max").read_text().split()
+    except OSError:
+        parts = []
+    if len(parts) == 2:
+        quota, period = parts
+    else:
+        v1 = cgroup_root / "cpu"
+        try:
+            quota = (v1 / "cpu.cfs_quota_us").read_text().strip()
+            period = (v1 / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        allowed, per = int(quota), int(period)
+    except ValueError:
+        return None  # "max": no quota
+    if allowed <= 0 or per <= 0:
+        return None
+    return -(-allowed // per)
 
 
 def worker_environment(inherited: Mapping[str, str], workers: int, cpus: int) -> dict[str, str]:

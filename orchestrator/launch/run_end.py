@@ -73,7 +73,11 @@ def preload_report() -> threading.Thread:
 
 def write_report(layout: RunLayout, app: AppConfig, max_attempts: int) -> None:
     """The run's report.html; a problem with it is logged and never fails the run."""
-    from orchestrator.observe.report import report_at_end  # plotly: at the end only
-
-    line = report_at_end(layout, app, max_attempts=max_attempts)
+    try:
+        report = importlib.import_module(_REPORT_MODULE)  # plotly: preloaded, or now
+        line = report.report_at_end(layout, app, max_attempts=max_attempts)
+    except Exception as exc:  # an import that failed: the run's outcome stands
+        line = (
+            f"report not written ({type(exc).__name__}: {exc}); `intraday-events report` retries it"
+        )
     (log.info if line.startswith("report ") else log.warning)("%s", line)

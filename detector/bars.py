@@ -326,16 +326,18 @@ def load_recent_bars(
     day_end_minute: int = 20 * 60,
 ) -> SymbolBars:
     """``symbol``'s clean bars of the ET days ``first_day`` to ``last_day`` and of at
-    least ``prior_days`` trading days before them (fewer only where its history has
-    fewer), without reading the rest of its history.
+    least ``prior_days`` whole trading days before them (all of them where its history
+    has fewer), without reading the rest of its history when it need not.
 
     An ET day's bars fall on two UTC dates at most, so the last
     ``2 * (prior_days + 2 + days asked)`` UTC dates up to the day after ``last_day``
-    hold them: of the daily files, only those are read; of a per-symbol file, only
-    those rows are kept. The earliest day kept may be partial; it is more than
-    ``prior_days`` days back. Raises :class:`NoBarsError` when it has no bar file and
-    :class:`UnreadableBarFileError` for an unreadable one; the time-zone verdict is
-    not computed.
+    usually hold them: of the daily files, only those are read; of a per-symbol file,
+    only those rows are kept. The earliest day kept may be partial. Where files or
+    dates without clean bars (empty files, gaps, bad rows) leave fewer than
+    ``prior_days`` whole days before ``first_day``, the whole history is read instead.
+    Raises :class:`NoBarsError` when it has no bar file and
+    :class:`UnreadableBarFileError` for an unreadable one; the time-zone verdict is not
+    computed for a partial read.
     """
     files = bar_files(symbol, bars_root)
     if not files:
@@ -343,14 +345,20 @@ def load_recent_bars(
     through = last_day + timedelta(days=1)  # UTC date of an ET day's last hour in winter
     dates = 2 * (prior_days + 2 + (last_day - first_day).days)
     daily = [p for p in files if p.name.startswith("date=")]
-    daily = [p for p in daily if p.name[5:15] <= through.isoformat()][-dates:]
+    up_to = [p for p in daily if p.name[5:15] <= through.isoformat()]
+    read = up_to[-dates:]
     single = [p for p in files if not p.name.startswith("date=")]
-    raw, read_stats = read_bar_files(daily + single, naive_timezone)
+    raw, read_stats = read_bar_files(read + single, naive_timezone)
     utc_day = pl.col("timestamp").dt.date()
-    kept = raw.select(utc_day.filter(utc_day <= through).unique().sort().tail(dates).min())
-    earliest = kept.item()
-    if earliest is not None:
-        raw = raw.filter(utc_day.is_between(earliest, through))
+    cut = raw.select(utc_day.filter(utc_day <= through).unique().sort().tail(dates).min()).item()
+    left_out = len(read) < len(up_to)
+    if left_out and read:
+        # Older days would come from the per-symbol file alone, without their daily files.
+        cut = max(cut, date.fromisoformat(read[0].name[5:15])) if cut else cut
+    if cut is not None:
+        kept = raw.filter(utc_day.is_between(cut, through))
+        left_out = left_out or kept.height < raw.filter(utc_day <= through).height
+        raw = kept
     bars, stats = clean_bars(
         raw,
         day_start_minute=day_start_minute,
@@ -358,6 +366,16 @@ def load_recent_bars(
         stats=read_stats,
         check_zone=False,
     )
+    if left_out:
+        before = bars.filter(pl.col("date") < first_day).get_column("date").n_unique()
+        if before <= prior_days:  # the earliest may be partial: one more than asked
+            return load_symbol_bars(
+                symbol,
+                bars_root,
+                naive_timezone=naive_timezone,
+                day_start_minute=day_start_minute,
+                day_end_minute=day_end_minute,
+            )
     return SymbolBars(symbol=symbol, bars=bars, stats=stats)
 
 

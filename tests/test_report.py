@@ -311,3 +311,69 @@ def test_a_context_from_the_days_it_reads_equals_one_from_the_whole_history(
         assert recent.bars.drop(relative).equals(whole.bars.drop(relative)), at
         assert recent.events.equals(whole.events), at
         assert recent.events.height >= 1
+
+
+def _contexts_agree(bars: Path, app: AppConfig, symbol: str = "DAAA") -> int:
+    events = detect_symbol(symbol, bars, app)
+    picks = events.sort("timestamp").gather_every(max(events.height // 10, 1))
+    for row in picks.iter_rows(named=True):
+        at = row["timestamp_et"]
+        recent = event_context(symbol, at, bars, app, minutes=45)
+        whole = event_context(symbol, at, bars, app, minutes=45, whole_history=True)
+        relative = ["row", "day_no"]
+        assert recent.bars.drop(relative).equals(whole.bars.drop(relative)), at
+        assert recent.events.equals(whole.events), at
+    return picks.height
+
+
+def test_a_context_reads_back_past_empty_files_and_gaps(tmp_path: Path) -> None:
+    """Files without clean bars (an empty file for every calendar date, two days in three
+    missing) do not count as the trading days the features need."""
+    from tools.demo.data import DemoDataSpec, generate_demo_bars
+
+    bars = tmp_path / "bars"
+    generate_demo_bars(DemoDataSpec(out=bars, symbols=1, days=90, start=dt.date(2026, 1, 26)))
+    folder = bars / "symbol=DAAA"
+    files = sorted(folder.glob("date=*.parquet"))
+    empty = pl.read_parquet(files[0]).clear()
+    for i, path in enumerate(files):
+        if i % 3:
+            path.unlink()
+    day = dt.date(2026, 1, 20)
+    while day <= dt.date(2026, 6, 30):
+        path = folder / f"date={day.isoformat()}.parquet"
+        if not path.exists():
+            empty.write_parquet(path)
+        day += dt.timedelta(days=1)
+    assert _contexts_agree(bars, AppConfig()) >= 5
+
+
+def test_a_context_reads_a_symbol_in_both_layouts_as_its_whole_history_does(
+    tmp_path: Path,
+) -> None:
+    """Daily files for the later days, one file per symbol for all of them: the days the
+    context reads come from both, as in the whole history."""
+    from tools.demo.data import DemoDataSpec, generate_demo_bars
+
+    bars = tmp_path / "bars"
+    start = dt.date(2026, 1, 26)
+    generate_demo_bars(DemoDataSpec(out=bars, symbols=1, days=80, start=start))
+    other = tmp_path / "single"
+    generate_demo_bars(
+        DemoDataSpec(out=other, symbols=1, days=80, layout="symbol", start=start, seed=9)
+    )
+    # Every other minute only: the daily files' rows between them count.
+    single = pl.read_parquet(other / "DAAA.parquet")
+    single.filter(pl.col("timestamp").dt.minute() % 2 == 0).write_parquet(bars / "DAAA.parquet")
+    folder = bars / "symbol=DAAA"
+    files = sorted(folder.glob("date=*.parquet"))
+    empty = pl.read_parquet(files[0]).clear()
+    for path in files[:30]:
+        path.unlink()
+    day = start
+    while day <= dt.date(2026, 6, 30):  # an empty daily file for every calendar date
+        path = folder / f"date={day.isoformat()}.parquet"
+        if not path.exists():
+            empty.write_parquet(path)
+        day += dt.timedelta(days=1)
+    assert _contexts_agree(bars, AppConfig()) >= 5

@@ -85,11 +85,12 @@ def cgroup_cpu_quota(cgroup_root: Path) -> int | None:
 def worker_environment(inherited: Mapping[str, str], workers: int, cpus: int) -> dict[str, str]:
     """The environment of one of ``workers`` workers sharing ``cpus`` CPUs.
 
-    Each worker's polars pool gets its share of the CPUs (at least one thread): by
-    default every process starts one thread per CPU, and two workers on two cores then
-    ran 15-20 % slower than with one thread each, switching between four busy threads
-    (20 symbols x 750 days, docs/performance.md). A thread count the operator set in
-    the environment is kept.
+    Each worker's polars pool gets its share of the CPUs (at least one thread), as
+    joblib and loky limit the threads of their workers: by default every process would
+    start one thread per CPU, N x CPUs threads in all. On two cores the difference is
+    within the noise (two bare loops, 20 x 750 days, alternating: 3.1-4.0 s with one
+    thread each, 3.2-3.7 s with two); it is meant for many workers on many cores. A
+    thread count the operator set in the environment is kept.
     """
     env = dict(inherited)
     env.setdefault(THREADS_VARIABLE, str(max(1, cpus // max(1, workers))))

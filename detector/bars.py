@@ -301,6 +301,16 @@ def load_recent_bars(
     files = bar_files(symbol, bars_root)
     if not files:
         raise NoBarsError(symbol, bars_root)
+
+    def whole_history() -> SymbolBars:
+        return load_symbol_bars(
+            symbol,
+            bars_root,
+            naive_timezone=naive_timezone,
+            day_start_minute=day_start_minute,
+            day_end_minute=day_end_minute,
+        )
+
     through = last_day + timedelta(days=1)  # UTC date of an ET day's last hour in winter
     dates = 2 * (prior_days + 2 + (last_day - first_day).days)
     daily = [p for p in files if p.name.startswith("date=")]
@@ -311,9 +321,14 @@ def load_recent_bars(
     utc_day = pl.col("timestamp").dt.date()
     cut = raw.select(utc_day.filter(utc_day <= through).unique().sort().tail(dates).min()).item()
     left_out = len(read) < len(up_to)
-    if left_out and read:
+    if left_out and read and cut is not None:
         # Older days would come from the per-symbol file alone, without their daily files.
-        cut = max(cut, date.fromisoformat(read[0].name[5:15])) if cut else cut
+        try:
+            cut = max(cut, date.fromisoformat(read[0].name[5:15]))
+        except ValueError:  # a file name that is no date: no shortcut
+            cut = None
+    if cut is None and left_out:
+        return whole_history()
     if cut is not None:
         kept = raw.filter(utc_day.is_between(cut, through))
         left_out = left_out or kept.height < raw.filter(utc_day <= through).height
@@ -328,13 +343,7 @@ def load_recent_bars(
     if left_out:
         before = bars.filter(pl.col("date") < first_day).get_column("date").n_unique()
         if before <= prior_days:  # the earliest may be partial: one more than asked
-            return load_symbol_bars(
-                symbol,
-                bars_root,
-                naive_timezone=naive_timezone,
-                day_start_minute=day_start_minute,
-                day_end_minute=day_end_minute,
-            )
+            return whole_history()
     return SymbolBars(symbol=symbol, bars=bars, stats=stats)
 
 

@@ -377,3 +377,29 @@ def test_a_context_reads_a_symbol_in_both_layouts_as_its_whole_history_does(
             empty.write_parquet(path)
         day += dt.timedelta(days=1)
     assert _contexts_agree(bars, AppConfig()) >= 5
+
+
+def test_a_daily_file_whose_name_is_no_date_makes_the_read_take_the_whole_history(
+    tmp_path: Path,
+) -> None:
+    """Where the oldest daily file of the recent read has no date in its name, the read
+    cannot tell which days the per-symbol file alone would give: the whole history."""
+    from detector.bars import bar_files, load_recent_bars, load_symbol_bars
+    from tools.demo.data import DemoDataSpec, generate_demo_bars
+
+    bars = tmp_path / "bars"
+    generate_demo_bars(DemoDataSpec(out=bars, symbols=1, days=60, start=dt.date(2026, 1, 26)))
+    folder = bars / "symbol=DAAA"
+    (folder / "date=2026-02-27.parquet").rename(folder / "date=2026-02-2x.parquet")
+    names = [p.name for p in bar_files("DAAA", bars)]
+    odd = names.index("date=2026-02-2x.parquet")
+    prior, window = 15, 2 * (15 + 2)
+    days = sorted({dt.date.fromisoformat(n[5:15]) for n in names if n != names[odd]})
+    # The ET day whose recent read starts at the odd file: window files up to the day after.
+    day = next(
+        d
+        for d in days
+        if sum(n[5:15] <= (d + dt.timedelta(days=1)).isoformat() for n in names) == odd + window
+    )
+    recent = load_recent_bars("DAAA", bars, day, day, prior)
+    assert recent.bars.equals(load_symbol_bars("DAAA", bars).bars)

@@ -51,19 +51,30 @@ def _local_ms(timestamp: pl.Series, zone: str) -> pl.Series | None:
         return None
     epoch_ms = timestamp.dt.cast_time_unit("ms").to_physical()
     hour = epoch_ms // MS_PER_HOUR
-    first, last = hour.min(), hour.max()
-    assert isinstance(first, int) and isinstance(last, int)
-    span = last - first + 1
-    if span > max(_MAX_HOURS_PER_ROW * len(timestamp), _MIN_HOUR_TABLE):
+    blocks = _hour_blocks(hour)
+    if blocks is None:
         return None
-    # Whole blocks of hours, so that symbols of one run share the table whatever the
-    # hour of their first and last bar.
-    first -= first % _HOURS_PER_BLOCK
-    last += _HOURS_PER_BLOCK - 1 - last % _HOURS_PER_BLOCK
+    first, last = blocks
     at_start = _hour_offsets(zone, first, last)
     if at_start is None:
         return None
     return epoch_ms + at_start.gather(hour - first)
+
+
+def _hour_blocks(hour: pl.Series) -> tuple[int, int] | None:
+    """The first and last hour of the whole blocks of hours that span ``hour``, or None
+    where a table of them would not pay (no value, or far more hours than rows).
+    Whole blocks, so that symbols of one run share the table whatever the hour of their
+    first and last bar."""
+    first, last = hour.min(), hour.max()
+    if first is None or last is None:
+        return None
+    assert isinstance(first, int) and isinstance(last, int)
+    if last - first + 1 > max(_MAX_HOURS_PER_ROW * len(hour), _MIN_HOUR_TABLE):
+        return None
+    first -= first % _HOURS_PER_BLOCK
+    last += _HOURS_PER_BLOCK - 1 - last % _HOURS_PER_BLOCK
+    return first, last
 
 
 @functools.lru_cache(maxsize=8)
@@ -123,14 +134,10 @@ def wall_clock_to_utc(timestamp: pl.Series, zone: str) -> pl.Series:
 def _by_local_hour(wall: pl.Series, zone: str, unit: str) -> pl.Series | None:
     per_hour = 3600 * _UNITS_PER_SECOND[unit]
     hour = wall // per_hour
-    first, last = hour.min(), hour.max()
-    if first is None or last is None:
-        return None  # no timestamp at all
-    assert isinstance(first, int) and isinstance(last, int)
-    if last - first + 1 > max(_MAX_HOURS_PER_ROW * len(wall), _MIN_HOUR_TABLE):
+    blocks = _hour_blocks(hour)
+    if blocks is None:
         return None
-    first -= first % _HOURS_PER_BLOCK
-    last += _HOURS_PER_BLOCK - 1 - last % _HOURS_PER_BLOCK
+    first, last = blocks
     offsets = _local_hour_offsets(zone, unit, first, last)
     if offsets is None:
         return None

@@ -51,7 +51,7 @@ def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     polars sizes its own pool by), else the machine's count."""
     try:
         cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
+    except (AttributeError, OSError):  # not on Linux
         cpus = os.cpu_count() or 1
     quota = cgroup_cpu_quota(cgroup_root)
     return max(1, min(cpus, quota)) if quota is not None else cpus

@@ -67,7 +67,7 @@ def build_report(
         if not partial and snapshot.state == "merging":
             snapshot = replace(snapshot, state="completed")
         sections = report_sections(snapshot, events, timeline, app)
-        sections[-1:-1] = context_sections(best, [job.result() for job in pending])
+        sections[-1:-1] = _best_in_context(best, [job.result() for job in pending])
     banner = (
         f"Partial report: the run is {snapshot.state}"
         + (
@@ -127,7 +127,7 @@ def _context(row: dict[str, Any], bars_root: Path, app: AppConfig) -> EventConte
         return f"<p>Not drawn: {html.escape(str(exc))}</p>"
 
 
-def context_sections(
+def _best_in_context(
     best: list[dict[str, Any]], contexts: list[EventContext | str]
 ) -> list[Section]:
     """One section per best event: its context drawn, or the line saying why not."""

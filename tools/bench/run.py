@@ -45,6 +45,7 @@ from detector.bars import bar_files, count_bars
 from detector.cleaning import REQUIRED_COLUMNS
 from detector.config import AppConfig
 from detector.pipeline import detect_symbol
+from orchestrator.backends.processes import available_cpus
 from tools.bench.processes import (
     BareRun,
     LaunchRun,
@@ -249,13 +250,6 @@ def cpu_model() -> str | None:
     except OSError:
         pass
     return platform.processor() or None
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def machine(load_1m: float | None) -> Machine:
